@@ -1,0 +1,248 @@
+package gossip
+
+import (
+	"os"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/membership"
+	"github.com/plumtree-go/plumtree/membership/static"
+	"github.com/plumtree-go/plumtree/transport/mem"
+)
+
+// tally counts, per message, what the whole cluster did with it.
+type tally struct {
+	mu        sync.Mutex
+	payloads  map[MessageID]int // payload frames received (first copies and duplicates)
+	eagerSent map[MessageID]int // payloads pushed along the tree (graft replies excluded)
+	events    map[EventKind]int
+}
+
+func newTally() *tally {
+	return &tally{payloads: map[MessageID]int{}, eagerSent: map[MessageID]int{}, events: map[EventKind]int{}}
+}
+
+func (t *tally) Observe(e Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events[e.Kind]++
+	switch {
+	case e.Kind == EventDelivered || e.Kind == EventDuplicate:
+		t.payloads[e.Message]++
+	case e.Kind == EventSent && e.Type == KindGossip && !e.GraftReply:
+		t.eagerSent[e.Message]++
+	}
+}
+
+type testNode struct {
+	id   string
+	tr   *mem.Transport
+	mem  *static.Static[string]
+	pt   *Plumtree[string, []byte]
+	down bool
+
+	mu        sync.Mutex
+	delivered map[MessageID]int
+	hops      map[MessageID]uint32
+}
+
+func (n *testNode) count(id MessageID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.delivered[id]
+}
+
+type cluster struct {
+	t     *testing.T
+	net   *mem.Network
+	nodes []*testNode
+	tally *tally
+	cfg   Config
+	rng   *rand.Rand
+	// sent records every broadcast and its origin.
+	sent   []MessageID
+	origin map[MessageID]int
+}
+
+// newCluster starts n nodes on one in-memory network; every node knows every
+// other through a static membership. Call it inside a synctest bubble.
+func newCluster(t *testing.T, n int, cfg Config, netCfg mem.Config, seed uint64) *cluster {
+	t.Helper()
+	t.Logf("seed %d", seed)
+	netCfg.Seed = seed
+	c := &cluster{t: t, net: mem.NewNetwork(netCfg), tally: newTally(), cfg: cfg,
+		rng: rand.New(rand.NewPCG(seed, 1)), origin: map[MessageID]int{}}
+	var members []membership.Member[string]
+	for i := range n {
+		id := fmt.Sprintf("n%03d", i)
+		members = append(members, membership.Member[string]{ID: id, Addr: id})
+	}
+	for i := range n {
+		node := &testNode{id: members[i].ID, delivered: map[MessageID]int{}, hops: map[MessageID]uint32{}}
+		tr, err := c.net.Listen(node.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.tr = tr
+		node.mem = static.New(members...)
+		node.pt, err = New(cfg, Options[string, []byte]{
+			ID: node.id, Transport: tr, Membership: node.mem, Codec: codec.Bytes(),
+			Observer: c.tally, Seed: seed + uint64(i) + 1,
+			OnDeliver: func(d Delivery[string, []byte]) {
+				node.mu.Lock()
+				node.delivered[d.ID]++
+				node.hops[d.ID] = d.Hops
+				node.mu.Unlock()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, node)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *cluster) close() {
+	for _, n := range c.nodes {
+		c.crash(n)
+	}
+}
+
+// crash stops a node without telling anyone.
+func (c *cluster) crash(n *testNode) {
+	if n.down {
+		return
+	}
+	n.down = true
+	n.pt.Close()
+	n.tr.Close()
+	n.mem.Close()
+}
+
+func (c *cluster) live() []*testNode {
+	var l []*testNode
+	for _, n := range c.nodes {
+		if !n.down {
+			l = append(l, n)
+		}
+	}
+	return l
+}
+
+// broadcast sends one message from a random live node, or from the node given.
+func (c *cluster) broadcast(from *testNode) MessageID {
+	c.t.Helper()
+	if from == nil {
+		live := c.live()
+		from = live[c.rng.IntN(len(live))]
+	}
+	id, err := from.pt.Broadcast(context.Background(), []byte(fmt.Sprintf("message %d from %s", len(c.sent), from.id)))
+	if err != nil {
+		c.t.Fatalf("broadcast from %s: %v", from.id, err)
+	}
+	c.sent = append(c.sent, id)
+	for i, n := range c.nodes {
+		if n == from {
+			c.origin[id] = i
+		}
+	}
+	return id
+}
+
+// missing lists, for message id, the given nodes (its origin excepted) that
+// have not delivered it, and fails on any that delivered it twice.
+func (c *cluster) missing(id MessageID, among []*testNode) []string {
+	c.t.Helper()
+	var miss []string
+	for _, n := range among {
+		if c.nodes[c.origin[id]] == n {
+			if k := n.count(id); k != 0 {
+				c.t.Fatalf("origin %s delivered its own message %s %d times", n.id, id, k)
+			}
+			continue
+		}
+		switch k := n.count(id); k {
+		case 1:
+		case 0:
+			miss = append(miss, n.id)
+		default:
+			c.t.Fatalf("node %s delivered message %s %d times", n.id, id, k)
+		}
+	}
+	return miss
+}
+
+func (c *cluster) requireAllDelivered(ids []MessageID, among []*testNode) {
+	c.t.Helper()
+	for _, id := range ids {
+		if miss := c.missing(id, among); len(miss) > 0 {
+			c.t.Fatalf("message %s (origin %s) not delivered by %d nodes: %v", id, c.nodes[c.origin[id]].id, len(miss), miss)
+		}
+	}
+}
+
+func (c *cluster) checkInvariants() {
+	c.t.Helper()
+	for _, n := range c.live() {
+		if err := n.pt.checkInvariants(); err != nil {
+			c.t.Fatalf("node %s: %v", n.id, err)
+		}
+	}
+}
+
+// graftHorizon is the longest a node can take to recover a message it was
+// told of: the announcement's batching, then every graft and its wait.
+func graftHorizon(cfg Config) time.Duration {
+	d := cfg.IHaveInterval + cfg.GraftTimeout
+	for k := range cfg.GraftMaxRetries + 1 {
+		d += min(cfg.GraftTimeout<<k, cfg.GraftMaxBackoff)
+	}
+	return d
+}
+
+func TestClusterStableTreeRMR(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, total, warmup = 50, 1000, 100
+		cfg := DefaultConfig()
+		if os.Getenv("OPT") == "0" {
+			cfg.OptimizationThreshold = 0
+		}
+		if os.Getenv("XCHG") == "0" {
+			cfg.ExchangeInterval = 0
+		}
+		c := newCluster(t, n, cfg, mem.Config{Latency: time.Millisecond}, 20261127)
+		for range total {
+			c.broadcast(nil)
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(graftHorizon(cfg))
+		synctest.Wait()
+		c.requireAllDelivered(c.sent, c.nodes)
+		c.checkInvariants()
+
+		c.tally.mu.Lock()
+		defer c.tally.mu.Unlock()
+		var received, worst int
+		for i, id := range c.sent[warmup:] {
+			received += c.tally.payloads[id]
+			if e := c.tally.eagerSent[id]; e != n-1 {
+				t.Errorf("broadcast %d after warm-up pushed %d payloads along the tree, want exactly %d", warmup+i, e, n-1)
+			}
+			worst = max(worst, c.tally.payloads[id])
+		}
+		rmr := float64(received)/float64((total-warmup)*(n-1)) - 1
+		t.Logf("after %d warm-up broadcasts: RMR %.4f over %d broadcasts; most payloads for one broadcast %d; events %v",
+			warmup, rmr, total-warmup, worst, c.tally.events)
+		if rmr > 0.05 {
+			t.Fatalf("RMR %.4f after the tree formed, want at most 0.05", rmr)
+		}
+	})
+}

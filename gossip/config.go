@@ -1,0 +1,316 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds the protocol's tuning. Start from a preset (DefaultConfig,
+// LANConfig, WANConfig, LargeClusterConfig) and change fields; New validates
+// it and names the field of any error.
+type Config struct {
+	// EagerFanout is how many neighbours a node picks to push full payloads
+	// to when it fills its neighbour set. Pruning later trims the eager set
+	// to the tree's edges.
+	EagerFanout int
+	// LazyFanout is how many neighbours a node picks to send announcements
+	// (IHave) to.
+	LazyFanout int
+	// MaxPeers caps eager plus lazy neighbours.
+	MaxPeers int
+	// MaxEagerPeers caps the eager set. A peer that would pass it (by pushing
+	// to or grafting this node) is answered but then pruned.
+	MaxEagerPeers int
+	// MaxLazyPeers caps the lazy set.
+	MaxLazyPeers int
+
+	// IHaveInterval is how long an announcement may wait in a peer's queue
+	// before the queue is sent.
+	IHaveInterval time.Duration
+	// IHaveBatchSize sends a peer's queue at once when it holds this many
+	// announcements.
+	IHaveBatchSize int
+	// IHaveRateLimitPerSecond and IHaveRateLimitBurst bound how many
+	// announcements per second one peer may make this node process; the rest
+	// are dropped and counted.
+	IHaveRateLimitPerSecond float64
+	IHaveRateLimitBurst     int
+
+	// GraftTimeout is how long a node waits, after the first announcement of
+	// a message it lacks, before it grafts the announcer. Keep it above twice
+	// the network's round trip plus processing time.
+	GraftTimeout time.Duration
+	// GraftMaxRetries is how many further grafts, to the other announcers in
+	// turn, follow the first one. The wait doubles after each graft, up to
+	// GraftMaxBackoff.
+	GraftMaxRetries int
+	// GraftMaxBackoff caps the wait between grafts.
+	GraftMaxBackoff time.Duration
+	// GraftRateLimitPerSecond and GraftRateLimitBurst bound how many grafts
+	// one peer may have answered with a payload; the rest are refused and
+	// counted.
+	GraftRateLimitPerSecond float64
+	GraftRateLimitBurst     int
+	// MaxMissing bounds how many announced-but-missing messages a node
+	// tracks at once.
+	MaxMissing int
+
+	// OptimizationThreshold is the paper's tree optimization: when a message
+	// was received over h hops and a neighbour announces it at h-t hops with
+	// t >= OptimizationThreshold, the node grafts that neighbour and prunes
+	// its parent. 0 turns the optimization off.
+	OptimizationThreshold int
+
+	// MessageCacheTTL and MessageCacheMaxSize bound the payload cache that
+	// grafts are answered from.
+	MessageCacheTTL     time.Duration
+	MessageCacheMaxSize int
+	// SeenTTL and SeenMaxSize bound the deduplication set. SeenTTL must
+	// exceed MessageCacheTTL plus ExchangeWindow, so that a message never
+	// returns after a node forgot it had seen it. 0 means twice
+	// MessageCacheTTL plus ExchangeWindow; a zero SeenMaxSize means ten times
+	// MessageCacheMaxSize.
+	SeenTTL     time.Duration
+	SeenMaxSize int
+
+	// ExchangeInterval is how often a node sends one random neighbour the
+	// IDs of the messages it received recently, so that what announcements
+	// missed (a partition, a lost push) is recovered by grafts. 0 turns the
+	// exchange off.
+	ExchangeInterval time.Duration
+	// ExchangeWindow limits the exchange to messages broadcast (by the
+	// origin's clock) at most this long ago. 0 means MessageCacheTTL.
+	ExchangeWindow time.Duration
+	// ExchangeMaxIDs caps the IDs in one exchange (the newest are sent).
+	ExchangeMaxIDs int
+
+	// MaxMessageSize is the largest encoded message Broadcast accepts, and
+	// the largest payload a node accepts from the network.
+	MaxMessageSize int
+
+	// CleanupMinInterval and CleanupMaxInterval bound how often expired
+	// cache and seen entries are swept. The interval halves down to the
+	// minimum while sweeps find work and doubles up to the maximum while
+	// they do not. CleanupBatch caps the entries one sweep removes, so a
+	// large cache never stalls the protocol loop.
+	CleanupMinInterval time.Duration
+	CleanupMaxInterval time.Duration
+	CleanupBatch       int
+
+	// GossipDatagramMaxSize routes a Gossip frame up to this many bytes by
+	// the datagram path and a larger one by the stream path (also limited by
+	// the transport's own datagram size). 0 sends every Gossip by stream.
+	// IHave goes by datagram; Graft, Prune and exchanges by stream.
+	GossipDatagramMaxSize int
+
+	// DeliveryBuffer is how many deliveries may wait for the application.
+	// Past it deliveries are dropped, counted and reported, never blocking
+	// the protocol.
+	DeliveryBuffer int
+	// SendQueueSize is how many stream frames may wait for one peer.
+	SendQueueSize int
+	// ReconcileInterval is how often the runner compares the membership's
+	// full view with its own, repairing any event the membership dropped.
+	ReconcileInterval time.Duration
+}
+
+// DefaultConfig is for general purpose: the tuning guide's balanced values.
+func DefaultConfig() Config {
+	return Config{
+		EagerFanout:             3,                      // guide: "3: Good, Default, most deployments"
+		LazyFanout:              6,                      // guide: "6: Balanced" recovery speed against overhead
+		MaxPeers:                30,                     // room for peers that pick this node on their own
+		MaxEagerPeers:           8,                      // tree degree rarely passes this; more is flapping
+		MaxLazyPeers:            24,                     // room for inbound lazy links
+		IHaveInterval:           100 * time.Millisecond, // between the guide's low-latency 50ms and throughput 200ms
+		IHaveBatchSize:          16,                     // between the guide's 8 and 64
+		IHaveRateLimitPerSecond: 2000,                   // far above honest traffic at 100 msg/s
+		IHaveRateLimitBurst:     4000,
+		GraftTimeout:            500 * time.Millisecond, // between the guide's LAN 200ms and WAN 1s
+		GraftMaxRetries:         5,                      // between the guide's LAN 3 and WAN 7
+		GraftMaxBackoff:         4 * time.Second,
+		GraftRateLimitPerSecond: 10, // between the guide's restrictive 5 and permissive 20
+		GraftRateLimitBurst:     20,
+		MaxMissing:              10_000,
+		OptimizationThreshold:   3,                // the paper's experiments use small thresholds
+		MessageCacheTTL:         60 * time.Second, // between the guide's memory-constrained 30s and 120s
+		MessageCacheMaxSize:     10_000,           // between the guide's 5,000 and 50,000
+		ExchangeInterval:        2 * time.Second,  // one small frame per node per interval
+		ExchangeMaxIDs:          512,
+		MaxMessageSize:          1 << 20,
+		CleanupMinInterval:      5 * time.Second,  // the guide's CleanupTuner minimum
+		CleanupMaxInterval:      60 * time.Second, // the guide's CleanupTuner maximum
+		CleanupBatch:            4096,
+		GossipDatagramMaxSize:   1024, // small gossip by datagram, as the guide's table
+		DeliveryBuffer:          1024,
+		SendQueueSize:           1024,
+		ReconcileInterval:       10 * time.Second,
+	}
+}
+
+// LANConfig is for one datacenter: low latency, aggressive recovery.
+func LANConfig() Config {
+	c := DefaultConfig()
+	c.IHaveInterval = 50 * time.Millisecond // guide: low latency
+	c.IHaveBatchSize = 8                    // guide: low latency
+	c.GraftTimeout = 200 * time.Millisecond // guide: LAN
+	c.GraftMaxRetries = 3                   // guide: LAN
+	c.GraftMaxBackoff = time.Second
+	c.GraftRateLimitPerSecond = 20 // guide: permissive, trusted network
+	c.GraftRateLimitBurst = 40
+	c.ExchangeInterval = time.Second
+	return c
+}
+
+// WANConfig is for several datacenters: high latency tolerance, larger
+// batches, a longer cache. (Compression is chosen with the runner's
+// Compressor option.)
+func WANConfig() Config {
+	c := DefaultConfig()
+	c.LazyFanout = 8                         // more announcers: recovery across slow links
+	c.IHaveInterval = 200 * time.Millisecond // guide: high throughput
+	c.IHaveBatchSize = 64                    // guide: high throughput
+	c.GraftTimeout = time.Second             // guide: WAN
+	c.GraftMaxRetries = 7                    // guide: WAN
+	c.GraftMaxBackoff = 8 * time.Second
+	c.GraftRateLimitPerSecond = 5 // guide: restrictive, open network
+	c.GraftRateLimitBurst = 10
+	c.MessageCacheTTL = 120 * time.Second // guide: high recovery capability
+	c.MessageCacheMaxSize = 50_000        // guide: high recovery capability
+	c.ExchangeInterval = 5 * time.Second
+	return c
+}
+
+// LargeClusterConfig is for 1,000 nodes and more: higher fanout, peer caps,
+// batches sized against IHave storms.
+func LargeClusterConfig() Config {
+	c := DefaultConfig()
+	c.EagerFanout = 4     // guide: 4-5 for large clusters
+	c.LazyFanout = 8      // guide: more recovery paths
+	c.MaxPeers = 100      // guide: large_cluster max_peers
+	c.MaxEagerPeers = 5   // guide: large_cluster max_eager_peers
+	c.MaxLazyPeers = 50   // guide: large_cluster max_lazy_peers
+	c.IHaveBatchSize = 32 // guide: reduce IHave storm
+	c.MessageCacheMaxSize = 50_000
+	return c
+}
+
+// seenTTL is the effective seen-set TTL.
+func (c *Config) seenTTL() time.Duration {
+	if c.SeenTTL > 0 {
+		return c.SeenTTL
+	}
+	return 2*c.MessageCacheTTL + c.exchangeWindow()
+}
+
+func (c *Config) seenMaxSize() int {
+	if c.SeenMaxSize > 0 {
+		return c.SeenMaxSize
+	}
+	return 10 * c.MessageCacheMaxSize
+}
+
+func (c *Config) exchangeWindow() time.Duration {
+	if c.ExchangeWindow > 0 {
+		return c.ExchangeWindow
+	}
+	return c.MessageCacheTTL
+}
+
+// ConfigError names the Config field that is wrong and why.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "gossip: Config." + e.Field + " " + e.Reason }
+
+// Validate checks c and returns every problem, each a *ConfigError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	positive := func(field string, v int) {
+		if v <= 0 {
+			bad(field, "must be positive, is %d", v)
+		}
+	}
+	positiveDur := func(field string, v time.Duration) {
+		if v <= 0 {
+			bad(field, "must be positive, is %v", v)
+		}
+	}
+	positive("EagerFanout", c.EagerFanout)
+	if c.LazyFanout < 0 {
+		bad("LazyFanout", "must not be negative, is %d", c.LazyFanout)
+	}
+	if c.MaxEagerPeers < c.EagerFanout {
+		bad("MaxEagerPeers", "(%d) must be at least EagerFanout (%d)", c.MaxEagerPeers, c.EagerFanout)
+	}
+	if c.MaxLazyPeers < c.LazyFanout {
+		bad("MaxLazyPeers", "(%d) must be at least LazyFanout (%d)", c.MaxLazyPeers, c.LazyFanout)
+	}
+	if c.MaxPeers < c.EagerFanout+c.LazyFanout {
+		bad("MaxPeers", "(%d) must be at least EagerFanout+LazyFanout (%d)", c.MaxPeers, c.EagerFanout+c.LazyFanout)
+	}
+	positiveDur("IHaveInterval", c.IHaveInterval)
+	positive("IHaveBatchSize", c.IHaveBatchSize)
+	if c.IHaveRateLimitPerSecond <= 0 {
+		bad("IHaveRateLimitPerSecond", "must be positive, is %v", c.IHaveRateLimitPerSecond)
+	}
+	positive("IHaveRateLimitBurst", c.IHaveRateLimitBurst)
+	positiveDur("GraftTimeout", c.GraftTimeout)
+	if c.GraftMaxRetries < 0 {
+		bad("GraftMaxRetries", "must not be negative, is %d", c.GraftMaxRetries)
+	}
+	if c.GraftMaxBackoff < c.GraftTimeout {
+		bad("GraftMaxBackoff", "(%v) must be at least GraftTimeout (%v)", c.GraftMaxBackoff, c.GraftTimeout)
+	}
+	if c.GraftRateLimitPerSecond <= 0 {
+		bad("GraftRateLimitPerSecond", "must be positive, is %v", c.GraftRateLimitPerSecond)
+	}
+	positive("GraftRateLimitBurst", c.GraftRateLimitBurst)
+	positive("MaxMissing", c.MaxMissing)
+	if c.OptimizationThreshold < 0 {
+		bad("OptimizationThreshold", "must not be negative, is %d", c.OptimizationThreshold)
+	}
+	positiveDur("MessageCacheTTL", c.MessageCacheTTL)
+	positive("MessageCacheMaxSize", c.MessageCacheMaxSize)
+	if c.SeenTTL < 0 {
+		bad("SeenTTL", "must not be negative, is %v", c.SeenTTL)
+	} else if c.SeenTTL > 0 && c.SeenTTL <= c.MessageCacheTTL+c.exchangeWindow() {
+		bad("SeenTTL", "(%v) must exceed MessageCacheTTL plus ExchangeWindow (%v), or old messages are delivered again",
+			c.SeenTTL, c.MessageCacheTTL+c.exchangeWindow())
+	}
+	if c.SeenMaxSize < 0 {
+		bad("SeenMaxSize", "must not be negative, is %d", c.SeenMaxSize)
+	} else if c.SeenMaxSize > 0 && c.SeenMaxSize < c.MessageCacheMaxSize {
+		bad("SeenMaxSize", "(%d) must be at least MessageCacheMaxSize (%d)", c.SeenMaxSize, c.MessageCacheMaxSize)
+	}
+	if c.ExchangeInterval < 0 {
+		bad("ExchangeInterval", "must not be negative, is %v", c.ExchangeInterval)
+	}
+	if c.ExchangeWindow < 0 {
+		bad("ExchangeWindow", "must not be negative, is %v", c.ExchangeWindow)
+	} else if c.ExchangeWindow > c.MessageCacheTTL {
+		bad("ExchangeWindow", "(%v) must not exceed MessageCacheTTL (%v): a graft could not be answered", c.ExchangeWindow, c.MessageCacheTTL)
+	}
+	if c.ExchangeInterval > 0 {
+		positive("ExchangeMaxIDs", c.ExchangeMaxIDs)
+	}
+	positive("MaxMessageSize", c.MaxMessageSize)
+	positiveDur("CleanupMinInterval", c.CleanupMinInterval)
+	if c.CleanupMaxInterval < c.CleanupMinInterval {
+		bad("CleanupMaxInterval", "(%v) must be at least CleanupMinInterval (%v)", c.CleanupMaxInterval, c.CleanupMinInterval)
+	}
+	positive("CleanupBatch", c.CleanupBatch)
+	if c.GossipDatagramMaxSize < 0 {
+		bad("GossipDatagramMaxSize", "must not be negative, is %d", c.GossipDatagramMaxSize)
+	}
+	positive("DeliveryBuffer", c.DeliveryBuffer)
+	positive("SendQueueSize", c.SendQueueSize)
+	positiveDur("ReconcileInterval", c.ReconcileInterval)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,101 @@
+package cache
+
+import (
+	"testing"
+	"time"
+)
+
+func key(i int) Key { return Key{byte(i), byte(i >> 8), byte(i >> 16)} }
+
+func TestStoreTTLAndCap(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	s := New[int](10*time.Second, 3)
+	for i := range 3 {
+		if ev := s.Put(key(i), i, t0.Add(time.Duration(i)*time.Second)); ev != 0 {
+			t.Fatalf("put %d evicted %d under the cap", i, ev)
+		}
+	}
+	if ev := s.Put(key(3), 3, t0.Add(3*time.Second)); ev != 1 {
+		t.Fatalf("put over the cap evicted %d, want 1", ev)
+	}
+	if s.Has(key(0), t0.Add(3*time.Second)) {
+		t.Fatal("the oldest entry survived eviction")
+	}
+	if v, ok := s.Get(key(1), t0.Add(3*time.Second)); !ok || *v != 1 {
+		t.Fatalf("Get(1) = %v, %v", v, ok)
+	}
+	// key 1 was put at 1s: expired at 11s, even before a sweep.
+	if s.Has(key(1), t0.Add(11*time.Second)) {
+		t.Fatal("an expired entry is still visible")
+	}
+	if s.Len() != 3 {
+		t.Fatalf("Len = %d, want 3", s.Len())
+	}
+	removed, more := s.Sweep(t0.Add(12*time.Second), 1)
+	if removed != 1 || !more {
+		t.Fatalf("Sweep with budget 1 = %d, %v; want 1, true", removed, more)
+	}
+	removed, more = s.Sweep(t0.Add(12*time.Second), 10)
+	if removed != 1 || more {
+		t.Fatalf("second Sweep = %d, %v; want 1, false", removed, more)
+	}
+	if s.Len() != 1 || !s.Has(key(3), t0.Add(12*time.Second)) {
+		t.Fatalf("after sweeping, Len = %d and key 3 present = %v", s.Len(), s.Has(key(3), t0.Add(12*time.Second)))
+	}
+}
+
+func TestStoreGrowKeepsIndex(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	s := New[int](time.Hour, 1000)
+	for i := range 500 {
+		s.Put(key(i), i, t0)
+		if i%7 == 0 {
+			s.Delete(key(i))
+		}
+	}
+	for i := range 500 {
+		v, ok := s.Get(key(i), t0)
+		if i%7 == 0 {
+			if ok {
+				t.Fatalf("deleted key %d still present", i)
+			}
+			continue
+		}
+		if !ok || *v != i {
+			t.Fatalf("key %d: got %v, %v", i, v, ok)
+		}
+	}
+	var order []int
+	s.Newest(t0, func(k Key, _ time.Time, v *int) bool { order = append(order, *v); return len(order) < 3 })
+	if len(order) != 3 || order[0] != 499 || order[1] != 498 || order[2] != 496 { // 497 = 71*7 was deleted
+		t.Fatalf("Newest order = %v", order)
+	}
+}
+
+func TestSeenShardedCap(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	s := NewSeen(time.Minute, 160)
+	evicted := 0
+	for i := range 10_000 {
+		k := key(i)
+		k[0], k[7] = byte(i*131), byte(i*17) // spread over shards
+		evicted += s.Add(k, t0)
+	}
+	if s.Len() > 160 {
+		t.Fatalf("seen set holds %d entries, cap 160", s.Len())
+	}
+	if evicted+s.Len() != 10_000 {
+		t.Fatalf("evicted %d + held %d != added 10000", evicted, s.Len())
+	}
+	removed := 0
+	for {
+		r, more := s.Sweep(t0.Add(2*time.Minute), 7)
+		removed += r
+		if !more {
+			break
+		}
+	}
+	if s.Len() != 0 {
+		t.Fatalf("%d entries left after sweeping everything expired (removed %d)", s.Len(), removed)
+	}
+}

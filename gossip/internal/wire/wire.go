@@ -1,0 +1,369 @@
+// Package wire is the binary frame format of the broadcast protocol.
+//
+// Every frame starts with a version byte and a type byte, then the sender's
+// identity (length-prefixed bytes, encoded by the node's ID codec), then the
+// fields of its type:
+//
+//	Gossip:   id[16] round:uvarint origin:bytes timestamp:varint flags:u8
+//	          [trace:bytes if flags&FlagTrace] compressor:u8 payload:bytes
+//	IHave:    count:uvarint { id[16] round:uvarint } * count
+//	Exchange: same layout as IHave
+//	Graft:    id[16] round:uvarint flags:u8 (FlagWantPayload)
+//	Prune:    nothing
+//
+// where bytes is a uvarint length followed by that many bytes. Decode rejects
+// an unknown version, an unknown type, truncated or trailing bytes, lengths
+// past the Limits and flags it does not know, always with an error and never
+// a panic, and never allocates in proportion to a length it has not checked
+// against the input's size.
+//
+// This package must never import anything outside the standard library.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Version is the frame format version this package writes and reads.
+const Version = 1
+
+// Type is a frame type.
+type Type uint8
+
+// The frame types.
+const (
+	TypeGossip   Type = 1
+	TypeIHave    Type = 2
+	TypeGraft    Type = 3
+	TypePrune    Type = 4
+	TypeExchange Type = 5
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeGossip:
+		return "gossip"
+	case TypeIHave:
+		return "ihave"
+	case TypeGraft:
+		return "graft"
+	case TypePrune:
+		return "prune"
+	case TypeExchange:
+		return "exchange"
+	default:
+		return fmt.Sprintf("type(%d)", uint8(t))
+	}
+}
+
+// Flags of a Gossip or Graft frame.
+const (
+	FlagTrace       = 1 << 0 // Gossip: a trace context follows
+	FlagWantPayload = 1 << 0 // Graft: answer with the payload
+)
+
+// IDSize is the length of a message ID.
+const IDSize = 16
+
+// Announcement names a message and the hop count at which the announcer's
+// peer would receive it.
+type Announcement struct {
+	ID    [IDSize]byte
+	Round uint32
+}
+
+// announcementMinSize is the smallest encoding of an Announcement.
+const announcementMinSize = IDSize + 1
+
+// Frame is one decoded frame. Which fields mean something depends on Type.
+// After Decode, the byte slices alias the decoded input.
+type Frame struct {
+	Type   Type
+	Sender []byte
+
+	ID    [IDSize]byte // Gossip, Graft
+	Round uint32       // Gossip, Graft
+
+	Origin     []byte // Gossip
+	Timestamp  int64  // Gossip: origin's wall clock at broadcast, Unix nanoseconds
+	Trace      []byte // Gossip: optional trace context
+	Compressor byte   // Gossip: wire ID of the payload's compressor
+	Payload    []byte // Gossip
+
+	Announcements []Announcement // IHave, Exchange
+
+	WantPayload bool // Graft
+}
+
+// Limits bound what Decode accepts.
+type Limits struct {
+	MaxIDLen         int // sender and origin identity
+	MaxPayload       int // compressed payload
+	MaxTrace         int
+	MaxAnnouncements int
+}
+
+// DefaultLimits are generous bounds for any deployment.
+var DefaultLimits = Limits{MaxIDLen: 255, MaxPayload: 64 << 20, MaxTrace: 128, MaxAnnouncements: 1 << 16}
+
+// Errors returned (wrapped) by Decode.
+var (
+	ErrTruncated = errors.New("wire: truncated frame")
+	ErrTrailing  = errors.New("wire: trailing bytes after frame")
+	ErrMalformed = errors.New("wire: malformed frame")
+	ErrTooLarge  = errors.New("wire: field exceeds limit")
+)
+
+// VersionError reports a frame of a version this package cannot read.
+type VersionError struct{ Version byte }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("wire: unknown frame version %d (this node reads version %d)", e.Version, Version)
+}
+
+// TypeError reports an unknown frame type.
+type TypeError struct{ Type byte }
+
+func (e *TypeError) Error() string { return fmt.Sprintf("wire: unknown frame type %d", e.Type) }
+
+// Append appends the encoding of f to dst.
+func Append(dst []byte, f *Frame) ([]byte, error) {
+	dst = append(dst, Version, byte(f.Type))
+	dst = appendBytes(dst, f.Sender)
+	switch f.Type {
+	case TypeGossip:
+		dst = append(dst, f.ID[:]...)
+		dst = binary.AppendUvarint(dst, uint64(f.Round))
+		dst = appendBytes(dst, f.Origin)
+		dst = binary.AppendVarint(dst, f.Timestamp)
+		var flags byte
+		if len(f.Trace) > 0 {
+			flags |= FlagTrace
+		}
+		dst = append(dst, flags)
+		if flags&FlagTrace != 0 {
+			dst = appendBytes(dst, f.Trace)
+		}
+		dst = append(dst, f.Compressor)
+		dst = appendBytes(dst, f.Payload)
+	case TypeIHave, TypeExchange:
+		dst = binary.AppendUvarint(dst, uint64(len(f.Announcements)))
+		for i := range f.Announcements {
+			a := &f.Announcements[i]
+			dst = append(dst, a.ID[:]...)
+			dst = binary.AppendUvarint(dst, uint64(a.Round))
+		}
+	case TypeGraft:
+		dst = append(dst, f.ID[:]...)
+		dst = binary.AppendUvarint(dst, uint64(f.Round))
+		var flags byte
+		if f.WantPayload {
+			flags |= FlagWantPayload
+		}
+		dst = append(dst, flags)
+	case TypePrune:
+	default:
+		return dst, &TypeError{Type: byte(f.Type)}
+	}
+	return dst, nil
+}
+
+// AnnouncementSize is the encoded size of a.
+func AnnouncementSize(a Announcement) int {
+	return IDSize + uvarintLen(uint64(a.Round))
+}
+
+// AnnouncementsHeaderSize is the size of an IHave or Exchange frame with no
+// announcements from a sender whose identity is senderLen bytes long, plus
+// room for the count.
+func AnnouncementsHeaderSize(senderLen int) int {
+	return 2 + uvarintLen(uint64(senderLen)) + senderLen + binary.MaxVarintLen32
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// Decode decodes src into f, reusing f.Announcements' storage. The byte
+// slices of f alias src.
+func Decode(src []byte, f *Frame, lim Limits) error {
+	d := decoder{b: src}
+	if len(src) < 2 {
+		return ErrTruncated
+	}
+	if src[0] != Version {
+		return &VersionError{Version: src[0]}
+	}
+	typ := Type(src[1])
+	d.b = src[2:]
+	anns := f.Announcements[:0]
+	*f = Frame{Type: typ}
+	var err error
+	if f.Sender, err = d.bytes(lim.MaxIDLen, "sender"); err != nil {
+		return err
+	}
+	switch typ {
+	case TypeGossip:
+		if err = d.id(&f.ID); err != nil {
+			return err
+		}
+		if f.Round, err = d.round(); err != nil {
+			return err
+		}
+		if f.Origin, err = d.bytes(lim.MaxIDLen, "origin"); err != nil {
+			return err
+		}
+		if f.Timestamp, err = d.varint(); err != nil {
+			return err
+		}
+		flags, err := d.byte()
+		if err != nil {
+			return err
+		}
+		if flags&^FlagTrace != 0 {
+			return fmt.Errorf("%w: unknown gossip flags %#x", ErrMalformed, flags)
+		}
+		if flags&FlagTrace != 0 {
+			if f.Trace, err = d.bytes(lim.MaxTrace, "trace"); err != nil {
+				return err
+			}
+		}
+		if f.Compressor, err = d.byte(); err != nil {
+			return err
+		}
+		if f.Payload, err = d.bytes(lim.MaxPayload, "payload"); err != nil {
+			return err
+		}
+	case TypeIHave, TypeExchange:
+		n, err := d.uvarint()
+		if err != nil {
+			return err
+		}
+		if n > uint64(lim.MaxAnnouncements) {
+			return fmt.Errorf("%w: %d announcements (limit %d)", ErrTooLarge, n, lim.MaxAnnouncements)
+		}
+		if n > uint64(len(d.b)/announcementMinSize) {
+			return fmt.Errorf("%w: %d announcements in %d bytes", ErrTruncated, n, len(d.b))
+		}
+		if cap(anns) < int(n) {
+			anns = make([]Announcement, 0, n)
+		}
+		for range n {
+			var a Announcement
+			if err := d.id(&a.ID); err != nil {
+				return err
+			}
+			if a.Round, err = d.round(); err != nil {
+				return err
+			}
+			anns = append(anns, a)
+		}
+		f.Announcements = anns
+	case TypeGraft:
+		if err = d.id(&f.ID); err != nil {
+			return err
+		}
+		if f.Round, err = d.round(); err != nil {
+			return err
+		}
+		flags, err := d.byte()
+		if err != nil {
+			return err
+		}
+		if flags&^FlagWantPayload != 0 {
+			return fmt.Errorf("%w: unknown graft flags %#x", ErrMalformed, flags)
+		}
+		f.WantPayload = flags&FlagWantPayload != 0
+	case TypePrune:
+	default:
+		return &TypeError{Type: byte(typ)}
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after %s frame", ErrTrailing, len(d.b), typ)
+	}
+	return nil
+}
+
+type decoder struct{ b []byte }
+
+func (d *decoder) byte() (byte, error) {
+	if len(d.b) < 1 {
+		return 0, ErrTruncated
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c, nil
+}
+
+func (d *decoder) uvarint() (uint64, error) {
+	v, n := binary.Uvarint(d.b)
+	if n == 0 {
+		return 0, ErrTruncated
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%w: varint overflows 64 bits", ErrMalformed)
+	}
+	d.b = d.b[n:]
+	return v, nil
+}
+
+func (d *decoder) varint() (int64, error) {
+	v, n := binary.Varint(d.b)
+	if n == 0 {
+		return 0, ErrTruncated
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%w: varint overflows 64 bits", ErrMalformed)
+	}
+	d.b = d.b[n:]
+	return v, nil
+}
+
+func (d *decoder) round() (uint32, error) {
+	v, err := d.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	if v > math.MaxUint32 {
+		return 0, fmt.Errorf("%w: round %d overflows 32 bits", ErrMalformed, v)
+	}
+	return uint32(v), nil
+}
+
+func (d *decoder) id(id *[IDSize]byte) error {
+	if len(d.b) < IDSize {
+		return ErrTruncated
+	}
+	copy(id[:], d.b[:IDSize])
+	d.b = d.b[IDSize:]
+	return nil
+}
+
+func (d *decoder) bytes(limit int, what string) ([]byte, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("%w: %s of %d bytes (limit %d)", ErrTooLarge, what, n, limit)
+	}
+	if n > uint64(len(d.b)) {
+		return nil, fmt.Errorf("%w: %s of %d bytes, %d left", ErrTruncated, what, n, len(d.b))
+	}
+	b := d.b[:n:n]
+	d.b = d.b[n:]
+	return b, nil
+}

@@ -1,0 +1,678 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/compressor"
+	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/membership"
+	"github.com/plumtree-go/plumtree/transport"
+)
+
+// Options wire a node to the world. ID, Transport, Membership and Codec are
+// required.
+type Options[ID comparable, M any] struct {
+	// ID is this node's identity; Membership must list it under the same ID.
+	ID ID
+	// Transport implements transport.Datagram, transport.Stream or both.
+	// With one path, every frame takes it. The node does not close it.
+	Transport transport.Transport
+	// Membership reports the cluster. The node does not close it.
+	Membership membership.Membership[ID]
+	// Codec encodes the application's messages.
+	Codec codec.Codec[M]
+	// IDCodec encodes node identities on the wire. nil means the built-in
+	// codec for string and integer types (codec.ForID).
+	IDCodec codec.Codec[ID]
+	// Compressor, if set, compresses payloads of at least CompressMinSize
+	// bytes; a payload that does not shrink is sent as it is.
+	Compressor      compressor.Compressor
+	CompressMinSize int
+	// Compressors are the compressors this node can read. nil means the
+	// identity and Compressor.
+	Compressors *compressor.Registry
+	// OnDeliver, if set, is called for each delivered message, one at a
+	// time, on a goroutine of its own. If nil, read Deliveries instead.
+	OnDeliver func(Delivery[ID, M])
+	// Validate, if set, is called before a message is delivered or
+	// forwarded; an error rejects it (it is neither delivered nor forwarded).
+	// It runs on the protocol loop: keep it quick.
+	Validate func(from ID, m M) error
+	// Clock defaults to the system clock.
+	Clock Clock
+	// Observer, if set, receives events. It may be called from several
+	// goroutines at once.
+	Observer Observer
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Seed, if not 0, makes peer sampling and message IDs reproducible
+	// (mixed with the node's ID so that nodes differ).
+	Seed uint64
+}
+
+// Delivery is a message delivered to the application.
+type Delivery[ID comparable, M any] struct {
+	ID        MessageID
+	Origin    ID
+	From      ID     // the neighbour it arrived from
+	Hops      uint32 // hops from the origin
+	Timestamp time.Time
+	Value     M
+}
+
+// Stats is a snapshot of a node.
+type Stats struct {
+	EngineStats
+	DeliveriesDropped uint64 // deliveries lost to a full delivery buffer
+	DecodeErrors      uint64 // frames from the network that could not be read
+	SendErrors        uint64 // frames the transport refused or a full send queue dropped
+}
+
+// ErrClosed is returned by the methods of a closed node.
+var ErrClosed = errors.New("gossip: node closed")
+
+// Plumtree is a node: it runs the protocol engine on a Transport and a
+// Membership. Make one with New; stop it with Close.
+type Plumtree[ID comparable, M any] struct {
+	o        Options[ID, M]
+	cfg      Config
+	eng      *Engine[ID]
+	dg       transport.Datagram
+	st       transport.Stream
+	clock    Clock
+	log      *slog.Logger
+	comps    *compressor.Registry
+	selfWire []byte
+	limits   wire.Limits
+
+	bcast      chan broadcastReq
+	queries    chan func()
+	deliveries chan Delivery[ID, M]
+	stop       chan struct{}
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	senders    sync.WaitGroup
+	closeOnce  sync.Once
+
+	// Owned by the loop.
+	peers     map[ID]*peer
+	frame     wire.Frame
+	scratch   []byte
+	lastEnc   []byte
+	lastKey   gossipKey
+	decodeBuf []byte
+
+	dropped, decodeErrs, sendErrs atomic.Uint64
+}
+
+type peer struct {
+	addr   string
+	idWire []byte
+	queue  chan []byte // stream frames waiting for the sender goroutine
+}
+
+type gossipKey struct {
+	id    MessageID
+	round uint32
+	ok    bool
+}
+
+type broadcastReq struct {
+	payload Payload
+	reply   chan broadcastResp
+}
+
+type broadcastResp struct {
+	id  MessageID
+	err error
+}
+
+// New starts a node.
+func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Transport == nil {
+		return nil, errors.New("gossip: Options.Transport is nil")
+	}
+	if o.Membership == nil {
+		return nil, errors.New("gossip: Options.Membership is nil")
+	}
+	if o.Codec == nil {
+		return nil, errors.New("gossip: Options.Codec is nil")
+	}
+	p := &Plumtree[ID, M]{o: o, cfg: cfg, clock: o.Clock, log: o.Logger, comps: o.Compressors}
+	p.dg, _ = o.Transport.(transport.Datagram)
+	p.st, _ = o.Transport.(transport.Stream)
+	if p.dg == nil && p.st == nil {
+		return nil, fmt.Errorf("gossip: Options.Transport (%T) implements neither transport.Datagram nor transport.Stream", o.Transport)
+	}
+	if p.o.IDCodec == nil {
+		c, err := codec.ForID[ID]()
+		if err != nil {
+			return nil, fmt.Errorf("gossip: Options.IDCodec: %w", err)
+		}
+		p.o.IDCodec = c
+	}
+	if p.clock == nil {
+		p.clock = SystemClock{}
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.comps == nil {
+		var cs []compressor.Compressor
+		if o.Compressor != nil && o.Compressor.ID() != 0 {
+			cs = append(cs, o.Compressor)
+		}
+		reg, err := compressor.NewRegistry(cs...)
+		if err != nil {
+			return nil, fmt.Errorf("gossip: Options.Compressor: %w", err)
+		}
+		p.comps = reg
+	}
+	if o.Compressor != nil {
+		if _, ok := p.comps.ByID(o.Compressor.ID()); !ok {
+			return nil, fmt.Errorf("gossip: Options.Compressor %q is not in Options.Compressors", o.Compressor.Name())
+		}
+	}
+	self, err := p.o.IDCodec.Append(nil, o.ID)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: encoding Options.ID: %w", err)
+	}
+	if len(self) > wire.DefaultLimits.MaxIDLen {
+		return nil, fmt.Errorf("gossip: Options.ID encodes to %d bytes, limit %d", len(self), wire.DefaultLimits.MaxIDLen)
+	}
+	p.selfWire = self
+	p.limits = wire.DefaultLimits
+	p.limits.MaxPayload = cfg.MaxMessageSize
+	seed := o.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	seed ^= xxhash.Sum64(self)
+	p.eng, err = NewEngine(EngineOptions[ID]{Self: o.ID, Config: cfg, Seed: seed, Deliver: p.deliver, Observer: o.Observer})
+	if err != nil {
+		return nil, err
+	}
+	p.bcast = make(chan broadcastReq)
+	p.queries = make(chan func())
+	p.deliveries = make(chan Delivery[ID, M], cfg.DeliveryBuffer)
+	p.stop = make(chan struct{})
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.peers = make(map[ID]*peer)
+
+	now := p.clock.Now()
+	p.reconcile(now)
+	p.wg.Add(1)
+	go p.loop()
+	if o.OnDeliver != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for d := range p.deliveries {
+				o.OnDeliver(d)
+			}
+		}()
+	}
+	return p, nil
+}
+
+// Deliveries returns the channel of delivered messages. It is closed by
+// Close. When OnDeliver is set, the node reads it itself.
+func (p *Plumtree[ID, M]) Deliveries() <-chan Delivery[ID, M] { return p.deliveries }
+
+// Broadcast sends m to the whole cluster and returns its ID. It fails with a
+// *MessageTooLargeError for a message over Config.MaxMessageSize. The local
+// node does not deliver its own message.
+func (p *Plumtree[ID, M]) Broadcast(ctx context.Context, m M) (MessageID, error) {
+	raw, err := p.o.Codec.Append(nil, m)
+	if err != nil {
+		return MessageID{}, fmt.Errorf("gossip: encoding message: %w", err)
+	}
+	if len(raw) > p.cfg.MaxMessageSize {
+		return MessageID{}, &MessageTooLargeError{Size: len(raw), Limit: p.cfg.MaxMessageSize}
+	}
+	pl := Payload{Data: raw}
+	if c := p.o.Compressor; c != nil && c.ID() != 0 && len(raw) >= p.o.CompressMinSize {
+		if z, err := c.Compress(nil, raw); err == nil && len(z) < len(raw) {
+			pl = Payload{Compressor: c.ID(), Data: z}
+		}
+	}
+	req := broadcastReq{payload: pl, reply: make(chan broadcastResp, 1)}
+	select {
+	case p.bcast <- req:
+	case <-ctx.Done():
+		return MessageID{}, ctx.Err()
+	case <-p.stop:
+		return MessageID{}, ErrClosed
+	}
+	r := <-req.reply
+	return r.id, r.err
+}
+
+// Stats returns a snapshot of the node. After Close it returns ErrClosed.
+func (p *Plumtree[ID, M]) Stats() (Stats, error) {
+	var s Stats
+	err := p.query(func() { s.EngineStats = p.eng.Stats() })
+	s.DeliveriesDropped, s.DecodeErrors, s.SendErrors = p.dropped.Load(), p.decodeErrs.Load(), p.sendErrs.Load()
+	return s, err
+}
+
+// Peers returns copies of the eager and lazy sets.
+func (p *Plumtree[ID, M]) Peers() (eager, lazy []ID, err error) {
+	err = p.query(func() { eager, lazy = p.eng.EagerPeers(), p.eng.LazyPeers() })
+	return eager, lazy, err
+}
+
+// checkInvariants runs the engine's invariant check on the loop.
+func (p *Plumtree[ID, M]) checkInvariants() (err error) {
+	if qerr := p.query(func() { err = p.eng.checkInvariants() }); qerr != nil {
+		return qerr
+	}
+	return err
+}
+
+func (p *Plumtree[ID, M]) query(fn func()) error {
+	done := make(chan struct{})
+	select {
+	case p.queries <- func() { fn(); close(done) }:
+		<-done
+		return nil
+	case <-p.stop:
+		return ErrClosed
+	}
+}
+
+// Close stops the node and waits for every goroutine it started, then
+// closes Deliveries. It does not close the Transport or the Membership.
+func (p *Plumtree[ID, M]) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.stop)
+		p.cancel()
+		p.wg.Wait()
+	})
+	return nil
+}
+
+func (p *Plumtree[ID, M]) loop() {
+	defer p.wg.Done()
+	defer func() {
+		for id := range p.peers {
+			p.dropPeer(id)
+		}
+		p.senders.Wait()
+		close(p.deliveries)
+	}()
+
+	var dgCh, stCh <-chan transport.Message
+	if p.dg != nil {
+		dgCh = p.dg.Datagrams()
+	}
+	if p.st != nil {
+		stCh = p.st.Frames()
+	}
+	memCh := p.o.Membership.Events()
+	timer := p.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	armed := true
+	reconcile := p.clock.NewTimer(p.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+
+	for {
+		p.flushOutbox()
+		// Re-arm the single engine timer for the next deadline.
+		if armed && !timer.Stop() {
+			select {
+			case <-timer.C():
+			default:
+			}
+		}
+		armed = false
+		if d := p.eng.NextDeadline(); !d.IsZero() {
+			timer.Reset(max(d.Sub(p.clock.Now()), 0))
+			armed = true
+		}
+		select {
+		case <-p.stop:
+			return
+		case req := <-p.bcast:
+			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, nil)
+			req.reply <- broadcastResp{id: id, err: err}
+		case m, ok := <-dgCh:
+			if !ok {
+				dgCh = nil
+				continue
+			}
+			p.receive(m)
+		case m, ok := <-stCh:
+			if !ok {
+				stCh = nil
+				continue
+			}
+			p.receive(m)
+		case ev, ok := <-memCh:
+			if !ok {
+				memCh = nil
+				continue
+			}
+			p.onMembership(ev)
+		case <-timer.C():
+			armed = false
+			p.eng.Tick(p.clock.Now())
+		case <-reconcile.C():
+			p.reconcile(p.clock.Now())
+			reconcile.Reset(p.cfg.ReconcileInterval)
+		case fn := <-p.queries:
+			fn()
+		}
+	}
+}
+
+// reconcile compares the membership's full view with the node's, so that
+// a dropped event never leaves a ghost peer or a missing one.
+func (p *Plumtree[ID, M]) reconcile(now time.Time) {
+	members := p.o.Membership.Members()
+	ids := make([]ID, 0, len(members))
+	seen := make(map[ID]struct{}, len(members))
+	for _, m := range members {
+		if m.ID == p.o.ID {
+			continue
+		}
+		seen[m.ID] = struct{}{}
+		ids = append(ids, m.ID)
+		p.setPeer(m)
+	}
+	for id := range p.peers {
+		if _, ok := seen[id]; !ok {
+			p.dropPeer(id)
+		}
+	}
+	p.eng.SetMembers(now, ids)
+}
+
+func (p *Plumtree[ID, M]) onMembership(ev membership.Event[ID]) {
+	if ev.Member.ID == p.o.ID {
+		return
+	}
+	now := p.clock.Now()
+	switch ev.Kind {
+	case membership.Join, membership.Update:
+		p.setPeer(ev.Member)
+		p.eng.PeerUp(now, ev.Member.ID)
+	case membership.Leave, membership.Fail:
+		p.dropPeer(ev.Member.ID)
+		p.eng.PeerDown(now, ev.Member.ID)
+	}
+}
+
+func (p *Plumtree[ID, M]) setPeer(m membership.Member[ID]) {
+	pr := p.peers[m.ID]
+	if pr != nil && pr.addr == m.Addr {
+		return
+	}
+	if pr != nil {
+		p.dropPeer(m.ID) // the address changed: a new sender for the new one
+	}
+	idw, err := p.o.IDCodec.Append(nil, m.ID)
+	if err != nil {
+		p.log.Warn("gossip: cannot encode member ID", "id", m.ID, "err", err)
+		return
+	}
+	p.peers[m.ID] = &peer{addr: m.Addr, idWire: idw}
+}
+
+func (p *Plumtree[ID, M]) dropPeer(id ID) {
+	pr := p.peers[id]
+	if pr == nil {
+		return
+	}
+	if pr.queue != nil {
+		close(pr.queue)
+	}
+	delete(p.peers, id)
+}
+
+// deliver is the engine's Deliver hook: decompress, decode, validate, hand
+// to the application.
+func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
+	raw := d.Payload.Data
+	if d.Payload.Compressor != 0 {
+		c, ok := p.comps.ByID(d.Payload.Compressor)
+		if !ok {
+			p.decodeErrs.Add(1)
+			p.log.Debug("gossip: payload with unknown compressor", "compressor", d.Payload.Compressor, "from", d.From)
+			return false
+		}
+		var err error
+		p.decodeBuf, err = c.Decompress(p.decodeBuf[:0], raw, p.cfg.MaxMessageSize)
+		if err != nil {
+			p.decodeErrs.Add(1)
+			p.log.Debug("gossip: payload does not decompress", "compressor", c.Name(), "from", d.From, "err", err)
+			return false
+		}
+		raw = p.decodeBuf
+	}
+	m, err := p.o.Codec.Decode(raw)
+	if err != nil {
+		p.decodeErrs.Add(1)
+		p.log.Debug("gossip: payload does not decode", "from", d.From, "err", err)
+		return false
+	}
+	if p.o.Validate != nil {
+		if err := p.o.Validate(d.From, m); err != nil {
+			p.log.Debug("gossip: message rejected", "id", d.ID, "from", d.From, "err", err)
+			return false
+		}
+	}
+	select {
+	case p.deliveries <- Delivery[ID, M]{ID: d.ID, Origin: d.Origin, From: d.From, Hops: d.Hops, Timestamp: d.Timestamp, Value: m}:
+	default:
+		// Never block the protocol on a slow application: count, report.
+		p.dropped.Add(1)
+		p.emit(Event{Kind: EventDeliveryDropped, Message: d.ID})
+		p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+	}
+	return true
+}
+
+func (p *Plumtree[ID, M]) emit(e Event) {
+	if p.o.Observer != nil {
+		p.o.Observer.Observe(e)
+	}
+}
+
+// receive decodes a frame from the network and feeds it to the engine.
+func (p *Plumtree[ID, M]) receive(tm transport.Message) {
+	f := &p.frame
+	if err := wire.Decode(tm.Data, f, p.limits); err != nil {
+		p.decodeError(tm, err)
+		return
+	}
+	from, err := p.o.IDCodec.Decode(f.Sender)
+	if err != nil {
+		p.decodeError(tm, fmt.Errorf("sender ID: %w", err))
+		return
+	}
+	if from == p.o.ID {
+		return
+	}
+	p.emit(Event{Kind: EventReceived, Type: Kind(f.Type), Path: tm.Path, Bytes: len(tm.Data)})
+	m := Msg[ID]{Kind: Kind(f.Type), ID: f.ID, Round: f.Round}
+	switch f.Type {
+	case wire.TypeGossip:
+		if m.Origin, err = p.o.IDCodec.Decode(f.Origin); err != nil {
+			p.decodeError(tm, fmt.Errorf("origin ID: %w", err))
+			return
+		}
+		m.Timestamp, m.Trace = f.Timestamp, f.Trace
+		m.Payload = Payload{Compressor: f.Compressor, Data: f.Payload}
+	case wire.TypeIHave, wire.TypeExchange:
+		m.Announcements = f.Announcements
+	case wire.TypeGraft:
+		m.WantPayload = f.WantPayload
+	}
+	p.eng.Receive(p.clock.Now(), from, &m)
+}
+
+func (p *Plumtree[ID, M]) decodeError(tm transport.Message, err error) {
+	p.decodeErrs.Add(1)
+	p.emit(Event{Kind: EventDecodeError, Path: tm.Path, Bytes: len(tm.Data), Err: err})
+	p.log.Debug("gossip: dropping unreadable frame", "from", tm.From, "path", tm.Path, "err", err)
+}
+
+// flushOutbox encodes and sends what the engine produced.
+func (p *Plumtree[ID, M]) flushOutbox() {
+	for _, s := range p.eng.Outbox() {
+		pr := p.peers[s.To]
+		if pr == nil {
+			p.emit(Event{Kind: EventUnknownPeer, Type: s.Msg.Kind})
+			continue
+		}
+		switch s.Msg.Kind {
+		case KindIHave, KindExchange:
+			p.sendAnnouncements(pr, &s.Msg)
+		default:
+			p.sendOne(pr, &s.Msg)
+		}
+	}
+}
+
+func (p *Plumtree[ID, M]) encode(dst []byte, m *Msg[ID]) ([]byte, error) {
+	f := wire.Frame{Type: wire.Type(m.Kind), Sender: p.selfWire, ID: m.ID, Round: m.Round,
+		Announcements: m.Announcements, WantPayload: m.WantPayload}
+	if m.Kind == KindGossip {
+		if pr := p.peers[m.Origin]; pr != nil {
+			f.Origin = pr.idWire
+		} else if m.Origin == p.o.ID {
+			f.Origin = p.selfWire
+		} else {
+			var err error
+			if f.Origin, err = p.o.IDCodec.Append(nil, m.Origin); err != nil {
+				return dst, err
+			}
+		}
+		f.Timestamp, f.Trace = m.Timestamp, m.Trace
+		f.Compressor, f.Payload = m.Payload.Compressor, m.Payload.Data
+	}
+	return wire.Append(dst, &f)
+}
+
+func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
+	var b []byte
+	key := gossipKey{id: m.ID, round: m.Round, ok: m.Kind == KindGossip}
+	if key.ok && key == p.lastKey {
+		b = p.lastEnc // the same push to the next eager peer: encode once
+	} else {
+		var err error
+		if b, err = p.encode(nil, m); err != nil {
+			p.sendError(m.Kind, err)
+			return
+		}
+		if key.ok {
+			p.lastKey, p.lastEnc = key, b
+		}
+	}
+	path := transport.PathStream
+	if m.Kind == KindGossip && p.dg != nil && len(b) <= min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize()) {
+		path = transport.PathDatagram
+	}
+	p.transmit(pr, m, path, b)
+}
+
+// sendAnnouncements sends IHave by datagram and exchanges by stream (either
+// falls back to the other path), split into frames that fit.
+func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
+	path := transport.PathDatagram
+	if m.Kind == KindExchange || p.dg == nil {
+		path = transport.PathStream
+	}
+	if p.st == nil {
+		path = transport.PathDatagram
+	}
+	limit := p.cfg.MaxMessageSize
+	if path == transport.PathDatagram {
+		limit = p.dg.MaxDatagramSize()
+	} else {
+		limit = min(limit, p.st.MaxFrameSize())
+	}
+	per := (limit - wire.AnnouncementsHeaderSize(len(p.selfWire))) / (wire.IDSize + 5)
+	if per < 1 {
+		p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
+		return
+	}
+	anns := m.Announcements
+	for len(anns) > 0 {
+		n := min(per, len(anns))
+		part := *m
+		part.Announcements = anns[:n]
+		anns = anns[n:]
+		b, err := p.encode(nil, &part)
+		if err != nil {
+			p.sendError(m.Kind, err)
+			return
+		}
+		p.transmit(pr, &part, path, b)
+	}
+}
+
+func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b []byte) {
+	kind := m.Kind
+	if path == transport.PathDatagram && p.dg == nil {
+		path = transport.PathStream
+	}
+	if path == transport.PathStream && p.st == nil {
+		path = transport.PathDatagram
+	}
+	if path == transport.PathDatagram {
+		if err := p.dg.SendDatagram(p.ctx, pr.addr, b); err != nil {
+			p.sendError(kind, err)
+			return
+		}
+	} else {
+		if pr.queue == nil {
+			pr.queue = make(chan []byte, p.cfg.SendQueueSize)
+			p.senders.Add(1)
+			go p.streamSender(pr.addr, pr.queue)
+		}
+		select {
+		case pr.queue <- b:
+		default:
+			p.sendError(kind, fmt.Errorf("send queue to %s is full", pr.addr))
+			return
+		}
+	}
+	p.emit(Event{Kind: EventSent, Type: kind, Path: path, Bytes: len(b), Message: m.ID, GraftReply: m.GraftReply})
+}
+
+// streamSender writes one peer's stream frames in order, so that a slow
+// peer's backpressure never blocks the protocol loop.
+func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan []byte) {
+	defer p.senders.Done()
+	for b := range q {
+		if p.ctx.Err() != nil {
+			continue // closing: drain without sending
+		}
+		if err := p.st.SendFrame(p.ctx, addr, b); err != nil && p.ctx.Err() == nil {
+			p.sendErrs.Add(1)
+			p.emit(Event{Kind: EventSendError, Path: transport.PathStream, Bytes: len(b), Err: err})
+			p.log.Debug("gossip: stream send failed", "to", addr, "err", err)
+		}
+	}
+}
+
+func (p *Plumtree[ID, M]) sendError(kind Kind, err error) {
+	p.sendErrs.Add(1)
+	p.emit(Event{Kind: EventSendError, Type: kind, Err: err})
+	p.log.Debug("gossip: send failed", "type", kind, "err", err)
+}

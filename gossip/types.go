@@ -1,0 +1,169 @@
+package gossip
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/transport"
+)
+
+// MessageID identifies one broadcast. IDs are random, never derived from the
+// payload, so two broadcasts of the same bytes are two messages.
+type MessageID [16]byte
+
+func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+
+// Kind is a protocol message type.
+type Kind uint8
+
+// The protocol's message types.
+const (
+	KindGossip   = Kind(wire.TypeGossip)   // a full payload
+	KindIHave    = Kind(wire.TypeIHave)    // announcements of payloads
+	KindGraft    = Kind(wire.TypeGraft)    // "make me eager" (and send me a payload)
+	KindPrune    = Kind(wire.TypePrune)    // "make me lazy"
+	KindExchange = Kind(wire.TypeExchange) // periodic list of recent messages
+)
+
+func (k Kind) String() string { return wire.Type(k).String() }
+
+// Announcement names a message and the hop count at which the receiver of the
+// announcement would get it.
+type Announcement = wire.Announcement
+
+// Payload is a message's body as it travels: possibly compressed.
+type Payload struct {
+	// Compressor is the wire ID of the compressor that produced Data (0: none).
+	Compressor byte
+	Data       []byte
+}
+
+// Msg is one protocol message, to or from a peer. Which fields mean something
+// depends on Kind. Byte slices in a Msg are shared and must not be modified.
+type Msg[ID comparable] struct {
+	Kind  Kind
+	ID    MessageID // Gossip, Graft
+	Round uint32    // Gossip: hops travelled on arrival; Graft: the announced hops
+
+	Origin    ID     // Gossip
+	Timestamp int64  // Gossip: the origin's wall clock at broadcast, Unix ns
+	Trace     []byte // Gossip: optional trace context
+	Payload   Payload
+
+	// GraftReply marks a Gossip sent to answer a Graft rather than pushed
+	// along the tree. It is not on the wire.
+	GraftReply bool
+
+	Announcements []Announcement // IHave, Exchange
+
+	WantPayload bool // Graft
+}
+
+// Send is a message the engine wants sent.
+type Send[ID comparable] struct {
+	To  ID
+	Msg Msg[ID]
+}
+
+// RawDelivery is a message as the engine delivers it: the payload still in
+// its wire form.
+type RawDelivery[ID comparable] struct {
+	ID        MessageID
+	From      ID // the neighbour it arrived from
+	Origin    ID
+	Hops      uint32 // hops from the origin
+	Timestamp time.Time
+	Trace     []byte
+	Payload   Payload
+}
+
+// MessageTooLargeError is returned by Broadcast for a message over
+// Config.MaxMessageSize.
+type MessageTooLargeError struct {
+	Size, Limit int
+}
+
+func (e *MessageTooLargeError) Error() string {
+	return fmt.Sprintf("gossip: message of %d bytes exceeds MaxMessageSize %d", e.Size, e.Limit)
+}
+
+// EventKind says what an observed Event reports.
+type EventKind uint8
+
+// Events the engine and runner report to an Observer.
+const (
+	_                     EventKind = iota
+	EventSent                       // a frame went out: Type, Path, Bytes
+	EventReceived                   // a frame came in: Type, Path, Bytes
+	EventDelivered                  // a message reached the application: Message, Hops, Latency
+	EventDuplicate                  // a payload arrived again: Message
+	EventRejected                   // the application's validation refused a message
+	EventDeliveryDropped            // the delivery buffer was full
+	EventGraftSent                  // Message, Count = attempt number from 1
+	EventGraftAnswered              // a graft was answered with a payload
+	EventGraftMiss                  // a graft asked for a message no longer cached
+	EventGraftRateLimited           // a peer's graft was refused by the rate limit
+	EventGraftFailed                // every retry failed; the message was given up
+	EventRecovered                  // a missing message arrived after a graft: Latency since the first graft
+	EventPruneSent
+	EventPruneReceived
+	EventPromoted     // a peer moved to the eager set
+	EventDemoted      // a peer moved to the lazy set
+	EventOptimized    // the tree optimization swapped a parent
+	EventIHaveSent    // Count announcements in one frame
+	EventIHaveDropped // Count announcements refused by the rate or missing limit
+	EventExchangeSent // Count message IDs
+	EventCacheEvicted // Count entries removed from the message cache
+	EventSeenEvicted  // Count entries removed from the seen set
+	EventDecodeError  // a frame from the network could not be read
+	EventSendError    // a frame could not be handed to the transport
+	EventUnknownPeer  // a frame to a peer with no known address was dropped
+)
+
+var eventNames = [...]string{
+	EventSent: "sent", EventReceived: "received", EventDelivered: "delivered",
+	EventDuplicate: "duplicate", EventRejected: "rejected", EventDeliveryDropped: "delivery_dropped",
+	EventGraftSent: "graft_sent", EventGraftAnswered: "graft_answered", EventGraftMiss: "graft_miss",
+	EventGraftRateLimited: "graft_rate_limited", EventGraftFailed: "graft_failed", EventRecovered: "recovered",
+	EventPruneSent: "prune_sent", EventPruneReceived: "prune_received", EventPromoted: "promoted",
+	EventDemoted: "demoted", EventOptimized: "optimized", EventIHaveSent: "ihave_sent",
+	EventIHaveDropped: "ihave_dropped", EventExchangeSent: "exchange_sent", EventCacheEvicted: "cache_evicted",
+	EventSeenEvicted: "seen_evicted", EventDecodeError: "decode_error", EventSendError: "send_error",
+	EventUnknownPeer: "unknown_peer",
+}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && eventNames[k] != "" {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// Event is one observation. Fields that do not apply to the Kind are zero.
+type Event struct {
+	Kind    EventKind
+	Type    Kind           // EventSent, EventReceived
+	Path    transport.Path // EventSent, EventReceived
+	Message MessageID
+	Hops    uint32
+	Count   int
+	Bytes   int
+	Latency time.Duration
+	// GraftReply marks an EventSent of a Gossip that answered a graft.
+	GraftReply bool
+	Err        error
+}
+
+// Observer receives events. It is called on the protocol loop: it must be
+// quick and must not call back into the node.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }

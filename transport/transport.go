@@ -1,0 +1,128 @@
+// Package transport defines how the broadcast core moves bytes between nodes.
+//
+// A transport moves opaque frames between addresses (strings such as
+// "127.0.0.1:7946"). It knows nothing of Plumtree, of node identities or of
+// message types: the sender's identity travels inside the frame and the
+// membership layer maps identities to addresses.
+//
+// There are two paths. The datagram path is best effort, unordered and bounded
+// in size; sending more than the limit fails with a *TooLargeError that carries
+// the limit. The stream path is reliable and ordered per peer, for frames up to
+// a configured maximum. A transport offers one path or both; the core uses what
+// is there. Optional capabilities (statistics, the remote's TLS identity) are
+// separate interfaces found by type assertion.
+//
+// Buffer ownership: a Send method must not keep or modify the slice it is
+// given once it returns. The Data of a received Message belongs to the
+// receiver.
+//
+// This package holds interfaces and errors only; it must never import network
+// code or the gossip core.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Path names the way a frame travels.
+type Path uint8
+
+const (
+	// PathDatagram is best effort, unordered and bounded in size.
+	PathDatagram Path = iota + 1
+	// PathStream is reliable and ordered per peer.
+	PathStream
+)
+
+func (p Path) String() string {
+	switch p {
+	case PathDatagram:
+		return "datagram"
+	case PathStream:
+		return "stream"
+	default:
+		return fmt.Sprintf("path(%d)", uint8(p))
+	}
+}
+
+// Message is a frame received from a peer.
+type Message struct {
+	// From is the transport address of the sender, as the receiving side sees it.
+	From string
+	// Data is the frame. It belongs to the receiver.
+	Data []byte
+	// Path is the path the frame arrived on.
+	Path Path
+}
+
+// Transport is what every transport has: an address and a way to stop.
+type Transport interface {
+	// LocalAddr is the address peers send to in order to reach this transport.
+	LocalAddr() string
+	// Close releases sockets and goroutines, unblocks every blocked call and
+	// closes the receive channels. It is idempotent.
+	Close() error
+}
+
+// Datagram is the best-effort path.
+type Datagram interface {
+	Transport
+	// SendDatagram sends b to addr. It must not block on a slow or unreachable
+	// receiver: a datagram that cannot be queued is dropped and counted, and
+	// SendDatagram still returns nil. A frame longer than MaxDatagramSize fails
+	// with a *TooLargeError; after Close it fails with an error wrapping
+	// ErrClosed.
+	SendDatagram(ctx context.Context, addr string, b []byte) error
+	// MaxDatagramSize is the largest frame SendDatagram accepts.
+	MaxDatagramSize() int
+	// Datagrams delivers received datagrams. It is closed by Close.
+	Datagrams() <-chan Message
+}
+
+// Stream is the reliable path.
+type Stream interface {
+	Transport
+	// SendFrame sends b to addr, whole and in order with the other frames sent
+	// to the same addr. It blocks while the send queue towards addr is full
+	// (backpressure) until ctx is done. A frame longer than MaxFrameSize fails
+	// with a *TooLargeError; after Close it fails with an error wrapping
+	// ErrClosed; an address nobody listens on fails with an error wrapping
+	// ErrUnreachable.
+	SendFrame(ctx context.Context, addr string, b []byte) error
+	// MaxFrameSize is the largest frame SendFrame accepts.
+	MaxFrameSize() int
+	// Frames delivers received frames. It is closed by Close.
+	Frames() <-chan Message
+}
+
+// ErrClosed is returned (wrapped) by operations on a closed transport.
+var ErrClosed = errors.New("transport closed")
+
+// ErrUnreachable is returned (wrapped) when a peer cannot be reached.
+var ErrUnreachable = errors.New("peer unreachable")
+
+// TooLargeError reports a frame longer than the path allows.
+type TooLargeError struct {
+	Path  Path
+	Size  int // length of the refused frame
+	Limit int // the largest length the path accepts
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("transport: %s frame of %d bytes exceeds the limit of %d", e.Path, e.Size, e.Limit)
+}
+
+// Stats are a transport's counters since it was created.
+type Stats struct {
+	DatagramsSent, DatagramsReceived, DatagramsDropped uint64
+	FramesSent, FramesReceived, FramesDropped          uint64
+	BytesSent, BytesReceived                           uint64
+	Connections                                        int
+}
+
+// StatsReporter is an optional interface: a transport that counts its traffic.
+type StatsReporter interface {
+	Stats() Stats
+}
