@@ -63,18 +63,20 @@ type Engine[ID comparable] struct {
 }
 
 type cached[ID comparable] struct {
-	from    ID // the neighbour it arrived from (the tree parent)
-	own     bool
-	origin  ID
-	round   uint32 // hops travelled on arrival; 0 at the origin
-	ts      int64
-	trace   []byte
-	payload Payload
+	from      ID // the neighbour it arrived from (the tree parent)
+	own       bool
+	recovered bool // arrived through a graft somewhere on its path
+	origin    ID
+	round     uint32 // hops travelled on arrival; 0 at the origin
+	ts        int64
+	trace     []byte
+	payload   Payload
 }
 
 type announcer[ID comparable] struct {
-	peer  ID
-	round uint32
+	peer      ID
+	round     uint32
+	exchanged bool // from an exchange, not an IHave: no tree information
 }
 
 type missingMsg[ID comparable] struct {
@@ -196,7 +198,7 @@ func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
 // every lazy peer, except the one it came from.
 func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID, own bool) {
 	m := Msg[ID]{Kind: KindGossip, ID: id, Round: c.round + 1, Origin: c.origin,
-		Timestamp: c.ts, Trace: c.trace, Payload: c.payload}
+		Timestamp: c.ts, Trace: c.trace, Payload: c.payload, Recovered: c.recovered}
 	for _, p := range e.eager.list {
 		if own || p != from {
 			e.send(p, m)
@@ -257,6 +259,7 @@ func (e *Engine[ID]) makeLazy(p ID) {
 		return
 	}
 	wasEager := e.eager.remove(p)
+
 	if e.lazy.len() < e.cfg.MaxLazyPeers && e.eager.len()+e.lazy.len() < e.cfg.MaxPeers {
 		e.lazy.add(p)
 	}
@@ -316,8 +319,9 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		return
 	}
 	e.emit(Event{Kind: EventDelivered, Message: m.ID, Hops: m.Round, Latency: now.Sub(ts)})
-	c := cached[ID]{from: from, origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace, payload: m.Payload}
 	miss := e.missing[m.ID]
+	c := cached[ID]{from: from, origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace,
+		payload: m.Payload, recovered: m.Recovered || (miss != nil && miss.grafted)}
 	delete(e.missing, m.ID)
 	if miss != nil && miss.grafted {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
@@ -331,27 +335,30 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		return
 	}
 	// Paper, optimization: an announcer that had it sooner is a shorter path.
-	if miss != nil && e.cfg.OptimizationThreshold > 0 {
+	// Not after a graft, here or upstream: the payload came by a path chosen
+	// to recover it, and its hop count says nothing about the tree.
+	if miss != nil && !c.recovered && e.cfg.OptimizationThreshold > 0 {
 		best := -1
 		for i, a := range miss.announcers {
-			if a.peer != from && e.members.has(a.peer) && (best < 0 || a.round < miss.announcers[best].round) {
+			if a.peer != from && !a.exchanged && e.members.has(a.peer) && (best < 0 || a.round < miss.announcers[best].round) {
 				best = i
 			}
 		}
 		if best >= 0 {
 			a := miss.announcers[best]
-			if e.optimize(now, m.ID, from, a.peer, m.Round, a.round) {
-				if p, ok := e.cache.Get(m.ID, now); ok {
-					p.from, p.round = a.peer, a.round
-				}
-			}
+			e.optimize(m.ID, from, a.peer, m.Round, a.round)
 		}
 	}
 }
 
-// optimize swaps the parent for announcer when the announcer's path is at
-// least OptimizationThreshold hops shorter.
-func (e *Engine[ID]) optimize(now time.Time, id MessageID, parent, announcer ID, round, announced uint32) bool {
+// optimize grafts announcer when its path is at least OptimizationThreshold
+// hops shorter than the one the payload took (paper, Algorithm 2). The paper
+// also prunes the parent at once; here the duplicate rule does it, with the
+// next payload that reaches this node both ways, because a prune sent on a
+// guess cut nodes off the tree when the announcer's eager set was full or
+// many origins were sending (the announcer then prunes the graft back, and
+// the node is left with neither edge).
+func (e *Engine[ID]) optimize(id MessageID, parent, announcer ID, round, announced uint32) bool {
 	if parent == announcer || announced >= round || int(round-announced) < e.cfg.OptimizationThreshold {
 		return false
 	}
@@ -360,7 +367,6 @@ func (e *Engine[ID]) optimize(now time.Time, id MessageID, parent, announcer ID,
 	}
 	e.send(announcer, Msg[ID]{Kind: KindGraft, ID: id, Round: announced})
 	e.emit(Event{Kind: EventGraftSent, Message: id})
-	e.prune(parent)
 	e.emit(Event{Kind: EventOptimized, Message: id, Hops: round - announced})
 	return true
 }
@@ -385,13 +391,6 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		}
 		id := MessageID(a.ID)
 		if e.seen.Has(id, now) {
-			if isIHave && e.cfg.OptimizationThreshold > 0 {
-				if c, ok := e.cache.Get(id, now); ok && !c.own && c.from != from {
-					if e.optimize(now, id, c.from, from, c.round, a.Round) {
-						c.from, c.round = from, a.Round
-					}
-				}
-			}
 			continue
 		}
 		mm := e.missing[id]
@@ -406,7 +405,7 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		}
 		if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
 			len(mm.announcers) < e.cfg.MaxPeers {
-			mm.announcers = append(mm.announcers, announcer[ID]{peer: from, round: a.Round})
+			mm.announcers = append(mm.announcers, announcer[ID]{peer: from, round: a.Round, exchanged: !isIHave})
 		}
 	}
 }
@@ -430,7 +429,7 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 			// The reply carries this node's own hop count plus one: the
 			// hops the payload has really travelled.
 			e.send(from, Msg[ID]{Kind: KindGossip, ID: m.ID, Round: c.round + 1, Origin: c.origin,
-				Timestamp: c.ts, Trace: c.trace, Payload: c.payload, GraftReply: true})
+				Timestamp: c.ts, Trace: c.trace, Payload: c.payload, GraftReply: true, Recovered: true})
 			e.emit(Event{Kind: EventGraftAnswered, Message: m.ID})
 		}
 	}

@@ -124,6 +124,7 @@ type peer struct {
 type gossipKey struct {
 	id    MessageID
 	round uint32
+	rec   bool
 	ok    bool
 }
 
@@ -517,6 +518,7 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		}
 		m.Timestamp, m.Trace = f.Timestamp, f.Trace
 		m.Payload = Payload{Compressor: f.Compressor, Data: f.Payload}
+		m.Recovered = f.Recovered
 	case wire.TypeIHave, wire.TypeExchange:
 		m.Announcements = f.Announcements
 	case wire.TypeGraft:
@@ -564,13 +566,14 @@ func (p *Plumtree[ID, M]) encode(dst []byte, m *Msg[ID]) ([]byte, error) {
 		}
 		f.Timestamp, f.Trace = m.Timestamp, m.Trace
 		f.Compressor, f.Payload = m.Payload.Compressor, m.Payload.Data
+		f.Recovered = m.Recovered
 	}
 	return wire.Append(dst, &f)
 }
 
 func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
 	var b []byte
-	key := gossipKey{id: m.ID, round: m.Round, ok: m.Kind == KindGossip}
+	key := gossipKey{id: m.ID, round: m.Round, rec: m.Recovered, ok: m.Kind == KindGossip}
 	if key.ok && key == p.lastKey {
 		b = p.lastEnc // the same push to the next eager peer: encode once
 	} else {

@@ -55,6 +55,10 @@ type Msg[ID comparable] struct {
 	// GraftReply marks a Gossip sent to answer a Graft rather than pushed
 	// along the tree. It is not on the wire.
 	GraftReply bool
+	// Recovered marks a Gossip whose payload passed through a graft on its
+	// way here: its hop count says nothing about the tree, so the tree
+	// optimization ignores it.
+	Recovered bool
 
 	Announcements []Announcement // IHave, Exchange
 

@@ -4,7 +4,7 @@
 // identity (length-prefixed bytes, encoded by the node's ID codec), then the
 // fields of its type:
 //
-//	Gossip:   id[16] round:uvarint origin:bytes timestamp:varint flags:u8
+//	Gossip:   id[16] round:uvarint origin:bytes timestamp:varint flags:u8 (FlagTrace, FlagRecovered)
 //	          [trace:bytes if flags&FlagTrace] compressor:u8 payload:bytes
 //	IHave:    count:uvarint { id[16] round:uvarint } * count
 //	Exchange: same layout as IHave
@@ -62,6 +62,7 @@ func (t Type) String() string {
 // Flags of a Gossip or Graft frame.
 const (
 	FlagTrace       = 1 << 0 // Gossip: a trace context follows
+	FlagRecovered   = 1 << 1 // Gossip: the payload passed through a graft on its way
 	FlagWantPayload = 1 << 0 // Graft: answer with the payload
 )
 
@@ -92,6 +93,7 @@ type Frame struct {
 	Trace      []byte // Gossip: optional trace context
 	Compressor byte   // Gossip: wire ID of the payload's compressor
 	Payload    []byte // Gossip
+	Recovered  bool   // Gossip: FlagRecovered
 
 	Announcements []Announcement // IHave, Exchange
 
@@ -142,6 +144,9 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 		var flags byte
 		if len(f.Trace) > 0 {
 			flags |= FlagTrace
+		}
+		if f.Recovered {
+			flags |= FlagRecovered
 		}
 		dst = append(dst, flags)
 		if flags&FlagTrace != 0 {
@@ -233,9 +238,10 @@ func Decode(src []byte, f *Frame, lim Limits) error {
 		if err != nil {
 			return err
 		}
-		if flags&^FlagTrace != 0 {
+		if flags&^(FlagTrace|FlagRecovered) != 0 {
 			return fmt.Errorf("%w: unknown gossip flags %#x", ErrMalformed, flags)
 		}
+		f.Recovered = flags&FlagRecovered != 0
 		if flags&FlagTrace != 0 {
 			if f.Trace, err = d.bytes(lim.MaxTrace, "trace"); err != nil {
 				return err

@@ -13,7 +13,7 @@ func sampleFrames() []Frame {
 		{Type: TypeGossip, Sender: []byte("node-1"), ID: id, Round: 3, Origin: []byte("node-0"),
 			Timestamp: 1_700_000_000_000_000_000, Compressor: 0, Payload: []byte("hello")},
 		{Type: TypeGossip, Sender: []byte("n"), ID: id, Round: 0, Origin: []byte("n"),
-			Timestamp: -5, Trace: []byte{0, 1, 2, 3}, Compressor: 7, Payload: []byte{}},
+			Timestamp: -5, Trace: []byte{0, 1, 2, 3}, Compressor: 7, Payload: []byte{}, Recovered: true},
 		{Type: TypeIHave, Sender: []byte("node-2"), Announcements: []Announcement{{ID: id, Round: 1}, {ID: [IDSize]byte{9}, Round: 300}}},
 		{Type: TypeExchange, Sender: []byte("node-3"), Announcements: []Announcement{{ID: id, Round: 1 << 31}}},
 		{Type: TypeGraft, Sender: []byte("node-4"), ID: id, Round: 2, WantPayload: true},
