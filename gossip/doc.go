@@ -1,0 +1,87 @@
+// Package gossip is the Plumtree core: epidemic broadcast trees (Leitão,
+// Pereira and Rodrigues, SRDS 2007) as a pure state machine, Engine, and a
+// runner, Plumtree, that drives it on a transport.Transport and a
+// membership.Membership.
+//
+// # Using it
+//
+//	cfg := gossip.LANConfig()
+//	node, err := gossip.New(cfg, gossip.Options[string, []byte]{
+//		ID: "n1", Transport: tr, Membership: members, Codec: codec.Bytes(),
+//	})
+//	id, err := node.Broadcast(ctx, []byte("hello"))
+//	for d := range node.Deliveries() { ... }
+//	node.Close()
+//
+// Each broadcast is delivered once to every other node (not to its origin).
+// Deliveries wait in a bounded buffer (Config.DeliveryBuffer); when the
+// application falls behind, deliveries are dropped, counted in Stats and
+// reported to the Observer, never blocking the protocol.
+//
+// # The protocol
+//
+// Payloads are pushed along eager links (the tree) and announced (IHave,
+// batched by IHaveInterval and IHaveBatchSize) along lazy links. A node that
+// hears of a message it lacks waits GraftTimeout, then grafts the first
+// announcer (making the link eager and asking for the payload), then the
+// others in turn, the wait doubling up to GraftMaxBackoff, at most
+// GraftMaxRetries more times. A duplicate payload prunes its link to lazy.
+//
+// Choices where the paper is silent or where implementations disagree:
+//
+//   - Rounds are hop counts: the origin sends round 1; a node that received
+//     round r forwards r+1 and announces r+1. A graft is answered with the
+//     answering node's own round plus one, the hops really travelled.
+//   - The sender of a first payload becomes eager (paper), within
+//     MaxEagerPeers; past the cap the link is answered, then pruned.
+//   - Only a duplicate that arrives within GraftTimeout of the first copy
+//     prunes. A later one is an old message that some node recovered by a
+//     graft and passed on over today's tree; pruning for it cut the edges the
+//     tree needed (measured: RMR 0.8 on 50 nodes without this rule, 0.0 with).
+//   - The optimization (OptimizationThreshold) is the paper's Algorithm 2:
+//     when a payload arrives after an announcement that was at least the
+//     threshold hops shorter, the announcer is grafted. The paper also
+//     prunes the parent at once; here the duplicate rule does it with the
+//     next payload, since an eager prune cut nodes off the tree whenever the
+//     announcer refused the graft (its eager set full). Payloads recovered by
+//     a graft carry a flag and never drive the optimization. With many
+//     senders one tree cannot be short for all of them and the optimization
+//     keeps changing it, so the presets leave it off (see the field).
+//   - Only members (as Membership reports them) enter the eager and lazy
+//     sets, so a late Prune or Graft from a departed peer never re-inserts
+//     it; the runner reconciles with the full membership view every
+//     ReconcileInterval, so a dropped event never leaves a ghost peer.
+//   - Message IDs are 16 random bytes, never derived from the payload.
+//   - The seen set outlives the cache (SeenTTL > MessageCacheTTL +
+//     ExchangeWindow), is bounded by count, and is sharded so that sweeps and
+//     evictions touch one shard at a time. Sweeps run between
+//     CleanupMinInterval and CleanupMaxInterval and remove at most
+//     CleanupBatch entries each, so a large cache never stalls the loop.
+//
+// # Recovery after a partition
+//
+// The paper's single IHave is lost when a partition drops it, and so is an
+// eager push. Two remedies are in use: re-sending announcements until
+// acknowledged (riak_core's broadcast), and a periodic exchange of recent
+// message IDs between neighbours (riak_core's exchange). This package does
+// the exchange: every ExchangeInterval a node sends one random neighbour the
+// IDs of the messages it received whose origin timestamp is within
+// ExchangeWindow (newest first, at most ExchangeMaxIDs); the neighbour treats
+// the ones it lacks as announcements and grafts them. It was chosen because
+// it recovers every kind of loss (announcement, eager push, graft) with one
+// mechanism and no per-message state, at a cost that does not grow with the
+// message rate per link (one frame per node per interval), whereas
+// acknowledged announcements cost at least two control messages per lazy
+// link per message and cannot recover a lost eager push. Bounding the window
+// by the origin's timestamp keeps an old message from being passed around
+// for ever.
+//
+// # Wire paths
+//
+// Gossip frames up to GossipDatagramMaxSize go by the datagram path, larger
+// ones by the stream path; IHave goes by datagram, Graft, Prune and exchanges
+// by stream. A transport with one path carries everything.
+//
+// This package imports no network code and no OpenTelemetry; it talks to the
+// world through transport, membership, codec, compressor, Clock and Observer.
+package gossip
