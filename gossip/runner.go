@@ -340,9 +340,19 @@ func (p *Plumtree[ID, M]) loop() {
 			}
 		}
 		armed = false
+		tick := timer.C()
 		if d := p.eng.NextDeadline(); !d.IsZero() {
-			timer.Reset(max(d.Sub(p.clock.Now()), 0))
-			armed = true
+			if wait := d.Sub(p.clock.Now()); wait > 0 {
+				timer.Reset(wait)
+				armed = true
+			} else {
+				// Already due: never Reset a timer to zero or less. Inside a
+				// synctest bubble the runtime then fires the timer inline on
+				// this goroutine's thread, sharing the bubble's single race
+				// context with other threads, which corrupts ThreadSanitizer
+				// under -race (golang/go#78156).
+				tick = dueNow
+			}
 		}
 		select {
 		case <-p.stop:
@@ -368,7 +378,7 @@ func (p *Plumtree[ID, M]) loop() {
 				continue
 			}
 			p.onMembership(ev)
-		case <-timer.C():
+		case <-tick:
 			armed = false
 			p.eng.Tick(p.clock.Now())
 		case <-reconcile.C():
@@ -679,3 +689,11 @@ func (p *Plumtree[ID, M]) sendError(kind Kind, err error) {
 	p.emit(Event{Kind: EventSendError, Type: kind, Err: err})
 	p.log.Debug("gossip: send failed", "type", kind, "err", err)
 }
+
+// dueNow is a closed channel: receiving from it never blocks. The loop
+// selects on it instead of the engine timer when a deadline is already due.
+var dueNow = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
