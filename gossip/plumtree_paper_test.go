@@ -21,8 +21,13 @@ type paperEngine struct {
 
 func newPaperEngine(t *testing.T, cfg Config, members ...int) *paperEngine {
 	t.Helper()
+	return newPaperEngineAs(t, 0, cfg, members...)
+}
+
+func newPaperEngineAs(t *testing.T, self int, cfg Config, members ...int) *paperEngine {
+	t.Helper()
 	pe := &paperEngine{t: t}
-	e, err := NewEngine(EngineOptions[int]{Self: 0, Config: cfg, Seed: 1,
+	e, err := NewEngine(EngineOptions[int]{Self: self, Config: cfg, Seed: 1,
 		Deliver: func(d RawDelivery[int]) bool { pe.delivered = append(pe.delivered, d); return true }})
 	if err != nil {
 		t.Fatal(err)
@@ -393,10 +398,7 @@ func TestExchangeRunsAndRecovers(t *testing.T) {
 	if len(ex) != 1 || len(ex[0].Msg.Announcements) != 1 || MessageID(ex[0].Msg.Announcements[0].ID) != id {
 		t.Fatalf("no exchange listing the message within 3 intervals: %+v", ex)
 	}
-	b := newPaperEngine(t, cfg, 0, 1, 2, 3, 4)
-	b.e.self = ex[0].To // the exchange's receiver: a member other than node 0
-	b.e.SetMembers(t0, []int{0, 1, 2, 3, 4})
-	b.out()
+	b := newPaperEngineAs(t, ex[0].To, cfg, 0, 1, 2, 3, 4)
 	b.e.Receive(t0, 0, &ex[0].Msg)
 	b.e.Tick(t0.Add(cfg.GraftTimeout))
 	if g := only(b.out(), KindGraft); len(g) != 1 || g[0].To != 0 || MessageID(g[0].Msg.ID) != id {
