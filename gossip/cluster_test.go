@@ -126,6 +126,18 @@ func (c *cluster) crash(n *testNode) {
 	n.mem.Close()
 }
 
+// broadcastMany sends k broadcasts from random live nodes, gap apart, and
+// returns their IDs.
+func (c *cluster) broadcastMany(k int, gap time.Duration) []MessageID {
+	c.t.Helper()
+	ids := make([]MessageID, 0, k)
+	for range k {
+		ids = append(ids, c.broadcast(nil))
+		time.Sleep(gap)
+	}
+	return ids
+}
+
 func (c *cluster) live() []*testNode {
 	var l []*testNode
 	for _, n := range c.nodes {
@@ -212,10 +224,7 @@ func TestClusterStableTreeRMR(t *testing.T) {
 		const n, total, warmup = 50, 1000, 100
 		cfg := DefaultConfig()
 		c := newCluster(t, n, cfg, mem.Config{Latency: time.Millisecond}, 20261127)
-		for range total {
-			c.broadcast(nil)
-			time.Sleep(50 * time.Millisecond)
-		}
+		c.broadcastMany(total, 50*time.Millisecond)
 		time.Sleep(graftHorizon(cfg))
 		synctest.Wait()
 		c.requireAllDelivered(c.sent, c.nodes)
@@ -245,10 +254,7 @@ func TestClusterDatagramLoss(t *testing.T) {
 		const n, total = 50, 300
 		cfg := DefaultConfig()
 		c := newCluster(t, n, cfg, mem.Config{Latency: time.Millisecond, DropRate: 0.10}, 77)
-		for range total {
-			c.broadcast(nil)
-			time.Sleep(50 * time.Millisecond)
-		}
+		c.broadcastMany(total, 50*time.Millisecond)
 		time.Sleep(graftHorizon(cfg))
 		synctest.Wait()
 		c.requireAllDelivered(c.sent, c.nodes)
@@ -268,10 +274,7 @@ func TestClusterCrash(t *testing.T) {
 		const n = 50
 		cfg := DefaultConfig()
 		c := newCluster(t, n, cfg, mem.Config{Latency: 5 * time.Millisecond}, 303)
-		for range 50 {
-			c.broadcast(nil)
-			time.Sleep(50 * time.Millisecond)
-		}
+		c.broadcastMany(50, 50*time.Millisecond)
 		time.Sleep(graftHorizon(cfg))
 		c.requireAllDelivered(c.sent, c.nodes)
 
@@ -299,11 +302,7 @@ func TestClusterCrash(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		var after []MessageID
-		for range 100 {
-			after = append(after, c.broadcast(nil))
-			time.Sleep(50 * time.Millisecond)
-		}
+		after := c.broadcastMany(100, 50*time.Millisecond)
 		time.Sleep(graftHorizon(cfg))
 		c.requireAllDelivered(after, c.live())
 		c.checkInvariants()
@@ -315,10 +314,7 @@ func TestClusterPartitionHeal(t *testing.T) {
 		const n = 40
 		cfg := DefaultConfig()
 		c := newCluster(t, n, cfg, mem.Config{Latency: 2 * time.Millisecond}, 4242)
-		for range 30 {
-			c.broadcast(nil)
-			time.Sleep(50 * time.Millisecond)
-		}
+		c.broadcastMany(30, 50*time.Millisecond)
 		var left, right []string
 		for i, nd := range c.nodes {
 			if i < n/2 {
