@@ -63,8 +63,6 @@ type Engine[ID comparable] struct {
 }
 
 type cached[ID comparable] struct {
-	from      ID // the neighbour it arrived from (the tree parent)
-	own       bool
 	recovered bool // arrived through a graft somewhere on its path
 	origin    ID
 	round     uint32 // hops travelled on arrival; 0 at the origin
@@ -179,9 +177,9 @@ func (e *Engine[ID]) Broadcast(now time.Time, p Payload, trace []byte) (MessageI
 			break
 		}
 	}
-	c := cached[ID]{from: e.self, own: true, origin: e.self, ts: now.UnixNano(), trace: trace, payload: p}
+	c := cached[ID]{origin: e.self, ts: now.UnixNano(), trace: trace, payload: p}
 	e.remember(now, id, c)
-	e.push(now, id, &c, e.self, true)
+	e.push(now, id, &c, e.self)
 	return id, nil
 }
 
@@ -196,17 +194,17 @@ func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
 
 // push sends the message to every eager peer and queues an announcement for
 // every lazy peer, except the one it came from.
-func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID, own bool) {
+func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID) {
 	m := Msg[ID]{Kind: KindGossip, ID: id, Round: c.round + 1, Origin: c.origin,
 		Timestamp: c.ts, Trace: c.trace, Payload: c.payload, Recovered: c.recovered}
 	for _, p := range e.eager.list {
-		if own || p != from {
+		if p != from {
 			e.send(p, m)
 		}
 	}
 	ann := Announcement{ID: id, Round: c.round + 1}
 	for _, p := range e.lazy.list {
-		if own || p != from {
+		if p != from {
 			e.announce(now, p, ann)
 		}
 	}
@@ -259,7 +257,6 @@ func (e *Engine[ID]) makeLazy(p ID) {
 		return
 	}
 	wasEager := e.eager.remove(p)
-
 	if e.lazy.len() < e.cfg.MaxLazyPeers && e.eager.len()+e.lazy.len() < e.cfg.MaxPeers {
 		e.lazy.add(p)
 	}
@@ -320,14 +317,14 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	}
 	e.emit(Event{Kind: EventDelivered, Message: m.ID, Hops: m.Round, Latency: now.Sub(ts)})
 	miss := e.missing[m.ID]
-	c := cached[ID]{from: from, origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace,
+	c := cached[ID]{origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace,
 		payload: m.Payload, recovered: m.Recovered || (miss != nil && miss.grafted)}
 	delete(e.missing, m.ID)
 	if miss != nil && miss.grafted {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
 	}
 	e.remember(now, m.ID, c)
-	e.push(now, m.ID, &c, from, false)
+	e.push(now, m.ID, &c, from)
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
 	// this node's parent in the tree. Past the eager cap, refuse the edge.
 	if !e.makeEager(from) && e.members.has(from) {
@@ -358,17 +355,16 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 // guess cut nodes off the tree when the announcer's eager set was full or
 // many origins were sending (the announcer then prunes the graft back, and
 // the node is left with neither edge).
-func (e *Engine[ID]) optimize(id MessageID, parent, announcer ID, round, announced uint32) bool {
+func (e *Engine[ID]) optimize(id MessageID, parent, announcer ID, round, announced uint32) {
 	if parent == announcer || announced >= round || int(round-announced) < e.cfg.OptimizationThreshold {
-		return false
+		return
 	}
 	if !e.eager.has(parent) || !e.makeEager(announcer) {
-		return false
+		return
 	}
 	e.send(announcer, Msg[ID]{Kind: KindGraft, ID: id, Round: announced})
 	e.emit(Event{Kind: EventGraftSent, Message: id})
 	e.emit(Event{Kind: EventOptimized, Message: id, Hops: round - announced})
-	return true
 }
 
 func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement, isIHave bool) {
