@@ -49,7 +49,10 @@ type Engine[ID comparable] struct {
 	cache   *cache.Store[cached[ID]]
 	seen    *cache.Seen
 	missing map[MessageID]*missingMsg[ID]
-	timers  timerHeap
+	// missingBy counts the missing entries each peer created, so that one
+	// peer announcing made-up IDs fills at most its share of MaxMissing.
+	missingBy map[ID]int
+	timers    timerHeap
 
 	lazyQ    map[ID]*lazyQueue
 	lazyDue  []lazyDue[ID] // queues in the order they became non-empty
@@ -78,8 +81,9 @@ type announcer[ID comparable] struct {
 }
 
 type missingMsg[ID comparable] struct {
+	creator     ID              // the first announcer: the entry counts against its share
 	announcers  []announcer[ID] // in arrival order
-	next        int             // index of the announcer the next graft goes to
+	next        int             // grafts go to announcers[next % len]: an announcer added later is next in turn
 	attempt     int             // grafts sent so far
 	grafted     bool
 	lastGrafted ID
@@ -103,20 +107,21 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 	}
 	cfg := o.Config
 	e := &Engine[ID]{
-		self:    o.Self,
-		cfg:     cfg,
-		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
-		deliver: o.Deliver,
-		obs:     o.Observer,
-		members: newPeerSet[ID](),
-		eager:   newPeerSet[ID](),
-		lazy:    newPeerSet[ID](),
-		cache:   cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
-		seen:    cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
-		missing: make(map[MessageID]*missingMsg[ID]),
-		lazyQ:   make(map[ID]*lazyQueue),
-		graftRL: make(map[ID]*ratelimit.Bucket),
-		ihaveRL: make(map[ID]*ratelimit.Bucket),
+		self:      o.Self,
+		cfg:       cfg,
+		rng:       rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
+		deliver:   o.Deliver,
+		obs:       o.Observer,
+		members:   newPeerSet[ID](),
+		eager:     newPeerSet[ID](),
+		lazy:      newPeerSet[ID](),
+		cache:     cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
+		seen:      cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
+		missing:   make(map[MessageID]*missingMsg[ID]),
+		missingBy: make(map[ID]int),
+		lazyQ:     make(map[ID]*lazyQueue),
+		graftRL:   make(map[ID]*ratelimit.Bucket),
+		ihaveRL:   make(map[ID]*ratelimit.Bucket),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -319,7 +324,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	miss := e.missing[m.ID]
 	c := cached[ID]{origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace,
 		payload: m.Payload, recovered: m.Recovered || (miss != nil && miss.grafted)}
-	delete(e.missing, m.ID)
+	e.forget(m.ID, miss)
 	if miss != nil && miss.grafted {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
 	}
@@ -347,6 +352,22 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		}
 	}
 }
+
+// forget removes a missing entry (mm may be nil) and its creator's count.
+func (e *Engine[ID]) forget(id MessageID, mm *missingMsg[ID]) {
+	if mm == nil {
+		return
+	}
+	delete(e.missing, id)
+	if n := e.missingBy[mm.creator]; n > 1 {
+		e.missingBy[mm.creator] = n - 1
+	} else {
+		delete(e.missingBy, mm.creator)
+	}
+}
+
+// maxMissingPerPeer is one peer's share of MaxMissing.
+func (e *Engine[ID]) maxMissingPerPeer() int { return max(1, e.cfg.MaxMissing/4) }
 
 // optimize grafts announcer when its path is at least OptimizationThreshold
 // hops shorter than the one the payload took (paper, Algorithm 2). The paper
@@ -391,12 +412,13 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		}
 		mm := e.missing[id]
 		if mm == nil {
-			if len(e.missing) >= e.cfg.MaxMissing {
+			if len(e.missing) >= e.cfg.MaxMissing || e.missingBy[from] >= e.maxMissingPerPeer() {
 				e.emit(Event{Kind: EventIHaveDropped, Count: 1})
 				continue
 			}
-			mm = &missingMsg[ID]{}
+			mm = &missingMsg[ID]{creator: from}
 			e.missing[id] = mm
+			e.missingBy[from]++
 			heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout), id: id})
 		}
 		if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
@@ -407,14 +429,17 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 }
 
 func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
+	if !e.members.has(from) {
+		// Only members have an address to answer at and a rate limit.
+		e.emit(Event{Kind: EventUnknownPeer, Type: KindGraft, Message: m.ID})
+		return
+	}
 	accepted := e.makeEager(from)
 	if m.WantPayload {
 		rl := e.graftRL[from]
 		if rl == nil {
 			rl = &ratelimit.Bucket{}
-			if e.members.has(from) {
-				e.graftRL[from] = rl
-			}
+			e.graftRL[from] = rl
 		}
 		switch c, ok := e.cache.Get(m.ID, now); {
 		case !rl.Allow(now, 1, e.cfg.GraftRateLimitPerSecond, e.cfg.GraftRateLimitBurst):
@@ -429,7 +454,7 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 			e.emit(Event{Kind: EventGraftAnswered, Message: m.ID})
 		}
 	}
-	if !accepted && e.members.has(from) {
+	if !accepted {
 		e.prune(from) // over the eager cap: answered, but not a tree edge
 	}
 }
@@ -470,22 +495,24 @@ func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
 		return // delivered, or superseded by a newer timer
 	}
 	if e.seen.Has(t.id, now) {
-		delete(e.missing, t.id)
+		e.forget(t.id, mm)
 		return
 	}
 	// Announcers that left were removed by PeerDown.
 	if mm.attempt > e.cfg.GraftMaxRetries || len(mm.announcers) == 0 {
-		delete(e.missing, t.id)
+		e.forget(t.id, mm)
 		e.emit(Event{Kind: EventGraftFailed, Message: t.id, Count: mm.attempt})
 		return
 	}
-	a := mm.announcers[mm.next]
-	mm.next = (mm.next + 1) % len(mm.announcers)
+	a := mm.announcers[mm.next%len(mm.announcers)]
+	mm.next++
 	mm.attempt++
 	if !mm.grafted {
 		mm.grafted, mm.firstGraft = true, now
 	}
 	mm.lastGrafted = a.peer
+	// The graft goes even if the eager set is full: the payload is needed.
+	// The link then stays lazy here, and a later push on it is pruned.
 	e.makeEager(a.peer)
 	e.send(a.peer, Msg[ID]{Kind: KindGraft, ID: t.id, Round: a.round, WantPayload: true})
 	e.emit(Event{Kind: EventGraftSent, Message: t.id, Count: mm.attempt})
@@ -614,6 +641,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	}
 	e.lazy.remove(id)
 	delete(e.lazyQ, id)
+	delete(e.missingBy, id)
 	delete(e.graftRL, id)
 	delete(e.ihaveRL, id)
 	var retry []MessageID
@@ -625,9 +653,6 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 		mm.announcers = slices.Delete(mm.announcers, i, i+1)
 		if i < mm.next {
 			mm.next--
-		}
-		if mm.next >= len(mm.announcers) {
-			mm.next = 0
 		}
 		if mm.grafted && mm.lastGrafted == id {
 			retry = append(retry, mid)

@@ -436,3 +436,50 @@ func containsField(err error, field string) bool {
 	}
 	return false
 }
+
+func TestGraftRetryTriesALaterAnnouncer(t *testing.T) {
+	// "then the others in turn": an announcer that speaks up after the first
+	// graft is the next one grafted, before the first is tried again.
+	cfg := testConfig()
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	lazy := pe.e.LazyPeers()
+	id := MessageID{8}
+	pe.e.Receive(t0, lazy[0], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 2}}})
+	now := t0.Add(cfg.GraftTimeout)
+	pe.e.Tick(now)
+	if g := only(pe.out(), KindGraft); len(g) != 1 || g[0].To != lazy[0] {
+		t.Fatalf("first graft %+v, want to %d", g, lazy[0])
+	}
+	pe.e.Receive(now, lazy[1], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 2}}})
+	pe.e.Tick(now.Add(cfg.GraftTimeout))
+	if g := only(pe.out(), KindGraft); len(g) != 1 || g[0].To != lazy[1] {
+		t.Fatalf("retry %+v, want the later announcer %d", g, lazy[1])
+	}
+}
+
+func TestMissingShareOfOnePeer(t *testing.T) {
+	// One peer announcing made-up IDs fills at most a quarter of MaxMissing,
+	// so an honest announcement is still tracked.
+	cfg := testConfig()
+	cfg.MaxMissing = 40
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	lazy := pe.e.LazyPeers()
+	var flood []Announcement
+	for i := range 100 {
+		flood = append(flood, Announcement{ID: [16]byte{9, byte(i)}, Round: 1})
+	}
+	pe.e.Receive(t0, lazy[0], &Msg[int]{Kind: KindIHave, Announcements: flood})
+	if got := pe.e.Stats().Missing; got != cfg.MaxMissing/4 {
+		t.Fatalf("a flooding peer created %d missing entries, want its share %d", got, cfg.MaxMissing/4)
+	}
+	honest := MessageID{10}
+	pe.e.Receive(t0, lazy[1], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: honest, Round: 2}}})
+	pe.e.Tick(t0.Add(cfg.GraftTimeout))
+	found := false
+	for _, s := range only(pe.out(), KindGraft) {
+		found = found || (s.To == lazy[1] && MessageID(s.Msg.ID) == honest)
+	}
+	if !found {
+		t.Fatal("the honest announcement was dropped while one peer flooded")
+	}
+}
