@@ -22,7 +22,6 @@ type slot[V any] struct {
 	key Key
 	at  time.Time
 	val V
-	del bool // removed before it expired
 }
 
 // fifo is a ring of slots in insertion order.
@@ -57,35 +56,31 @@ func (q *fifo[V]) pop() {
 	}
 }
 
-// Store maps keys to values with a TTL and a count cap.
+// Store maps keys to values with a TTL and a count cap. Entries leave only
+// by expiring or by eviction, both from the front of the ring.
 type Store[V any] struct {
 	ttl   time.Duration
 	limit int
 	index map[Key]int // key -> position in q.buf
 	q     fifo[V]
-	live  int
 }
 
-// New makes a store whose entries live for ttl, holding at most limit live
+// New makes a store whose entries live for ttl, holding at most limit
 // entries.
 func New[V any](ttl time.Duration, limit int) *Store[V] {
-	return &Store[V]{ttl: ttl, limit: limit, index: make(map[Key]int)}
+	return &Store[V]{ttl: ttl, limit: max(limit, 1), index: make(map[Key]int)}
 }
 
 // Len is the number of entries, including expired ones not yet swept.
-func (s *Store[V]) Len() int { return s.live }
+func (s *Store[V]) Len() int { return s.q.size }
 
 // Get returns the value for k if present and not expired at now.
 func (s *Store[V]) Get(k Key, now time.Time) (*V, bool) {
 	i, ok := s.index[k]
-	if !ok {
+	if !ok || now.Sub(s.q.buf[i].at) >= s.ttl {
 		return nil, false
 	}
-	sl := &s.q.buf[i]
-	if now.Sub(sl.at) >= s.ttl {
-		return nil, false
-	}
-	return &sl.val, true
+	return &s.q.buf[i].val, true
 }
 
 // Added returns when k was put, if it is present and not expired at now.
@@ -110,81 +105,35 @@ func (s *Store[V]) Put(k Key, v V, now time.Time) (evicted int) {
 		s.q.buf[i].val = v
 		return 0
 	}
-	for s.live >= s.limit && s.live > 0 {
+	for s.q.size >= s.limit {
 		s.popFront()
 		evicted++
 	}
-	// Reclaim tombstones at the front so the ring does not grow with them.
-	for s.q.size > 0 && s.q.front().del {
-		s.q.pop()
-	}
-	oldLen := len(s.q.buf)
+	grew := s.q.size == len(s.q.buf)
 	pos := s.q.push(slot[V]{key: k, at: now, val: v})
-	if len(s.q.buf) != oldLen {
-		s.reindex()
-		pos = s.index[k]
+	if grew {
+		// The ring was copied to the start of a larger buffer.
+		for i := range s.q.size {
+			s.index[s.q.buf[i].key] = i
+		}
 	}
 	s.index[k] = pos
-	s.live++
 	return evicted
 }
 
-func (s *Store[V]) reindex() {
-	for i := range s.q.size {
-		p := (s.q.head + i) % len(s.q.buf)
-		if sl := &s.q.buf[p]; !sl.del {
-			s.index[sl.key] = p
-		}
-	}
-}
-
-// Delete removes k.
-func (s *Store[V]) Delete(k Key) {
-	i, ok := s.index[k]
-	if !ok {
-		return
-	}
-	delete(s.index, k)
-	var zero V
-	s.q.buf[i].val = zero
-	s.q.buf[i].del = true
-	s.live--
-}
-
-// popFront removes the oldest slot, live or tombstone, skipping tombstones.
 func (s *Store[V]) popFront() {
-	for s.q.size > 0 {
-		f := s.q.front()
-		del := f.del
-		if !del {
-			delete(s.index, f.key)
-			s.live--
-		}
-		s.q.pop()
-		if !del {
-			return
-		}
-	}
+	delete(s.index, s.q.front().key)
+	s.q.pop()
 }
 
 // Sweep removes up to budget expired entries and reports how many it removed
 // and whether expired entries remain.
 func (s *Store[V]) Sweep(now time.Time, budget int) (removed int, more bool) {
-	for s.q.size > 0 {
-		f := s.q.front()
-		if f.del {
-			s.q.pop()
-			continue
-		}
-		if now.Sub(f.at) < s.ttl {
-			return removed, false
-		}
+	for s.q.size > 0 && now.Sub(s.q.front().at) >= s.ttl {
 		if removed == budget {
 			return removed, true
 		}
-		delete(s.index, f.key)
-		s.live--
-		s.q.pop()
+		s.popFront()
 		removed++
 	}
 	return removed, false
@@ -195,13 +144,7 @@ func (s *Store[V]) Sweep(now time.Time, budget int) (removed int, more bool) {
 func (s *Store[V]) Newest(now time.Time, fn func(k Key, at time.Time, v *V) bool) {
 	for i := s.q.size - 1; i >= 0; i-- {
 		sl := &s.q.buf[(s.q.head+i)%len(s.q.buf)]
-		if sl.del {
-			continue
-		}
-		if now.Sub(sl.at) >= s.ttl {
-			return
-		}
-		if !fn(sl.key, sl.at, &sl.val) {
+		if now.Sub(sl.at) >= s.ttl || !fn(sl.key, sl.at, &sl.val) {
 			return
 		}
 	}

@@ -49,25 +49,19 @@ func TestStoreGrowKeepsIndex(t *testing.T) {
 	s := New[int](time.Hour, 1000)
 	for i := range 500 {
 		s.Put(key(i), i, t0)
-		if i%7 == 0 {
-			s.Delete(key(i))
+		if i%3 == 0 {
+			s.Sweep(t0, 1) // nothing has expired: the ring keeps its head
 		}
 	}
 	for i := range 500 {
 		v, ok := s.Get(key(i), t0)
-		if i%7 == 0 {
-			if ok {
-				t.Fatalf("deleted key %d still present", i)
-			}
-			continue
-		}
 		if !ok || *v != i {
 			t.Fatalf("key %d: got %v, %v", i, v, ok)
 		}
 	}
 	var order []int
 	s.Newest(t0, func(k Key, _ time.Time, v *int) bool { order = append(order, *v); return len(order) < 3 })
-	if len(order) != 3 || order[0] != 499 || order[1] != 498 || order[2] != 496 { // 497 = 71*7 was deleted
+	if len(order) != 3 || order[0] != 499 || order[1] != 498 || order[2] != 497 {
 		t.Fatalf("Newest order = %v", order)
 	}
 }
@@ -97,5 +91,68 @@ func TestSeenShardedCap(t *testing.T) {
 	}
 	if s.Len() != 0 {
 		t.Fatalf("%d entries left after sweeping everything expired (removed %d)", s.Len(), removed)
+	}
+}
+
+// TestStoreMatchesModel drives a store and a plain map model with puts,
+// sweeps and evictions that wrap and grow the ring, and compares them.
+func TestStoreMatchesModel(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	const ttl, limit = 50 * time.Second, 37
+	s := New[int](ttl, limit)
+	type entry struct {
+		at time.Time
+		v  int
+	}
+	model := map[Key]entry{}
+	var order []Key
+	now := t0
+	for i := range 3000 {
+		now = now.Add(time.Duration(i%3) * time.Second)
+		k := key(i)
+		s.Put(k, i, now)
+		model[k] = entry{now, i}
+		order = append(order, k)
+		for len(model) > limit { // the model evicts the oldest
+			delete(model, order[0])
+			order = order[1:]
+		}
+		if i%11 == 0 {
+			s.Sweep(now, 5)
+		}
+		for _, k := range order {
+			e := model[k]
+			v, ok := s.Get(k, now)
+			alive := now.Sub(e.at) < ttl
+			if ok != alive || (ok && *v != e.v) {
+				t.Fatalf("step %d key %v: store has (%v, %v), model (%v, %d)", i, k, v, ok, alive, e.v)
+			}
+		}
+	}
+}
+
+// TestStoreGrowsWhileWrapped grows the ring while its head is not at the
+// start of the buffer, so every position moves.
+func TestStoreGrowsWhileWrapped(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	s := New[int](10*time.Second, 1000)
+	for i := range 12 {
+		s.Put(key(i), i, t0)
+	}
+	s.Put(key(12), 12, t0.Add(5*time.Second)) // keeps the ring from emptying
+	if r, _ := s.Sweep(t0.Add(10*time.Second), 100); r != 12 {
+		t.Fatalf("swept %d, want 12", r)
+	}
+	now := t0.Add(10 * time.Second)
+	for i := 100; i < 140; i++ { // wraps the 16-slot ring, then grows it twice
+		s.Put(key(i), i, now)
+	}
+	if v, ok := s.Get(key(12), now); !ok || *v != 12 {
+		t.Fatalf("the entry kept across growth: %v, %v", v, ok)
+	}
+	for i := 100; i < 140; i++ {
+		if v, ok := s.Get(key(i), now); !ok || *v != i {
+			t.Fatalf("key %d after growth: %v, %v", i, v, ok)
+		}
 	}
 }
