@@ -113,8 +113,11 @@ type Config struct {
 	// Past it deliveries are dropped, counted and reported, never blocking
 	// the protocol.
 	DeliveryBuffer int
-	// SendQueueSize is how many stream frames may wait for one peer.
-	SendQueueSize int
+	// SendQueueSize and SendQueueBytes bound the stream frames waiting for
+	// one peer, by count and by total size; past either, frames are dropped
+	// and counted, so a peer that does not read costs bounded memory.
+	SendQueueSize  int
+	SendQueueBytes int
 	// ReconcileInterval is how often the runner compares the membership's
 	// full view with its own, repairing any event the membership dropped.
 	ReconcileInterval time.Duration
@@ -150,6 +153,7 @@ func DefaultConfig() Config {
 		GossipDatagramMaxSize:   1024, // small gossip by datagram, as the guide's table
 		DeliveryBuffer:          1024,
 		SendQueueSize:           1024,
+		SendQueueBytes:          8 << 20, // eight maximum-size messages
 		ReconcileInterval:       10 * time.Second,
 	}
 }
@@ -316,6 +320,9 @@ func (c *Config) Validate() error {
 	}
 	positive("DeliveryBuffer", c.DeliveryBuffer)
 	positive("SendQueueSize", c.SendQueueSize)
+	if c.SendQueueBytes < c.MaxMessageSize {
+		bad("SendQueueBytes", "(%d) must be at least MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
+	}
 	positiveDur("ReconcileInterval", c.ReconcileInterval)
 	return errors.Join(errs...)
 }

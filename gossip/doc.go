@@ -76,6 +76,25 @@
 // by the origin's timestamp keeps an old message from being passed around
 // for ever.
 //
+// # Trust
+//
+// The sender ID in a frame is not yet authenticated: anyone who can reach a
+// node's transport can speak as a member (send it Prunes, Grafts or
+// announcements in that member's name), and a peer that learns a message ID
+// can send a bogus payload under it first, which the node rejects and then
+// treats as seen. Until authenticated transports bind the sender to a
+// certificate or key, run the cluster on a network only members reach. The
+// per-peer limits bound what one named peer can cost: grafts answered
+// (GraftRateLimitPerSecond), announcements processed
+// (IHaveRateLimitPerSecond), missing messages tracked (a quarter of
+// MaxMissing per announcing peer) and stream frames queued (SendQueueSize,
+// SendQueueBytes).
+//
+// The exchange window is measured against the origin's wall clock. An origin
+// whose clock runs behind by more than ExchangeWindow gets no exchange for
+// its messages; one far ahead keeps them eligible while any cache holds them.
+// Keep clocks within a small fraction of ExchangeWindow (NTP suffices).
+//
 // # Wire paths
 //
 // Gossip frames up to GossipDatagramMaxSize go by the datagram path, larger

@@ -41,16 +41,20 @@ type Options[ID comparable, M any] struct {
 	// identity and Compressor.
 	Compressors *compressor.Registry
 	// OnDeliver, if set, is called for each delivered message, one at a
-	// time, on a goroutine of its own. If nil, read Deliveries instead.
+	// time, on a goroutine of its own. If nil, read Deliveries instead. It
+	// may call Broadcast, Stats and Peers, but not Close: Close waits for
+	// this goroutine.
 	OnDeliver func(Delivery[ID, M])
 	// Validate, if set, is called before a message is delivered or
 	// forwarded; an error rejects it (it is neither delivered nor forwarded).
-	// It runs on the protocol loop: keep it quick.
+	// It runs on the protocol loop: keep it quick, and call no method of the
+	// node from it (they wait for the loop).
 	Validate func(from ID, m M) error
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Observer, if set, receives events. It may be called from several
-	// goroutines at once.
+	// goroutines at once, some of them the protocol loop: it must not call
+	// any method of the node.
 	Observer Observer
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
@@ -118,7 +122,8 @@ type Plumtree[ID comparable, M any] struct {
 type peer struct {
 	addr   string
 	idWire []byte
-	queue  chan []byte // stream frames waiting for the sender goroutine
+	queue  chan []byte   // stream frames waiting for the sender goroutine
+	queued *atomic.Int64 // bytes in queue, shared with the sender goroutine
 }
 
 type gossipKey struct {
@@ -654,13 +659,19 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b 
 		}
 	} else {
 		if pr.queue == nil {
-			pr.queue = make(chan []byte, p.cfg.SendQueueSize)
+			pr.queue, pr.queued = make(chan []byte, p.cfg.SendQueueSize), new(atomic.Int64)
 			p.senders.Add(1)
-			go p.streamSender(pr.addr, pr.queue)
+			go p.streamSender(pr.addr, pr.queue, pr.queued)
 		}
+		if pr.queued.Load()+int64(len(b)) > int64(p.cfg.SendQueueBytes) {
+			p.sendError(kind, fmt.Errorf("send queue to %s holds %d bytes, limit %d", pr.addr, pr.queued.Load(), p.cfg.SendQueueBytes))
+			return
+		}
+		pr.queued.Add(int64(len(b)))
 		select {
 		case pr.queue <- b:
 		default:
+			pr.queued.Add(-int64(len(b)))
 			p.sendError(kind, fmt.Errorf("send queue to %s is full", pr.addr))
 			return
 		}
@@ -670,9 +681,10 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b 
 
 // streamSender writes one peer's stream frames in order, so that a slow
 // peer's backpressure never blocks the protocol loop.
-func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan []byte) {
+func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan []byte, queued *atomic.Int64) {
 	defer p.senders.Done()
 	for b := range q {
+		queued.Add(-int64(len(b)))
 		if p.ctx.Err() != nil {
 			continue // closing: drain without sending
 		}
