@@ -49,7 +49,10 @@ func (p Path) String() string {
 
 // Message is a frame received from a peer.
 type Message struct {
-	// From is the transport address of the sender, as the receiving side sees it.
+	// From is the sender's address: the LocalAddr of the transport that sent
+	// it, so that a reply sent to From reaches the sender. (A stream
+	// transport learns it in its connection handshake; the ephemeral port
+	// of an outgoing connection is not an address.)
 	From string
 	// Data is the frame. It belongs to the receiver.
 	Data []byte
@@ -73,7 +76,8 @@ type Datagram interface {
 	// receiver: a datagram that cannot be queued is dropped and counted, and
 	// SendDatagram still returns nil. A frame longer than MaxDatagramSize fails
 	// with a *TooLargeError; after Close it fails with an error wrapping
-	// ErrClosed.
+	// ErrClosed. ctx bounds any setup the transport does first (a handshake,
+	// say); a transport that has none may ignore it.
 	SendDatagram(ctx context.Context, addr string, b []byte) error
 	// MaxDatagramSize is the largest frame SendDatagram accepts.
 	MaxDatagramSize() int
@@ -85,11 +89,18 @@ type Datagram interface {
 type Stream interface {
 	Transport
 	// SendFrame sends b to addr, whole and in order with the other frames sent
-	// to the same addr. It blocks while the send queue towards addr is full
-	// (backpressure) until ctx is done. A frame longer than MaxFrameSize fails
-	// with a *TooLargeError; after Close it fails with an error wrapping
-	// ErrClosed; an address nobody listens on fails with an error wrapping
-	// ErrUnreachable.
+	// to the same addr: a frame sent after an earlier SendFrame to addr
+	// returned arrives after it. It blocks while the send queue towards addr
+	// is full (backpressure) until ctx is done, and then returns ctx's error
+	// with the frame not sent: a frame goes whole or not at all. A frame
+	// longer than MaxFrameSize fails with a *TooLargeError; after Close it
+	// fails with an error wrapping ErrClosed, and Close unblocks a waiting
+	// SendFrame the same way; an address nobody listens on fails with an
+	// error wrapping ErrUnreachable (a transport that dials in the
+	// background may report it on a later call).
+	//
+	// nil means the frame was queued, not that it was delivered: a peer that
+	// crashes loses what was in flight, as with any connection.
 	SendFrame(ctx context.Context, addr string, b []byte) error
 	// MaxFrameSize is the largest frame SendFrame accepts.
 	MaxFrameSize() int
@@ -114,12 +125,26 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("transport: %s frame of %d bytes exceeds the limit of %d", e.Path, e.Size, e.Limit)
 }
 
-// Stats are a transport's counters since it was created.
+// Stats are a transport's counters since it was created. They keep their
+// values after Close.
 type Stats struct {
+	// DatagramsSent counts datagrams handed to the network.
+	// DatagramsDropped counts datagrams this transport lost: accepted by
+	// SendDatagram but never sent (a full send queue, Close), or received
+	// with no room in the receive queue. Every datagram SendDatagram
+	// accepted is counted as sent or dropped. DatagramsReceived counts
+	// datagrams queued for Datagrams, counted before the reader can see them.
 	DatagramsSent, DatagramsReceived, DatagramsDropped uint64
-	FramesSent, FramesReceived, FramesDropped          uint64
-	BytesSent, BytesReceived                           uint64
-	Connections                                        int
+	// Frames are counted the same way on the stream path; FramesDropped
+	// counts frames lost inside the transport (a connection that failed with
+	// frames queued, frames refused by the receiving side).
+	FramesSent, FramesReceived, FramesDropped uint64
+	// Bytes count payload bytes (frames and datagrams, without the
+	// transport's own headers) sent and received.
+	BytesSent, BytesReceived uint64
+	// Connections is the number of open connections to peers (0 for a
+	// connectionless transport, and after Close).
+	Connections int
 }
 
 // StatsReporter is an optional interface: a transport that counts its traffic.

@@ -427,15 +427,18 @@ func (t *Transport) deliverDatagram(m transport.Message, delay time.Duration) {
 }
 
 func (t *Transport) pushDatagramLocked(m transport.Message) {
-	select {
-	case t.dgrams <- m:
-		t.c.datagramsReceived.Add(1)
-		t.net.c.datagramsReceived.Add(1)
-		t.c.bytesReceived.Add(uint64(len(m.Data)))
-		t.net.c.bytesReceived.Add(uint64(len(m.Data)))
-	default:
+	// Only pushes change the channel's length, and they hold mu: the
+	// datagram fits exactly when there is room now. It is counted before it
+	// is pushed, so a reader that has it also sees it in Stats.
+	if len(t.dgrams) == cap(t.dgrams) {
 		t.dropDatagram()
+		return
 	}
+	t.c.datagramsReceived.Add(1)
+	t.net.c.datagramsReceived.Add(1)
+	t.c.bytesReceived.Add(uint64(len(m.Data)))
+	t.net.c.bytesReceived.Add(uint64(len(m.Data)))
+	t.dgrams <- m
 }
 
 // scheduleLocked arranges for m to arrive at due. t.mu must be held and t

@@ -1,0 +1,212 @@
+package conformance
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/membership"
+	"github.com/plumtree-go/plumtree/membership/static"
+	"github.com/plumtree-go/plumtree/transport"
+)
+
+var broadcastSubtests = []Subtest{
+	{"every-node-once", "In a cluster of 5 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
+	{"node-leaves", "When one node of 5 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
+}
+
+// BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
+func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubtests...) }
+
+// TestBroadcast runs small clusters of gossip nodes (gossip.LANConfig, a
+// static membership) over transports from mk and checks delivery end to
+// end. It proves that a transport works with the protocol, not only with
+// TestTransport.
+func TestBroadcast(t *testing.T, mk MakeNetwork, opts ...Option) {
+	t.Helper()
+	testBroadcast(stdT{t}, mk, opts)
+}
+
+// bnode is one node of a broadcast cluster.
+type bnode struct {
+	id   string
+	tr   transport.Transport
+	mem  *static.Static[string]
+	node *gossip.Plumtree[string, []byte]
+}
+
+// bcluster collects what its nodes deliver.
+type bcluster struct {
+	c     *caseEnv
+	nodes []*bnode
+
+	mu     sync.Mutex
+	got    map[string]map[string]int // node → payload → times delivered
+	bad    []string                  // deliveries of payloads never broadcast
+	sent   map[string]string         // payload → origin
+	change chan struct{}             // closed and replaced on every delivery
+}
+
+func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
+	t.Helper()
+	s := newSuite(t, "Broadcast", broadcastSubtests, opts)
+	const n = 5
+	start := func(c *caseEnv) *bcluster {
+		c.t.Helper()
+		listen := mk(c.t.std())
+		if listen == nil {
+			c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
+		}
+		e := &tenv{caseEnv: c, listen: listen}
+		bc := &bcluster{c: c, got: make(map[string]map[string]int), sent: make(map[string]string), change: make(chan struct{})}
+		var members []membership.Member[string]
+		for i := range n {
+			tr := e.open("")
+			id := fmt.Sprintf("node-%d", i)
+			bc.nodes = append(bc.nodes, &bnode{id: id, tr: tr})
+			members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
+			bc.got[id] = make(map[string]int)
+		}
+		seed := c.rng.Uint64()
+		for _, bn := range bc.nodes {
+			bn.mem = static.New(members...)
+			c.defer_(bn.mem.Close)
+			node, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+				ID:         bn.id,
+				Transport:  bn.tr,
+				Membership: bn.mem,
+				Codec:      codec.Bytes(),
+				Seed:       seed,
+				OnDeliver:  bc.deliver(bn.id),
+			})
+			if err != nil {
+				c.t.Fatalf("gossip.New over this transport: %v", err)
+			}
+			bn.node = node
+			// Registered after the transport's close, so it runs first.
+			c.defer_(func() { node.Close() })
+		}
+		return bc
+	}
+
+	s.run(t, "every-node-once", func(c *caseEnv) {
+		bc := start(c)
+		sizes := bc.sizes()
+		for round, size := range sizes {
+			for _, bn := range bc.nodes {
+				bc.broadcast(bn, round, size)
+			}
+		}
+		bc.waitAll(bc.nodes)
+	})
+	s.run(t, "node-leaves", func(c *caseEnv) {
+		bc := start(c)
+		for _, bn := range bc.nodes {
+			bc.broadcast(bn, 0, 100)
+		}
+		bc.waitAll(bc.nodes)
+		gone := bc.nodes[n-1]
+		rest := bc.nodes[:n-1]
+		if !c.within("closing a node", func() { gone.node.Close(); gone.tr.Close() }) {
+			return
+		}
+		for _, bn := range rest {
+			bn.mem.Fail(gone.id)
+		}
+		for round := 1; round <= 3; round++ {
+			for _, bn := range rest {
+				bc.broadcast(bn, round, 200)
+			}
+		}
+		bc.waitAll(rest)
+	})
+}
+
+// sizes are the payload sizes each node broadcasts: small ones, and on a
+// stream path ones past any datagram.
+func (bc *bcluster) sizes() []int {
+	sizes := []int{16, 300}
+	tr := bc.nodes[0].tr
+	if st, ok := tr.(transport.Stream); ok {
+		sizes = append(sizes, 3000, min(64<<10, st.MaxFrameSize()-512))
+	} else if dg, ok := tr.(transport.Datagram); ok {
+		sizes = append(sizes, dg.MaxDatagramSize()-256)
+	}
+	return sizes
+}
+
+func (bc *bcluster) deliver(id string) func(gossip.Delivery[string, []byte]) {
+	return func(d gossip.Delivery[string, []byte]) {
+		bc.mu.Lock()
+		defer bc.mu.Unlock()
+		key := string(d.Value)
+		if origin, ok := bc.sent[key]; !ok || origin != d.Origin {
+			bc.bad = append(bc.bad, fmt.Sprintf("%s delivered %d bytes from origin %s that were never broadcast by it", id, len(d.Value), d.Origin))
+		}
+		bc.got[id][key]++
+		close(bc.change)
+		bc.change = make(chan struct{})
+	}
+}
+
+func (bc *bcluster) broadcast(bn *bnode, round, size int) {
+	c := bc.c
+	c.t.Helper()
+	p := c.payload(max(size, 16))
+	copy(p, fmt.Sprintf("%s/%d/", bn.id, round))
+	bc.mu.Lock()
+	bc.sent[string(p)] = bn.id
+	bc.mu.Unlock()
+	if _, err := bn.node.Broadcast(c.ctx, bytes.Clone(p)); err != nil {
+		c.t.Fatalf("Broadcast of %d bytes from %s: %v", len(p), bn.id, err)
+	}
+}
+
+// waitAll waits until every node in nodes has delivered every payload
+// broadcast by the others in nodes, then checks that nothing was delivered
+// twice and nothing unknown was delivered.
+func (bc *bcluster) waitAll(nodes []*bnode) {
+	c := bc.c
+	c.t.Helper()
+	in := make(map[string]bool)
+	for _, bn := range nodes {
+		in[bn.id] = true
+	}
+	for {
+		bc.mu.Lock()
+		missing, example := 0, ""
+		for _, bn := range nodes {
+			for p, origin := range bc.sent {
+				if origin != bn.id && in[origin] && bc.got[bn.id][p] == 0 {
+					missing++
+					example = fmt.Sprintf("%s has not delivered a %d-byte broadcast from %s", bn.id, len(p), origin)
+				}
+			}
+		}
+		change := bc.change
+		bc.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		select {
+		case <-change:
+		case <-c.ctx.Done():
+			c.t.Fatalf("watchdog: %d deliveries missing; for instance %s", missing, example)
+		}
+	}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	for _, b := range bc.bad {
+		c.t.Errorf("%s", b)
+	}
+	for _, bn := range nodes {
+		for p, k := range bc.got[bn.id] {
+			if k > 1 {
+				c.t.Errorf("%s delivered a %d-byte broadcast from %s %d times", bn.id, len(p), bc.sent[p], k)
+			}
+		}
+	}
+}

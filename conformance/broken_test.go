@@ -1,0 +1,454 @@
+package conformance
+
+// The suites must catch broken adapters. Each adapter below has one defect;
+// the suite is run against it with a recorder in place of *testing.T, and
+// must fail the rule that names the defect. The correct adapters beside them
+// must pass.
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/compressor"
+	"github.com/plumtree-go/plumtree/membership"
+	"github.com/plumtree-go/plumtree/membership/static"
+	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/mem"
+)
+
+// expectFailure checks that the suite failed the wanted subtest, and logs
+// what else failed.
+func expectFailure(t *testing.T, failed []Failure, want string) {
+	t.Helper()
+	var names []string
+	for _, f := range failed {
+		names = append(names, f.Subtest)
+	}
+	for _, f := range failed {
+		if f.Subtest == want {
+			t.Logf("failed %v; %s", names, f)
+			return
+		}
+	}
+	t.Errorf("the suite did not fail %q; it failed %v", want, names)
+}
+
+func expectPass(t *testing.T, failed []Failure) {
+	t.Helper()
+	for _, f := range failed {
+		t.Errorf("a correct adapter failed %s", f)
+	}
+}
+
+// ---- transports ----
+
+// defect is what a broken transport gets wrong.
+type defect int
+
+const (
+	correct defect = iota
+	dropsFrame
+	reordersStream
+	truncatesLarge
+	corruptsByte
+	ignoresDatagramLimit
+	leaksGoroutine
+	hangsOnClose
+	mutatesBuffer
+)
+
+// brokenNet makes transports over one mem network, each with the defect.
+type brokenNet struct {
+	d       defect
+	release chan struct{} // ends leaked and hung goroutines
+}
+
+func (bn *brokenNet) make(t testing.TB) ListenFunc {
+	// The network allows datagrams of 4000 bytes; the transports claim
+	// 1400, so a transport that skips the check is caught.
+	n := mem.NewNetwork(mem.Config{MaxDatagramSize: 4000, MaxFrameSize: 1 << 20, QueueSize: 256})
+	return func(addr string) (transport.Transport, error) {
+		tr, err := n.Listen(addr)
+		if err != nil {
+			return nil, err
+		}
+		return &brokenTransport{Transport: tr, d: bn.d, release: bn.release}, nil
+	}
+}
+
+type brokenTransport struct {
+	*mem.Transport
+	d       defect
+	release chan struct{}
+
+	mu      sync.Mutex
+	frames  int
+	pending []byte // a frame held back to be reordered
+	pendTo  string
+}
+
+const brokenDatagramLimit = 1400
+
+func (b *brokenTransport) MaxDatagramSize() int { return brokenDatagramLimit }
+
+func (b *brokenTransport) SendDatagram(ctx context.Context, addr string, p []byte) error {
+	if b.d != ignoresDatagramLimit && len(p) > brokenDatagramLimit {
+		return &transport.TooLargeError{Path: transport.PathDatagram, Size: len(p), Limit: brokenDatagramLimit}
+	}
+	err := b.Transport.SendDatagram(ctx, addr, p)
+	if b.d == mutatesBuffer && len(p) > 0 {
+		p[0] ^= 0xFF
+	}
+	return err
+}
+
+func (b *brokenTransport) SendFrame(ctx context.Context, addr string, p []byte) error {
+	b.mu.Lock()
+	b.frames++
+	k := b.frames
+	b.mu.Unlock()
+	switch b.d {
+	case dropsFrame:
+		if k%100 == 0 {
+			return nil
+		}
+	case reordersStream:
+		b.mu.Lock()
+		if k%50 == 0 && b.pending == nil {
+			b.pending, b.pendTo = bytes.Clone(p), addr
+			b.mu.Unlock()
+			return nil
+		}
+		held, to := b.pending, b.pendTo
+		b.pending = nil
+		b.mu.Unlock()
+		if err := b.Transport.SendFrame(ctx, addr, p); err != nil {
+			return err
+		}
+		if held != nil {
+			return b.Transport.SendFrame(ctx, to, held)
+		}
+		return nil
+	case truncatesLarge:
+		if len(p) > 64<<10 {
+			p = p[:64<<10]
+		}
+	case corruptsByte:
+		if k%37 == 0 && len(p) > 0 {
+			p = bytes.Clone(p)
+			p[len(p)/2] ^= 0x01
+		}
+	}
+	err := b.Transport.SendFrame(ctx, addr, p)
+	if b.d == mutatesBuffer && len(p) > 0 {
+		p[len(p)-1] ^= 0xFF
+	}
+	return err
+}
+
+func (b *brokenTransport) Close() error {
+	switch b.d {
+	case leaksGoroutine:
+		go func() { <-b.release }()
+	case hangsOnClose:
+		<-b.release
+	}
+	return b.Transport.Close()
+}
+
+func TestTransportSuiteCatchesBrokenTransports(t *testing.T) {
+	cases := []struct {
+		name string
+		d    defect
+		want string
+		// also are further subtests to run; the others are skipped, as
+		// most would only wait for the watchdog after the defect. The
+		// correct transport below runs them all.
+		also []string
+	}{
+		{"drops a stream frame", dropsFrame, "stream/order", []string{"stream/both-ways", "datagram/both-ways"}},
+		{"reorders a peer's stream", reordersStream, "stream/order", nil},
+		{"truncates a large frame", truncatesLarge, "stream/max-size", nil},
+		{"corrupts a byte", corruptsByte, "stream/order", nil},
+		{"ignores the datagram limit", ignoresDatagramLimit, "datagram/too-large", nil},
+		{"leaks a goroutine after Close", leaksGoroutine, "close/no-goroutines", nil},
+		{"hangs on Close", hangsOnClose, "close/idempotent", nil},
+		{"mutates the caller's buffer (stream)", mutatesBuffer, "stream/buffer-ownership", nil},
+		{"mutates the caller's buffer (datagram)", mutatesBuffer, "datagram/buffer-ownership", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bn := &brokenNet{d: tc.d, release: make(chan struct{})}
+			defer close(bn.release)
+			watchdog := 5 * time.Second
+			if tc.d == hangsOnClose {
+				// Every Close waits for the watchdog; no need to wait long.
+				watchdog = time.Second
+			}
+			opts := []Option{Watchdog(watchdog), Seed(1)}
+			for _, st := range transportSubtests {
+				if st.Name != tc.want && !slices.Contains(tc.also, st.Name) {
+					opts = append(opts, Skip(st.Name, "this test looks at the rule the defect breaks"))
+				}
+			}
+			failed := check(transportSubtests, func(r tT) { testTransport(r, bn.make, opts) })
+			expectFailure(t, failed, tc.want)
+		})
+	}
+	t.Run("correct", func(t *testing.T) {
+		bn := &brokenNet{d: correct, release: make(chan struct{})}
+		defer close(bn.release)
+		expectPass(t, check(transportSubtests, func(r tT) { testTransport(r, bn.make, []Option{Seed(1)}) }))
+	})
+}
+
+// ---- codecs ----
+
+type codecDefect int
+
+const (
+	codecCorrect codecDefect = iota
+	codecCorruptsByte
+	codecMutatesInput
+	codecKeepsInput
+	codecPanicsOnGarbage
+)
+
+// lpCodec encodes a []byte with a one-byte length prefix (values up to 255
+// bytes), the defect aside.
+type lpCodec struct{ d codecDefect }
+
+func (c lpCodec) Append(dst []byte, v []byte) ([]byte, error) {
+	if len(v) > 255 {
+		return dst, errors.New("lpCodec: value too long")
+	}
+	start := len(dst)
+	dst = append(dst, byte(len(v)))
+	dst = append(dst, v...)
+	if c.d == codecCorruptsByte && len(v) > 2 {
+		dst[start+2] ^= 0x40
+	}
+	return dst, nil
+}
+
+func (c lpCodec) Decode(src []byte) ([]byte, error) {
+	if c.d == codecPanicsOnGarbage {
+		n := int(src[0])
+		return bytes.Clone(src[1 : 1+n]), nil
+	}
+	if len(src) == 0 || int(src[0]) != len(src)-1 {
+		return nil, errors.New("lpCodec: bad length")
+	}
+	out := src[1:]
+	if c.d != codecKeepsInput {
+		out = bytes.Clone(out)
+	}
+	if c.d == codecMutatesInput {
+		src[0] = 0
+	}
+	return out, nil
+}
+
+func TestCodecSuiteCatchesBrokenCodecs(t *testing.T) {
+	samples := [][]byte{{}, []byte("abc"), bytes.Repeat([]byte("xy"), 100)}
+	eq := EqualFunc(bytes.Equal)
+	cases := []struct {
+		name string
+		d    codecDefect
+		want string
+	}{
+		{"corrupts a byte", codecCorruptsByte, "round-trip"},
+		{"mutates the caller's buffer", codecMutatesInput, "decode-leaves-input"},
+		{"keeps the input", codecKeepsInput, "decode-does-not-keep-input"},
+		{"panics on garbage", codecPanicsOnGarbage, "garbage"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mk := func() codec.Codec[[]byte] { return lpCodec{tc.d} }
+			expectFailure(t, check(codecSubtests, func(r tT) { testCodec(r, mk, samples, []Option{eq, Seed(1)}) }), tc.want)
+		})
+	}
+	t.Run("correct", func(t *testing.T) {
+		mk := func() codec.Codec[[]byte] { return lpCodec{codecCorrect} }
+		expectPass(t, check(codecSubtests, func(r tT) { testCodec(r, mk, samples, []Option{eq, Seed(1)}) }))
+	})
+}
+
+// ---- compressors ----
+
+type compDefect int
+
+const (
+	compCorrect compDefect = iota
+	compNoLimit
+	compCorruptsByte
+	compMutatesInput
+)
+
+// flateCompressor is DEFLATE from the standard library, the defect aside.
+type flateCompressor struct{ d compDefect }
+
+func (flateCompressor) ID() byte     { return 200 }
+func (flateCompressor) Name() string { return "flate-test" }
+
+func (f flateCompressor) Compress(dst, src []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w, err := flate.NewWriter(buf, flate.BestSpeed)
+	if err != nil {
+		return dst, err
+	}
+	if _, err := w.Write(src); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	if f.d == compMutatesInput && len(src) > 0 {
+		src[0] ^= 0xFF
+	}
+	return buf.Bytes(), nil
+}
+
+func (f flateCompressor) Decompress(dst, src []byte, maxSize int) ([]byte, error) {
+	r := flate.NewReader(bytes.NewReader(src))
+	defer r.Close()
+	start := len(dst)
+	var in io.Reader = io.LimitReader(r, int64(maxSize)+1)
+	if f.d == compNoLimit {
+		in = r
+	}
+	buf := bytes.NewBuffer(dst)
+	if _, err := buf.ReadFrom(in); err != nil {
+		return dst, fmt.Errorf("%w: %v", compressor.ErrCorrupt, err)
+	}
+	out := buf.Bytes()
+	if len(out)-start > maxSize {
+		return dst, compressor.ErrTooLarge
+	}
+	if f.d == compCorruptsByte && len(out)-start > 2 {
+		out[start+2] ^= 0x01
+	}
+	return out, nil
+}
+
+func TestCompressorSuiteCatchesBrokenCompressors(t *testing.T) {
+	cases := []struct {
+		name string
+		d    compDefect
+		want string
+	}{
+		{"decompresses without a limit", compNoLimit, "bomb"},
+		{"corrupts a byte", compCorruptsByte, "round-trip"},
+		{"mutates the caller's buffer", compMutatesInput, "input-untouched"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mk := func() compressor.Compressor { return flateCompressor{tc.d} }
+			opts := []Option{Seed(1)}
+			for _, st := range compressorSubtests {
+				if st.Name != tc.want {
+					opts = append(opts, Skip(st.Name, "this test looks at the rule the defect breaks"))
+				}
+			}
+			expectFailure(t, check(compressorSubtests, func(r tT) { testCompressor(r, mk, opts) }), tc.want)
+		})
+	}
+	t.Run("correct", func(t *testing.T) {
+		mk := func() compressor.Compressor { return flateCompressor{compCorrect} }
+		expectPass(t, check(compressorSubtests, func(r tT) { testCompressor(r, mk, []Option{Seed(1)}) }))
+	})
+}
+
+// ---- membership ----
+
+// echoCluster is a cluster of static memberships whose nodes report every
+// Join twice.
+type echoCluster struct {
+	mu    sync.Mutex
+	next  atomic.Int32
+	nodes map[string]*echoNode
+}
+
+type echoNode struct {
+	*static.Static[string]
+	self membership.Member[string]
+}
+
+func (n *echoNode) Self() membership.Member[string] { return n.self }
+
+func (c *echoCluster) Start() (MemberNode[string], error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.next.Add(1)
+	self := membership.Member[string]{ID: fmt.Sprintf("e%d", k), Addr: fmt.Sprintf("addr-%d", k)}
+	all := []membership.Member[string]{self}
+	for _, o := range c.nodes {
+		all = append(all, o.self)
+		o.Add(self)
+		o.Remove(self.ID) // the defect: a join reported, withdrawn and reported again
+		o.Add(self)
+	}
+	n := &echoNode{Static: static.New(all...), self: self}
+	c.nodes[self.ID] = n
+	return n, nil
+}
+
+func (c *echoCluster) Leave(n MemberNode[string]) error { return c.stop(n) }
+func (c *echoCluster) Crash(n MemberNode[string]) error { return c.stop(n) }
+
+func (c *echoCluster) stop(n MemberNode[string]) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	en := c.nodes[n.Self().ID]
+	delete(c.nodes, en.self.ID)
+	en.Close()
+	for _, o := range c.nodes {
+		o.Fail(en.self.ID)
+	}
+	return nil
+}
+
+func (c *echoCluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, n := range c.nodes {
+		n.Close()
+		delete(c.nodes, id)
+	}
+	return nil
+}
+
+func TestMembershipSuiteCatchesBrokenMembership(t *testing.T) {
+	mk := func(t testing.TB) Cluster[string] { return &echoCluster{nodes: make(map[string]*echoNode)} }
+	failed := check(membershipSubtests, func(r tT) { testMembership(r, mk, []Option{Seed(1), Watchdog(3 * time.Second)}) })
+	expectFailure(t, failed, "join")
+	// Crash is reported as Fail even for a graceful leave.
+	expectFailure(t, failed, "leave")
+}
+
+// ---- the suite's own rules ----
+
+func TestSkipNeedsAKnownNameAndAReason(t *testing.T) {
+	bn := &brokenNet{d: correct, release: make(chan struct{})}
+	defer close(bn.release)
+	var opts []Option
+	for _, st := range transportSubtests {
+		opts = append(opts, Skip(st.Name, "not under test here"))
+	}
+	failed := check(transportSubtests, func(r tT) {
+		testTransport(r, bn.make, append(opts, Skip("stream/no-such-rule", "x"), Skip("stream/order", "")))
+	})
+	if len(failed) == 0 {
+		t.Errorf("a Skip with an unknown name and one without a reason did not fail the suite")
+	}
+}

@@ -1,0 +1,207 @@
+package conformance
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/plumtree-go/plumtree/codec"
+)
+
+var codecSubtests = []Subtest{
+	{"round-trip", "Decode(Append(nil, v)) gives back a value equal to v, for every sample."},
+	{"append-keeps-prefix", "Append appends: the bytes already in dst stay as they were, and the bytes after them decode to v."},
+	{"decode-leaves-input", "Decode does not modify its input."},
+	{"decode-does-not-keep-input", "A decoded value shares no memory with the input: overwriting the input after Decode does not change the value."},
+	{"garbage", "Decode never panics: random bytes, truncated encodings and encodings with a flipped byte give an error or a value, and a value so decoded encodes again."},
+}
+
+// CodecSubtests lists the rules TestCodec checks, for Skip.
+func CodecSubtests() []Subtest { return append([]Subtest(nil), codecSubtests...) }
+
+// TestCodec checks a codec against the codec.Codec contract, with the given
+// sample values (give a few, covering the zero value, small and large
+// values, and whatever is special for T). makeCodec is called for each
+// subtest. Values are compared with reflect.DeepEqual unless EqualFunc says
+// otherwise.
+//
+// A codec that documents that decoded values share memory with the input
+// skips "decode-does-not-keep-input" with Skip.
+func TestCodec[T any](t *testing.T, makeCodec func() codec.Codec[T], samples []T, opts ...Option) {
+	t.Helper()
+	testCodec(stdT{t}, makeCodec, samples, opts)
+}
+
+func testCodec[T any](t tT, makeCodec func() codec.Codec[T], samples []T, opts []Option) {
+	t.Helper()
+	s := newSuite(t, "Codec", codecSubtests, opts)
+	eq := func(a, b T) bool { return reflect.DeepEqual(a, b) }
+	if s.o.equal != nil {
+		f, ok := s.o.equal.(func(a, b T) bool)
+		if !ok {
+			t.Fatalf("conformance: EqualFunc was given a %T; this codec's values need a func(a, b %s) bool", s.o.equal, reflect.TypeFor[T]())
+		}
+		eq = f
+	}
+	if len(samples) == 0 {
+		t.Fatalf("conformance: TestCodec needs at least one sample value")
+	}
+	type enc struct {
+		v T
+		b []byte
+	}
+	// encodeAll encodes every sample with a fresh codec.
+	encodeAll := func(c *caseEnv) (codec.Codec[T], []enc) {
+		c.t.Helper()
+		cd := makeCodec()
+		if cd == nil {
+			c.t.Fatalf("makeCodec returned nil")
+		}
+		out := make([]enc, 0, len(samples))
+		for i, v := range samples {
+			var b []byte
+			var err error
+			if perr := protectPanic("Append", func() { b, err = cd.Append(nil, v) }); perr != nil {
+				c.t.Fatalf("sample %d: %v", i, perr)
+			}
+			if err != nil {
+				c.t.Fatalf("sample %d: Append: %v", i, err)
+			}
+			out = append(out, enc{v, b})
+		}
+		return cd, out
+	}
+	decode := func(c *caseEnv, cd codec.Codec[T], b []byte) (v T, err error) {
+		c.t.Helper()
+		if perr := protectPanic("Decode", func() { v, err = cd.Decode(b) }); perr != nil {
+			c.t.Fatalf("%v (input %d bytes: %x)", perr, len(b), head(b))
+		}
+		return v, err
+	}
+
+	s.run(t, "round-trip", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		for i, e := range encs {
+			got, err := decode(c, cd, e.b)
+			if err != nil {
+				c.t.Errorf("sample %d: Decode of its own encoding: %v", i, err)
+				continue
+			}
+			if !eq(got, e.v) {
+				c.t.Errorf("sample %d: round trip gave %s, want %s", i, show(got), show(e.v))
+			}
+		}
+	})
+	s.run(t, "append-keeps-prefix", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		prefix := c.payload(13)
+		for i, e := range encs {
+			// Spare capacity after the prefix, filled with a pattern, so
+			// a codec that writes before len(dst) or ignores dst shows.
+			dst := make([]byte, len(prefix), len(prefix)+len(e.b)+64)
+			copy(dst, prefix)
+			out, err := cd.Append(dst, e.v)
+			if err != nil {
+				c.t.Errorf("sample %d: Append to a non-empty buffer: %v", i, err)
+				continue
+			}
+			if len(out) < len(prefix) || !bytes.Equal(out[:len(prefix)], prefix) {
+				c.t.Errorf("sample %d: Append changed the %d bytes already in dst", i, len(prefix))
+				continue
+			}
+			got, err := decode(c, cd, out[len(prefix):])
+			if err != nil || !eq(got, e.v) {
+				c.t.Errorf("sample %d: the bytes Append added after a prefix decode to %s (err %v), want %s", i, show(got), err, show(e.v))
+			}
+		}
+	})
+	s.run(t, "decode-leaves-input", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		for i, e := range encs {
+			in := bytes.Clone(e.b)
+			if _, err := decode(c, cd, in); err != nil {
+				c.t.Errorf("sample %d: Decode: %v", i, err)
+			}
+			if !bytes.Equal(in, e.b) {
+				c.t.Errorf("sample %d: Decode modified its input", i)
+			}
+		}
+	})
+	s.run(t, "decode-does-not-keep-input", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		for i, e := range encs {
+			in := bytes.Clone(e.b)
+			got, err := decode(c, cd, in)
+			if err != nil {
+				c.t.Errorf("sample %d: Decode: %v", i, err)
+				continue
+			}
+			for j := range in {
+				in[j] ^= 0xA5
+			}
+			if !eq(got, e.v) {
+				c.t.Errorf("sample %d: overwriting the input after Decode changed the decoded value to %s; want %s", i, show(got), show(e.v))
+			}
+		}
+	})
+	s.run(t, "garbage", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		faults := 0
+		try := func(what string, b []byte) {
+			c.t.Helper()
+			if faults == 3 {
+				c.t.Fatalf("(stopping after 3 faults)")
+			}
+			var v T
+			var err error
+			if perr := protectPanic("Decode", func() { v, err = cd.Decode(b) }); perr != nil {
+				faults++
+				c.t.Errorf("%s (%d bytes %x): %v", what, len(b), head(b), perr)
+				return
+			}
+			if err != nil {
+				return
+			}
+			if perr := protectPanic("Append", func() { _, err = cd.Append(nil, v) }); perr != nil {
+				faults++
+				c.t.Errorf("%s: a value Decode accepted: %v", what, perr)
+			}
+		}
+		try("empty input", nil)
+		for n := 1; n <= 4096; n *= 2 {
+			for k := 0; k < 8; k++ {
+				try("random bytes", c.payload(n))
+			}
+		}
+		for _, e := range encs {
+			step := max(1, len(e.b)/256)
+			for n := 0; n < len(e.b); n += step {
+				try(fmt.Sprintf("encoding truncated to %d of %d bytes", n, len(e.b)), bytes.Clone(e.b[:n]))
+			}
+			for k := 0; k < 64 && len(e.b) > 0; k++ {
+				b := bytes.Clone(e.b)
+				i := c.rng.IntN(len(b))
+				b[i] ^= byte(1 + c.rng.IntN(255))
+				try(fmt.Sprintf("encoding with byte %d flipped", i), b)
+			}
+		}
+	})
+}
+
+// head returns at most the first 32 bytes of b, for messages.
+func head(b []byte) []byte {
+	if len(b) > 32 {
+		return b[:32]
+	}
+	return b
+}
+
+// show formats a value for a message, shortened.
+func show(v any) string {
+	s := fmt.Sprintf("%#v", v)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

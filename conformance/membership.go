@@ -1,0 +1,378 @@
+package conformance
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plumtree-go/plumtree/membership"
+)
+
+var membershipSubtests = []Subtest{
+	{"join", "Every node learns of every other node with its address, once: in its first Members snapshot or by one Join event, never twice; and every node's Members converges to the running nodes."},
+	{"leave", "When a node leaves gracefully, every other node reports one Leave for it (after its Join, with nothing after) and drops it from Members."},
+	{"fail", "When a node crashes, every other node reports one Fail for it (after its Join, with nothing after) and drops it from Members."},
+	{"events-closed", "A node's Events channel is closed once the node is stopped, by Leave or by Crash."},
+}
+
+// MembershipSubtests lists the rules TestMembership checks, for Skip.
+func MembershipSubtests() []Subtest { return append([]Subtest(nil), membershipSubtests...) }
+
+// pollEvery paces re-reading Members while waiting for a view to converge.
+const pollEvery = 10 * time.Millisecond
+
+// TestMembership checks a membership implementation with clusters from mk:
+// nodes join, leave and crash, and every node's view must follow. Failure
+// detection may take as long as the implementation needs, within the
+// watchdog (see Watchdog).
+func TestMembership[ID comparable](t *testing.T, mk MakeCluster[ID], opts ...Option) {
+	t.Helper()
+	testMembership(stdT{t}, mk, opts)
+}
+
+// watcher records the events one node reports.
+type watcher[ID comparable] struct {
+	node    MemberNode[ID]
+	self    membership.Member[ID]
+	initial map[ID]membership.Member[ID]
+
+	mu     sync.Mutex
+	events []membership.Event[ID]
+	closed bool
+	done   chan struct{}
+}
+
+func (w *watcher[ID]) read() {
+	defer close(w.done)
+	for ev := range w.node.Events() {
+		w.mu.Lock()
+		w.events = append(w.events, ev)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// about returns the events w saw about id, in order.
+func (w *watcher[ID]) about(id ID) []membership.Event[ID] {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []membership.Event[ID]
+	for _, ev := range w.events {
+		if ev.Member.ID == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// knows reports whether w learned of m with m's address.
+func (w *watcher[ID]) knows(m membership.Member[ID]) bool {
+	if im, ok := w.initial[m.ID]; ok && im.Addr == m.Addr {
+		return true
+	}
+	for _, ev := range w.about(m.ID) {
+		if ev.Kind == membership.Join && ev.Member.Addr == m.Addr {
+			return true
+		}
+	}
+	return false
+}
+
+// mcluster is a cluster under test with a watcher per running node.
+type mcluster[ID comparable] struct {
+	c        *caseEnv
+	cl       Cluster[ID]
+	watchers []*watcher[ID]
+}
+
+func (mc *mcluster[ID]) start() *watcher[ID] {
+	c := mc.c
+	c.t.Helper()
+	var n MemberNode[ID]
+	var err error
+	if !c.within("Cluster.Start", func() { n, err = mc.cl.Start() }) {
+		c.t.Fatalf("Cluster.Start hung")
+	}
+	if err != nil {
+		c.t.Fatalf("Cluster.Start: %v", err)
+	}
+	w := &watcher[ID]{node: n, self: n.Self(), initial: make(map[ID]membership.Member[ID]), done: make(chan struct{})}
+	for _, m := range n.Members() {
+		w.initial[m.ID] = m
+	}
+	for _, o := range mc.watchers {
+		if o.self.ID == w.self.ID {
+			c.t.Fatalf("Cluster.Start gave a node the ID %v of a running node", w.self.ID)
+		}
+	}
+	go w.read()
+	mc.watchers = append(mc.watchers, w)
+	return w
+}
+
+// remove forgets w (it was stopped).
+func (mc *mcluster[ID]) remove(w *watcher[ID]) {
+	for i, o := range mc.watchers {
+		if o == w {
+			mc.watchers = append(mc.watchers[:i], mc.watchers[i+1:]...)
+			return
+		}
+	}
+}
+
+// waitFor polls cond until it reports true, failing the case with its
+// explanation when the watchdog fires.
+func (mc *mcluster[ID]) waitFor(what string, cond func() (bool, string)) {
+	c := mc.c
+	c.t.Helper()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-c.ctx.Done():
+			c.t.Fatalf("watchdog: waiting for %s: %s", what, why)
+		}
+	}
+}
+
+// converged waits until every running node knows every other and its
+// Members holds exactly the running nodes with their addresses.
+func (mc *mcluster[ID]) converged() {
+	mc.c.t.Helper()
+	mc.waitFor("the views to converge", func() (bool, string) {
+		for _, w := range mc.watchers {
+			for _, o := range mc.watchers {
+				if o == w {
+					continue
+				}
+				if !w.knows(o.self) {
+					return false, fmt.Sprintf("node %v has had no Join (nor a first snapshot) for %v at %s", w.self.ID, o.self.ID, o.self.Addr)
+				}
+			}
+			if ok, why := mc.viewIsRunning(w); !ok {
+				return false, why
+			}
+		}
+		return true, ""
+	})
+}
+
+// viewIsRunning reports whether w's Members are the running nodes (w itself
+// optional) with their addresses.
+func (mc *mcluster[ID]) viewIsRunning(w *watcher[ID]) (bool, string) {
+	view := make(map[ID]string)
+	for _, m := range w.node.Members() {
+		view[m.ID] = m.Addr
+	}
+	for _, o := range mc.watchers {
+		if o == w {
+			continue
+		}
+		addr, ok := view[o.self.ID]
+		if !ok {
+			return false, fmt.Sprintf("node %v's Members lacks %v", w.self.ID, o.self.ID)
+		}
+		if addr != o.self.Addr {
+			return false, fmt.Sprintf("node %v's Members gives %v the address %q, want %q", w.self.ID, o.self.ID, addr, o.self.Addr)
+		}
+		delete(view, o.self.ID)
+	}
+	delete(view, w.self.ID)
+	for id := range view {
+		return false, fmt.Sprintf("node %v's Members still holds %v, which is not running", w.self.ID, id)
+	}
+	return true, ""
+}
+
+// sentinel starts one more node and waits until every node knows it: events
+// reported before it are then in every log, so counting them is fair.
+func (mc *mcluster[ID]) sentinel() {
+	mc.c.t.Helper()
+	mc.start()
+	mc.converged()
+}
+
+// checkJoins fails the case for any member joined twice at any node, or
+// joined with the wrong address.
+func (mc *mcluster[ID]) checkJoins(all []membership.Member[ID]) {
+	c := mc.c
+	c.t.Helper()
+	for _, w := range mc.watchers {
+		for _, m := range all {
+			if m.ID == w.self.ID {
+				continue
+			}
+			joins := 0
+			for _, ev := range w.about(m.ID) {
+				if ev.Kind == membership.Join {
+					joins++
+					if ev.Member.Addr != m.Addr {
+						c.t.Errorf("node %v: Join for %v carries address %q, want %q", w.self.ID, m.ID, ev.Member.Addr, m.Addr)
+					}
+				}
+			}
+			if joins > 1 {
+				c.t.Errorf("node %v reported %d Joins for %v", w.self.ID, joins, m.ID)
+			}
+		}
+	}
+}
+
+// stopped waits until every running node has reported kind for gone and
+// dropped it from Members, then checks the order of gone's events at each.
+func (mc *mcluster[ID]) stopped(gone *watcher[ID], kind membership.EventKind) {
+	c := mc.c
+	c.t.Helper()
+	mc.waitFor(fmt.Sprintf("every node to report %v for %v", kind, gone.self.ID), func() (bool, string) {
+		for _, w := range mc.watchers {
+			evs := w.about(gone.self.ID)
+			found := false
+			for _, ev := range evs {
+				if ev.Kind == membership.Leave || ev.Kind == membership.Fail {
+					found = true
+				}
+			}
+			if !found {
+				return false, fmt.Sprintf("node %v has reported no %v for %v (events about it: %v)", w.self.ID, kind, gone.self.ID, kinds(evs))
+			}
+			for _, m := range w.node.Members() {
+				if m.ID == gone.self.ID {
+					return false, fmt.Sprintf("node %v reported %v for %v but still lists it in Members", w.self.ID, kind, gone.self.ID)
+				}
+			}
+		}
+		return true, ""
+	})
+	mc.sentinel()
+	for _, w := range mc.watchers {
+		evs := w.about(gone.self.ID)
+		ends := 0
+		for i, ev := range evs {
+			switch ev.Kind {
+			case membership.Leave, membership.Fail:
+				ends++
+				if ev.Kind != kind {
+					c.t.Errorf("node %v reported %v for %v; want %v", w.self.ID, ev.Kind, gone.self.ID, kind)
+				}
+				if i != len(evs)-1 {
+					c.t.Errorf("node %v reported events for %v after its %v: %v", w.self.ID, gone.self.ID, ev.Kind, kinds(evs))
+				}
+			case membership.Join:
+				if ends > 0 {
+					c.t.Errorf("node %v reported a Join for %v after it was gone: %v", w.self.ID, gone.self.ID, kinds(evs))
+				}
+			}
+		}
+		if ends > 1 {
+			c.t.Errorf("node %v reported %d departures of %v: %v", w.self.ID, ends, gone.self.ID, kinds(evs))
+		}
+	}
+}
+
+func kinds[ID comparable](evs []membership.Event[ID]) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Kind.String()
+	}
+	return out
+}
+
+func testMembership[ID comparable](t tT, mk MakeCluster[ID], opts []Option) {
+	t.Helper()
+	s := newSuite(t, "Membership", membershipSubtests, opts)
+	const n = 4
+	setup := func(c *caseEnv) *mcluster[ID] {
+		c.t.Helper()
+		cl := mk(c.t.std())
+		if cl == nil {
+			c.t.Fatalf("MakeCluster returned nil")
+		}
+		mc := &mcluster[ID]{c: c, cl: cl}
+		c.atFire(func() { cl.Close() })
+		c.defer_(func() {
+			done := make(chan struct{})
+			go func() { defer close(done); cl.Close() }()
+			timer := time.NewTimer(c.watchdog)
+			defer timer.Stop()
+			select {
+			case <-done:
+			case <-timer.C:
+				c.t.Errorf("Cluster.Close did not return within %v", c.watchdog)
+			}
+		})
+		for range n {
+			mc.start()
+		}
+		mc.converged()
+		return mc
+	}
+	members := func(mc *mcluster[ID]) []membership.Member[ID] {
+		var out []membership.Member[ID]
+		for _, w := range mc.watchers {
+			out = append(out, w.self)
+		}
+		return out
+	}
+
+	s.run(t, "join", func(c *caseEnv) {
+		mc := setup(c)
+		all := members(mc)
+		mc.sentinel()
+		mc.checkJoins(all)
+	})
+	s.run(t, "leave", func(c *caseEnv) {
+		mc := setup(c)
+		all := members(mc)
+		gone := mc.watchers[1]
+		if !c.within("Cluster.Leave", func() {
+			if err := mc.cl.Leave(gone.node); err != nil {
+				c.bgErrorf("Cluster.Leave: %v", err)
+			}
+		}) {
+			return
+		}
+		mc.remove(gone)
+		mc.stopped(gone, membership.Leave)
+		mc.checkJoins(all)
+	})
+	s.run(t, "fail", func(c *caseEnv) {
+		mc := setup(c)
+		all := members(mc)
+		gone := mc.watchers[2]
+		if !c.within("Cluster.Crash", func() {
+			if err := mc.cl.Crash(gone.node); err != nil {
+				c.bgErrorf("Cluster.Crash: %v", err)
+			}
+		}) {
+			return
+		}
+		mc.remove(gone)
+		mc.stopped(gone, membership.Fail)
+		mc.checkJoins(all)
+	})
+	s.run(t, "events-closed", func(c *caseEnv) {
+		mc := setup(c)
+		left, crashed := mc.watchers[1], mc.watchers[2]
+		if !c.within("Cluster.Leave", func() { _ = mc.cl.Leave(left.node) }) {
+			return
+		}
+		if !c.within("Cluster.Crash", func() { _ = mc.cl.Crash(crashed.node) }) {
+			return
+		}
+		for _, w := range []*watcher[ID]{left, crashed} {
+			select {
+			case <-w.done:
+			case <-c.ctx.Done():
+				c.t.Errorf("watchdog: the Events channel of stopped node %v was never closed", w.self.ID)
+			}
+		}
+	})
+}

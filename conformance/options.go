@@ -1,0 +1,50 @@
+package conformance
+
+import "time"
+
+// Option adjusts a suite run.
+type Option func(*options)
+
+type options struct {
+	seed     uint64
+	seedSet  bool
+	watchdog time.Duration
+	skip     map[string]string
+	equal    any // func(a, b T) bool for TestCodec
+}
+
+// Seed fixes the seed of the suite's random payloads (to repeat a failing
+// run, pass the seed it logged). Without it a random seed is chosen and
+// logged.
+func Seed(seed uint64) Option {
+	return func(o *options) { o.seed, o.seedSet = seed, true }
+}
+
+// Watchdog bounds how long one subtest may run before the suite fails it as
+// hung and closes what it opened; default 60s. The bound breaks hangs: no
+// rule of the suites depends on how fast an adapter is.
+func Watchdog(d time.Duration) Option {
+	return func(o *options) { o.watchdog = d }
+}
+
+// Skip skips the named subtest with a stated reason, for an adapter that
+// does not offer what the subtest checks. Names are those listed by the
+// suite's Subtests function; an unknown name or an empty reason fails the
+// run. Capabilities found by type assertion (the datagram path, the stream
+// path, statistics) need no Skip: a missing one is skipped with a reason, a
+// claimed one is checked.
+func Skip(name, reason string) Option {
+	return func(o *options) {
+		if o.skip == nil {
+			o.skip = make(map[string]string)
+		}
+		o.skip[name] = reason
+	}
+}
+
+// EqualFunc sets how TestCodec compares values; the default is
+// reflect.DeepEqual. T must be the codec's type (protobuf messages, for
+// instance, compare with proto.Equal).
+func EqualFunc[T any](eq func(a, b T) bool) Option {
+	return func(o *options) { o.equal = eq }
+}
