@@ -1,5 +1,6 @@
 // Package codec defines how values become bytes and back, and provides codecs
 // for []byte, string, JSON and the identity types (string and integers).
+// Package codec/protobuf has the codec for protocol buffer messages.
 //
 // A Codec appends the encoding of a value to a buffer and decodes a value from
 // bytes. Append must leave dst[:len(dst)] untouched and may grow it. Decode

@@ -4,6 +4,17 @@
 // allocate without bound. A Registry (a value, never global state) maps wire
 // IDs to compressors so a receiver can read whatever a sender used.
 //
+// Wire IDs are part of the wire format and never change. These are taken:
+//
+//	0  identity (this package)
+//	1  zstd     (package compressor/zstd)
+//	2  lz4      (package compressor/lz4)
+//
+// IDs 3 to 63 are reserved for compressors this module may add; a user's own
+// compressor should take an ID from 64 to 255. Package compressor/builtin
+// chooses among the module's compressors by name and builds a Registry of
+// all of them.
+//
 // This package must never import the gossip core or any transport.
 package compressor
 

@@ -3,7 +3,10 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/plumtree-go/plumtree/compressor/builtin"
 )
 
 // Config holds the protocol's tuning. Start from a preset (DefaultConfig,
@@ -121,6 +124,39 @@ type Config struct {
 	// ReconcileInterval is how often the runner compares the membership's
 	// full view with its own, repairing any event the membership dropped.
 	ReconcileInterval time.Duration
+
+	// Compression is how this node compresses the messages it broadcasts.
+	// What it can read is Options.Compressors.
+	Compression Compression
+}
+
+// Compression is a node's compression policy for the payloads it
+// broadcasts. The frame names the compressor used, so receivers need not
+// share the policy; every node reads the built-in compressors by default
+// (Options.Compressors). Relays forward a payload as its origin compressed it.
+type Compression struct {
+	// Algorithm names the compressor: "zstd", "lz4", or "" (or "identity")
+	// for none. Options.Compressor, when set, takes its place.
+	Algorithm string
+	// Level is the algorithm's level: for "zstd" 1 (fastest) to 22, 0 for
+	// the default 3; for "lz4" 0 (fast) or 1 to 9 (high compression).
+	Level int
+	// MinSize is the smallest encoded message that is compressed; smaller
+	// ones go as they are, as do ones that compression does not shrink.
+	MinSize int
+}
+
+// algorithm is Algorithm with "" spelled "identity".
+func (c Compression) algorithm() string {
+	if c.Algorithm == "" {
+		return "identity"
+	}
+	return c.Algorithm
+}
+
+// enabled reports whether the policy compresses anything.
+func (c Compression) enabled() bool {
+	return c.Algorithm != "" && c.Algorithm != "identity"
 }
 
 // DefaultConfig is for general purpose: the tuning guide's balanced values.
@@ -173,8 +209,8 @@ func LANConfig() Config {
 }
 
 // WANConfig is for several datacenters: high latency tolerance, larger
-// batches, a longer cache. (Compression is chosen with the runner's
-// Compressor option.)
+// batches, a longer cache, and zstd level 3 for messages of 256 bytes and
+// more.
 func WANConfig() Config {
 	c := DefaultConfig()
 	c.LazyFanout = 8                         // more announcers: recovery across slow links
@@ -188,11 +224,13 @@ func WANConfig() Config {
 	c.MessageCacheTTL = 120 * time.Second // guide: high recovery capability
 	c.MessageCacheMaxSize = 50_000        // guide: high recovery capability
 	c.ExchangeInterval = 5 * time.Second
+	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // guide: wan().with_compression(zstd(3))
 	return c
 }
 
 // LargeClusterConfig is for 1,000 nodes and more: higher fanout, peer caps,
-// batches sized against IHave storms.
+// batches sized against IHave storms, and zstd level 3 for messages of 256
+// bytes and more.
 func LargeClusterConfig() Config {
 	c := DefaultConfig()
 	c.EagerFanout = 4     // guide: 4-5 for large clusters
@@ -202,6 +240,7 @@ func LargeClusterConfig() Config {
 	c.MaxLazyPeers = 50   // guide: large_cluster max_lazy_peers
 	c.IHaveBatchSize = 32 // guide: reduce IHave storm
 	c.MessageCacheMaxSize = 50_000
+	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // bandwidth over CPU at this size
 	return c
 }
 
@@ -324,5 +363,13 @@ func (c *Config) Validate() error {
 		bad("SendQueueBytes", "(%d) must be at least MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
 	}
 	positiveDur("ReconcileInterval", c.ReconcileInterval)
+	if a := c.Compression.Algorithm; a != "" && !slices.Contains(builtin.Names(), a) {
+		bad("Compression.Algorithm", "%q is not one of %q (or \"\" for none)", a, builtin.Names())
+	} else if _, err := builtin.New(c.Compression.algorithm(), c.Compression.Level); err != nil {
+		bad("Compression.Level", "%d: %v", c.Compression.Level, err)
+	}
+	if c.Compression.MinSize < 0 {
+		bad("Compression.MinSize", "must not be negative, is %d", c.Compression.MinSize)
+	}
 	return errors.Join(errs...)
 }

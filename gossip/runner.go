@@ -13,6 +13,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/compressor"
+	"github.com/plumtree-go/plumtree/compressor/builtin"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/transport"
@@ -33,12 +34,17 @@ type Options[ID comparable, M any] struct {
 	// IDCodec encodes node identities on the wire. nil means the built-in
 	// codec for string and integer types (codec.ForID).
 	IDCodec codec.Codec[ID]
-	// Compressor, if set, compresses payloads of at least CompressMinSize
-	// bytes; a payload that does not shrink is sent as it is.
-	Compressor      compressor.Compressor
-	CompressMinSize int
-	// Compressors are the compressors this node can read. nil means the
-	// identity and Compressor.
+	// Compressor, if set, is the compressor this node broadcasts with, in
+	// place of the one Config.Compression names (for a compressor of the
+	// application's own); Config.Compression.MinSize still applies. It
+	// must be in Compressors when those are given.
+	Compressor compressor.Compressor
+	// Compressors are the compressors this node can read, by the wire ID a
+	// frame names; a payload naming another is refused (logged, counted in
+	// Stats.DecodeErrors, neither delivered nor forwarded). nil means the
+	// built-in ones (identity, zstd and lz4, builtin.NewRegistry) and the
+	// compressor this node writes with, so that any node of this module can
+	// read any other's.
 	Compressors *compressor.Registry
 	// OnDeliver, if set, is called for each delivered message, one at a
 	// time, on a goroutine of its own. If nil, read Deliveries instead. It
@@ -95,6 +101,7 @@ type Plumtree[ID comparable, M any] struct {
 	clock    Clock
 	log      *slog.Logger
 	comps    *compressor.Registry
+	comp     compressor.Compressor // what Broadcast compresses with; nil for none
 	selfWire []byte
 	limits   wire.Limits
 
@@ -176,21 +183,8 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	if p.comps == nil {
-		var cs []compressor.Compressor
-		if o.Compressor != nil && o.Compressor.ID() != 0 {
-			cs = append(cs, o.Compressor)
-		}
-		reg, err := compressor.NewRegistry(cs...)
-		if err != nil {
-			return nil, fmt.Errorf("gossip: Options.Compressor: %w", err)
-		}
-		p.comps = reg
-	}
-	if o.Compressor != nil {
-		if _, ok := p.comps.ByID(o.Compressor.ID()); !ok {
-			return nil, fmt.Errorf("gossip: Options.Compressor %q is not in Options.Compressors", o.Compressor.Name())
-		}
+	if err := p.setupCompression(); err != nil {
+		return nil, err
 	}
 	self, err := p.o.IDCodec.Append(nil, o.ID)
 	if err != nil {
@@ -250,7 +244,7 @@ func (p *Plumtree[ID, M]) Broadcast(ctx context.Context, m M) (MessageID, error)
 		return MessageID{}, &MessageTooLargeError{Size: len(raw), Limit: p.cfg.MaxMessageSize}
 	}
 	pl := Payload{Data: raw}
-	if c := p.o.Compressor; c != nil && c.ID() != 0 && len(raw) >= p.o.CompressMinSize {
+	if c := p.comp; c != nil && len(raw) >= p.cfg.Compression.MinSize {
 		if z, err := c.Compress(nil, raw); err == nil && len(z) < len(raw) {
 			pl = Payload{Compressor: c.ID(), Data: z}
 		}
@@ -459,6 +453,55 @@ func (p *Plumtree[ID, M]) dropPeer(id ID) {
 	delete(p.peers, id)
 }
 
+// setupCompression picks the compressor Broadcast writes with and the
+// registry the node reads with.
+func (p *Plumtree[ID, M]) setupCompression() error {
+	o := &p.o
+	switch {
+	case o.Compressor != nil:
+		if o.Compressor.ID() != 0 {
+			p.comp = o.Compressor
+		}
+	case p.cfg.Compression.enabled():
+		c, err := builtin.New(p.cfg.Compression.Algorithm, p.cfg.Compression.Level)
+		if err != nil {
+			return &ConfigError{Field: "Compression", Reason: err.Error()}
+		}
+		p.comp = c
+	}
+	if p.comps == nil {
+		var cs []compressor.Compressor
+		if p.comp != nil {
+			cs = append(cs, p.comp)
+		}
+		reg, err := builtin.NewRegistry(cs...)
+		if err != nil {
+			return fmt.Errorf("gossip: Options.Compressor clashes with a built-in compressor; give Options.Compressors: %w", err)
+		}
+		p.comps = reg
+		return nil
+	}
+	if p.comp != nil {
+		if c, ok := p.comps.ByID(p.comp.ID()); !ok || c.Name() != p.comp.Name() {
+			return fmt.Errorf("gossip: compressor %q (ID %d) is not in Options.Compressors %q, so this node could not read its own messages",
+				p.comp.Name(), p.comp.ID(), p.comps.Names())
+		}
+	}
+	return nil
+}
+
+// UnknownCompressorError refuses a payload whose frame names a compressor
+// the node does not have.
+type UnknownCompressorError struct {
+	ID    byte     // the wire ID the frame names
+	Known []string // the names of the compressors the node reads
+}
+
+// Error names the ID and the compressors the node reads.
+func (e *UnknownCompressorError) Error() string {
+	return fmt.Sprintf("gossip: payload compressed with unknown compressor ID %d; this node reads %q (Options.Compressors)", e.ID, e.Known)
+}
+
 // deliver is the engine's Deliver hook: decompress, decode, validate, hand
 // to the application.
 func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
@@ -466,14 +509,19 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 	if d.Payload.Compressor != 0 {
 		c, ok := p.comps.ByID(d.Payload.Compressor)
 		if !ok {
+			err := &UnknownCompressorError{ID: d.Payload.Compressor, Known: p.comps.Names()}
 			p.decodeErrs.Add(1)
-			p.log.Debug("gossip: payload with unknown compressor", "compressor", d.Payload.Compressor, "from", d.From)
+			p.emit(Event{Kind: EventDecodeError, Message: d.ID, Bytes: len(raw), Err: err})
+			// Warn: a sender configured with a compressor this node cannot
+			// read loses every message it sends here until fixed.
+			p.log.Warn("gossip: payload refused", "id", d.ID, "from", d.From, "origin", d.Origin, "err", err)
 			return false
 		}
 		var err error
 		p.decodeBuf, err = c.Decompress(p.decodeBuf[:0], raw, p.cfg.MaxMessageSize)
 		if err != nil {
 			p.decodeErrs.Add(1)
+			p.emit(Event{Kind: EventDecodeError, Message: d.ID, Bytes: len(raw), Err: err})
 			p.log.Debug("gossip: payload does not decompress", "compressor", c.Name(), "from", d.From, "err", err)
 			return false
 		}

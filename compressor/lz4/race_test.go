@@ -1,0 +1,7 @@
+//go:build race
+
+package lz4_test
+
+// raceEnabled is true under the race detector, which slows the conformance
+// suite to seconds per level.
+const raceEnabled = true
