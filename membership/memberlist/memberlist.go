@@ -1,0 +1,835 @@
+// Package memberlist is a membership.Membership over hashicorp/memberlist
+// (SWIM failure detection and gossip): memberlist says who is alive, and the
+// broadcast core builds its tree over those members.
+//
+// Each node advertises the address of its broadcast transport in its
+// memberlist node metadata, so the broadcast transport can listen on a port
+// of its own; that address is the Member.Addr the others see. The ID of a
+// node is its memberlist node name, or whatever Config.ParseID makes of it.
+//
+// # Usage
+//
+// With this package imported as plummember (its name is hashicorp's too):
+//
+//	conf := memberlist.DefaultLANConfig() // hashicorp's: LAN, WAN or Local
+//	conf.Name = "node-1"
+//	conf.BindPort = 7946
+//	conf.SecretKey = key // optional: memberlist's encryption passes through
+//	m, err := plummember.New(plummember.Config[string]{
+//		Memberlist: conf,
+//		Addr:       "10.0.0.1:7947", // the broadcast transport
+//		Join:       []string{"10.0.0.2:7946"},
+//		PeersFile:  "/var/lib/app/peers.json",
+//	})
+//	if err != nil { ... }
+//	defer m.Close() // leaves gracefully
+//	node, err := gossip.New(cfg, gossip.Options[string, M]{ID: "node-1", Membership: m, ...})
+//
+// A caller who creates the memberlist itself calls Prepare, puts the
+// adapter's Delegates into its memberlist.Config before memberlist.Create,
+// then calls Attach.
+//
+// # Events
+//
+//   - A node that becomes alive with valid metadata is a Join; its broadcast
+//     address changing is an Update (a change of its memberlist address or of
+//     other metadata alone is not reported).
+//   - A node that leaves with Close is a Leave. memberlist's own NotifyLeave
+//     cannot tell a departure from a failure (the Node it passes always has
+//     State StateAlive: hashicorp/memberlist#293), so Close announces the
+//     departure itself before it leaves memberlist: it marks its metadata as
+//     leaving, then sends a leaving notice (a memberlist user message) to
+//     every other node running this adapter and waits, up to
+//     Config.LeaveTimeout, until each has acknowledged it. A node reports the
+//     Leave when the notice or the metadata reaches it, so by the time
+//     memberlist spreads the departure every acknowledging node has reported
+//     a Leave, not a Fail.
+//   - A node that memberlist declares dead without that notice is a Fail.
+//     Only a node that did not acknowledge in time (or that joined during
+//     the departure and heard of it from memberlist first) may report a
+//     Fail for a node that left: to the broadcast core the two mean the
+//     same.
+//   - The local node is never reported: it has no Join, Leave or Fail of its
+//     own. It is in Members, and Self returns it.
+//   - A node whose metadata cannot be read (another version, or a memberlist
+//     node that is not using this package) or whose name ParseID refuses is
+//     not a member: it is logged and left out of Members and events. A
+//     member whose metadata later turns unreadable keeps its last address.
+//
+// Events for one member come in the order memberlist reported them, each
+// once. The channel is bounded (Config.EventBuffer); memberlist's goroutines
+// never wait for the consumer: when the channel is full the event is dropped
+// and counted (Dropped), and a consumer that falls behind reconciles with
+// Members, as the membership interface says (the gossip runner does so every
+// ReconcileInterval). A bounded channel and a count were chosen over an
+// unbounded queue because memberlist calls the adapter with its node lock
+// held: the adapter must never block it, and must not grow without bound
+// behind a consumer that has stopped.
+//
+// # Peers file
+//
+// With Config.PeersFile set, the adapter saves the memberlist addresses of
+// the nodes it knows alive to that file whenever they change (atomically:
+// temporary file, fsync, rename), and on start joins the saved peers along
+// with Config.Join, so a restarted node rejoins without its seed list. An
+// empty list is never written: the file keeps the last peers known. A file
+// that exists but cannot be read is an error from New or Attach
+// (*PeersFileError) rather than something logged and ignored: a node that
+// silently started alone would form a cluster of its own, which is worse
+// than not starting. Remove the file to start from the seed list.
+//
+// # Beside memberlist's own gossip
+//
+// memberlist and the broadcast tree run side by side on separate ports.
+// memberlist (UDP and TCP on its BindPort) carries only membership: probes,
+// suspicion, alive, dead and push/pull state, plus this adapter's node
+// metadata and its small leaving notices. The broadcast transport, on its
+// own address, carries the application's messages along the Plumtree tree,
+// which reaches every node in about one copy per node and recovers losses
+// by announcements and grafts. memberlist's own broadcast queue
+// (Delegate.GetBroadcasts) piggybacks messages on its gossip packets and
+// retransmits each one a fixed number of times to random nodes: it suits a
+// few small, rare messages (cluster metadata, a leader hint) and needs no
+// second port, but it bounds message size by the packet, delivers no
+// message order and sends each message several times per node. Use the
+// broadcast tree for a steady stream or for anything larger.
+//
+// This package must never import the gossip core or any transport.
+package memberlist
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/plumtree-go/plumtree/membership"
+)
+
+// DefaultEventBuffer is the capacity of the Events channel when
+// Config.EventBuffer is 0.
+const DefaultEventBuffer = 1024
+
+// DefaultLeaveTimeout is Config.LeaveTimeout when it is 0.
+const DefaultLeaveTimeout = 5 * time.Second
+
+// maxEarlyEvents bounds the memberlist events held between memberlist.Create
+// and Attach.
+const maxEarlyEvents = 4096
+
+// resendInterval is how often Close sends its leaving notice again to the
+// nodes that have not acknowledged it (the notice travels as a datagram).
+const resendInterval = 100 * time.Millisecond
+
+// Config configures a Membership.
+type Config[ID comparable] struct {
+	// Memberlist is memberlist's configuration for New: start from
+	// memberlist.DefaultLANConfig, DefaultWANConfig or DefaultLocalConfig and
+	// set Name, BindAddr and BindPort (0 picks a free port), and SecretKey or
+	// Keyring for encryption. New works on a copy, in which it sets Events
+	// and Delegate: Delegate must be nil (the adapter's own delegate
+	// provides the node metadata); an Events delegate already set is called
+	// after the adapter's, with memberlist's Node unchanged. If Logger and
+	// LogOutput are both nil, memberlist logs to Config.Logger. Prepare
+	// requires this field to be nil.
+	Memberlist *memberlist.Config
+	// Addr is the address of this node's broadcast transport as the others
+	// should reach it. Required; at most 255 bytes.
+	Addr string
+	// Join lists memberlist addresses ("host:port" or "name/host:port") to
+	// join on start. New or Attach fails if none of them (nor any saved
+	// peer) can be reached. Empty for the first node of a cluster.
+	Join []string
+	// ParseID maps a memberlist node name to an ID. nil is allowed only for
+	// string IDs, which are the names themselves.
+	ParseID func(name string) (ID, error)
+	// PeersFile, if set, is where known peers are saved and read on start
+	// (see the package doc). Unreachable saved peers are logged, not an
+	// error.
+	PeersFile string
+	// LeaveTimeout bounds each of the three waits of Close (the leaving
+	// metadata going out, the acknowledgements of the leaving notice,
+	// memberlist's Leave), and the wait of SetAddr. 0 means
+	// DefaultLeaveTimeout.
+	LeaveTimeout time.Duration
+	// EventBuffer is the capacity of the Events channel. 0 means
+	// DefaultEventBuffer.
+	EventBuffer int
+	// Logger receives the adapter's messages (malformed metadata, dropped
+	// events, peers file problems). nil discards them.
+	Logger *slog.Logger
+}
+
+// Membership is a membership.Membership[ID] fed by memberlist. Make one with
+// New, or with Prepare and Attach. It is safe for concurrent use.
+type Membership[ID comparable] struct {
+	cfg     Config[ID]
+	parse   func(string) (ID, error)
+	log     *slog.Logger
+	timeout time.Duration
+	events  chan membership.Event[ID]
+	dropped atomic.Uint64
+	persist *persister
+	saved   []peer // peers read from the file at start
+
+	mu       sync.Mutex
+	ml       *memberlist.Memberlist
+	owned    bool // ml was created by New: Close leaves and shuts it down
+	chained  memberlist.EventDelegate
+	attached bool
+	early    []earlyEvent // before Attach
+	self     membership.Member[ID]
+	selfName string
+	leaving  bool
+	acks     map[string]bool      // during Close: nodes yet to acknowledge the leaving notice
+	ackCh    chan struct{}        // an acknowledgement arrived
+	nodes    map[string]*node[ID] // alive memberlist nodes other than this one, by name
+	byID     map[ID]string        // reported members: ID to name
+	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ membership.Membership[string] = (*Membership[string])(nil)
+
+// node is what the adapter knows of one alive memberlist node.
+type node[ID comparable] struct {
+	mlAddr   string // memberlist's address, for the peers file
+	ip       net.IP // memberlist's address, for messages
+	port     uint16
+	adapter  bool // its metadata is this package's: it runs an adapter
+	member   membership.Member[ID]
+	reported bool // a member: Joined, and neither left nor failed since
+	leaving  bool // announced its departure; stays set until it is gone
+}
+
+type nodeEvent uint8
+
+const (
+	nodeJoin nodeEvent = iota + 1
+	nodeUpdate
+	nodeGone
+)
+
+type earlyEvent struct {
+	kind nodeEvent
+	node memberlist.Node
+}
+
+// New creates a memberlist from cfg.Memberlist, joins cfg.Join and the saved
+// peers, and reports the cluster. Close leaves and shuts the memberlist down;
+// Memberlist returns it for other uses.
+func New[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
+	if cfg.Memberlist == nil {
+		return nil, errors.New("memberlist: Config.Memberlist is required by New (use memberlist.DefaultLANConfig and set Name)")
+	}
+	if cfg.Memberlist.Delegate != nil {
+		return nil, errors.New("memberlist: Config.Memberlist.Delegate must be nil: the adapter's delegate provides the node metadata")
+	}
+	mlConf := *cfg.Memberlist
+	cfg.Memberlist = nil
+	m, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.parse(mlConf.Name); err != nil {
+		return nil, fmt.Errorf("memberlist: node name %q is not an ID: %w", mlConf.Name, err)
+	}
+	m.chained = mlConf.Events
+	d := m.Delegates()
+	mlConf.Events, mlConf.Delegate = d.Events, d.Delegate
+	if mlConf.Logger == nil && mlConf.LogOutput == nil {
+		mlConf.Logger = memberlistLogger(m.log)
+	}
+	ml, err := memberlist.Create(&mlConf)
+	if err != nil {
+		m.stop(false)
+		return nil, fmt.Errorf("memberlist: create: %w", err)
+	}
+	m.mu.Lock()
+	m.owned = true
+	m.mu.Unlock()
+	if err := m.Attach(ml); err != nil {
+		m.stop(false) // shuts ml down: it is owned
+		return nil, err
+	}
+	return m, nil
+}
+
+// Prepare returns a Membership for a memberlist the caller creates: put
+// Delegates into its memberlist.Config before memberlist.Create, then call
+// Attach. cfg.Memberlist must be nil. The peers file, if any, is read now.
+func Prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
+	if cfg.Memberlist != nil {
+		return nil, errors.New("memberlist: Prepare takes no Config.Memberlist: create the memberlist with Delegates, then Attach it")
+	}
+	return prepare(cfg)
+}
+
+func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
+	if err := checkAddr(cfg.Addr); err != nil {
+		return nil, err
+	}
+	parse := cfg.ParseID
+	if parse == nil {
+		p, ok := any(func(name string) (string, error) { return name, nil }).(func(string) (ID, error))
+		if !ok {
+			var zero ID
+			return nil, fmt.Errorf("memberlist: Config.ParseID is required for ID type %T", zero)
+		}
+		parse = p
+	}
+	if cfg.EventBuffer < 0 {
+		return nil, errors.New("memberlist: Config.EventBuffer is negative")
+	}
+	if cfg.EventBuffer == 0 {
+		cfg.EventBuffer = DefaultEventBuffer
+	}
+	m := &Membership[ID]{
+		cfg:     cfg,
+		parse:   parse,
+		log:     cfg.Logger,
+		timeout: cfg.LeaveTimeout,
+		events:  make(chan membership.Event[ID], cfg.EventBuffer),
+		ackCh:   make(chan struct{}, 1),
+		nodes:   make(map[string]*node[ID]),
+		byID:    make(map[ID]string),
+	}
+	if m.log == nil {
+		m.log = discardLogger
+	}
+	if m.timeout <= 0 {
+		m.timeout = DefaultLeaveTimeout
+	}
+	if cfg.PeersFile != "" {
+		saved, err := readPeers(cfg.PeersFile)
+		if err != nil {
+			return nil, err
+		}
+		m.saved = saved
+		m.persist = startPersister(cfg.PeersFile, saved, m.peers, m.log)
+	}
+	return m, nil
+}
+
+// Delegates are the memberlist delegates of a Membership.
+type Delegates struct {
+	// Events goes in memberlist.Config.Events.
+	Events memberlist.EventDelegate
+	// Delegate goes in memberlist.Config.Delegate.
+	Delegate memberlist.Delegate
+}
+
+// Apply sets the delegates in c.
+func (d Delegates) Apply(c *memberlist.Config) {
+	c.Events, c.Delegate = d.Events, d.Delegate
+}
+
+// Delegates returns the delegates that must be in the memberlist.Config of
+// the memberlist given to Attach. The Delegate provides the node metadata
+// (the broadcast address) and carries no messages of its own.
+func (m *Membership[ID]) Delegates() Delegates {
+	d := &delegate[ID]{m}
+	return Delegates{Events: d, Delegate: d}
+}
+
+// Attach starts reporting the members of ml, which must have been created
+// with m's Delegates, then joins Config.Join and the saved peers. If joining
+// fails, m stays attached: Close it. The
+// memberlist stays the caller's: Close announces that this node's broadcast
+// layer is leaving (the others report a Leave) but neither leaves nor shuts
+// down ml.
+func (m *Membership[ID]) Attach(ml *memberlist.Memberlist) error {
+	local := ml.LocalNode()
+	self, err := m.parse(local.Name)
+	if err != nil {
+		return fmt.Errorf("memberlist: node name %q is not an ID: %w", local.Name, err)
+	}
+	m.mu.Lock()
+	if m.attached || m.closed {
+		m.mu.Unlock()
+		return errors.New("memberlist: Attach on a membership already attached or closed")
+	}
+	m.ml, m.attached = ml, true
+	m.selfName = local.Name
+	m.self = membership.Member[ID]{ID: self, Addr: m.cfg.Addr}
+	for _, e := range m.early {
+		m.apply(e.kind, &e.node)
+	}
+	m.early = nil
+	m.mu.Unlock()
+	return m.join(local.Address())
+}
+
+// join joins the seeds and the saved peers, except the local address.
+func (m *Membership[ID]) join(local string) error {
+	var addrs []string
+	for _, a := range m.cfg.Join {
+		if a != local && !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	for _, p := range m.saved {
+		if p.Addr != local && !slices.Contains(addrs, p.Addr) {
+			addrs = append(addrs, p.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	n, err := m.ml.Join(addrs)
+	if n > 0 {
+		return nil
+	}
+	if len(m.cfg.Join) > 0 {
+		return fmt.Errorf("memberlist: could not join any of %s: %w", strings.Join(addrs, ", "), err)
+	}
+	m.log.Warn("memberlist: could not reach any saved peer; starting alone", "file", m.cfg.PeersFile, "err", err)
+	return nil
+}
+
+// Members returns the alive members, this node included, sorted by node
+// name. The caller may keep and modify the slice.
+func (m *Membership[ID]) Members() []membership.Member[ID] {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.nodes))
+	for name, n := range m.nodes {
+		if n.reported {
+			names = append(names, name)
+		}
+	}
+	if m.attached {
+		names = append(names, m.selfName)
+	}
+	slices.Sort(names)
+	out := make([]membership.Member[ID], 0, len(names))
+	for _, name := range names {
+		if name == m.selfName {
+			out = append(out, m.self)
+		} else {
+			out = append(out, m.nodes[name].member)
+		}
+	}
+	return out
+}
+
+// Events returns the channel of membership changes; it is closed by Close
+// and Shutdown.
+func (m *Membership[ID]) Events() <-chan membership.Event[ID] { return m.events }
+
+// Self returns the local node as the others see it. Before Attach its ID is
+// the zero value.
+func (m *Membership[ID]) Self() membership.Member[ID] {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.self
+}
+
+// Dropped returns how many events were dropped because the Events channel
+// was full.
+func (m *Membership[ID]) Dropped() uint64 { return m.dropped.Load() }
+
+// Memberlist returns the memberlist in use, nil before Attach.
+func (m *Membership[ID]) Memberlist() *memberlist.Memberlist {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ml
+}
+
+// SetAddr changes the broadcast address this node advertises and waits, up
+// to Config.LeaveTimeout, for the change to go out; the others report an
+// Update.
+func (m *Membership[ID]) SetAddr(addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.closed || m.leaving {
+		m.mu.Unlock()
+		return errors.New("memberlist: SetAddr after Close")
+	}
+	m.cfg.Addr = addr
+	m.self.Addr = addr
+	ml := m.ml
+	m.mu.Unlock()
+	if ml == nil {
+		return nil
+	}
+	if err := ml.UpdateNode(m.timeout); err != nil {
+		return fmt.Errorf("memberlist: announce address %s: %w", addr, err)
+	}
+	return nil
+}
+
+// Close leaves gracefully: it marks this node as leaving in its metadata
+// and waits for that update to go out, sends the leaving notice and waits
+// for every other adapter to acknowledge it (see the package doc), then,
+// for a memberlist created by New, leaves memberlist and shuts it down.
+// Each of these three waits is bounded by Config.LeaveTimeout. It then
+// closes Events and saves the peers file. An error says a wait timed out
+// (a node that crashed and is not yet detected never acknowledges); the
+// node is stopped all the same. Close is idempotent; after Shutdown it does
+// nothing.
+func (m *Membership[ID]) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.stop(true) })
+	return m.closeErr
+}
+
+// Shutdown stops without a goodbye, as a crash would: a memberlist created
+// by New is shut down without leaving, and the others report a Fail after
+// their failure detection. It suits a node that restarts at once under the
+// same name, and tests. It then closes Events and saves the peers file. After
+// Close it does nothing.
+func (m *Membership[ID]) Shutdown() error {
+	m.closeOnce.Do(func() { m.closeErr = m.stop(false) })
+	return m.closeErr
+}
+
+func (m *Membership[ID]) stop(leave bool) error {
+	m.mu.Lock()
+	ml, owned := m.ml, m.owned
+	if leave {
+		m.leaving = true // NodeMeta now says so
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	if ml != nil && leave {
+		if err := ml.UpdateNode(m.timeout); err != nil {
+			errs = append(errs, fmt.Errorf("memberlist: announce leaving: %w", err))
+		}
+		if err := m.announceLeaving(ml); err != nil {
+			errs = append(errs, err)
+		}
+		if owned {
+			if err := leaveMemberlist(ml, m.timeout); err != nil {
+				errs = append(errs, fmt.Errorf("memberlist: leave: %w", err))
+			}
+		}
+	}
+	if ml != nil && owned {
+		if err := ml.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("memberlist: shutdown: %w", err))
+		}
+	}
+
+	m.mu.Lock()
+	m.closed = true
+	close(m.events)
+	m.mu.Unlock()
+	if m.persist != nil {
+		m.persist.close()
+	}
+	return errors.Join(errs...)
+}
+
+// leaveMemberlist calls ml.Leave, which panics if ml was shut down already (by a
+// caller who did not use Shutdown): that is an error here, not a crash.
+func leaveMemberlist(ml *memberlist.Memberlist, timeout time.Duration) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return ml.Leave(timeout)
+}
+
+// peers is the persister's snapshot: the alive nodes other than this one,
+// whether or not they are members.
+func (m *Membership[ID]) peers() []peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]peer, 0, len(m.nodes))
+	for name, n := range m.nodes {
+		out = append(out, peer{Name: name, Addr: n.mlAddr})
+	}
+	slices.SortFunc(out, func(a, b peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// nodeMeta is the local node's metadata.
+func (m *Membership[ID]) nodeMeta(limit int) []byte {
+	m.mu.Lock()
+	b := appendMeta(nil, meta{addr: m.cfg.Addr, leaving: m.leaving})
+	m.mu.Unlock()
+	if len(b) > limit { // cannot happen with memberlist's limit: checkAddr
+		m.log.Error("memberlist: node metadata too long", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+// notify handles one event from memberlist, on one of its goroutines, with
+// its node lock held: it must not block nor call memberlist.
+func (m *Membership[ID]) notify(kind nodeEvent, n *memberlist.Node) {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+	case !m.attached:
+		if len(m.early) < maxEarlyEvents {
+			c := *n
+			c.Addr = slices.Clone(n.Addr)
+			c.Meta = slices.Clone(n.Meta)
+			m.early = append(m.early, earlyEvent{kind, c})
+		} else {
+			m.dropped.Add(1)
+		}
+	default:
+		m.apply(kind, n)
+	}
+	chained := m.chained
+	m.mu.Unlock()
+	if chained != nil {
+		switch kind {
+		case nodeJoin:
+			chained.NotifyJoin(n)
+		case nodeUpdate:
+			chained.NotifyUpdate(n)
+		case nodeGone:
+			chained.NotifyLeave(n)
+		}
+	}
+}
+
+// apply updates the view with one memberlist event and reports what it
+// means for the members. m.mu is held.
+func (m *Membership[ID]) apply(kind nodeEvent, n *memberlist.Node) {
+	if n.Name == m.selfName {
+		return
+	}
+	peersChanged := false
+	defer func() {
+		if peersChanged && m.persist != nil {
+			m.persist.changed()
+		}
+	}()
+
+	nd := m.nodes[n.Name]
+	if kind == nodeGone {
+		if nd == nil {
+			return
+		}
+		delete(m.nodes, n.Name)
+		peersChanged = true
+		if nd.reported {
+			m.unreport(nd, membership.Fail)
+		}
+		return
+	}
+
+	// A join or an update: the node is alive.
+	if nd == nil {
+		nd = &node[ID]{}
+		m.nodes[n.Name] = nd
+	}
+	if addr := n.Address(); nd.mlAddr != addr {
+		nd.mlAddr = addr
+		nd.ip, nd.port = slices.Clone(n.Addr), n.Port
+		peersChanged = true
+	}
+	md, err := decodeMeta(n.Meta)
+	nd.adapter = err == nil
+	if err != nil {
+		if nd.reported {
+			m.log.Warn("memberlist: ignoring malformed metadata; the member keeps its last address",
+				"node", n.Name, "addr", nd.member.Addr, "err", err)
+		} else {
+			m.log.Warn("memberlist: ignoring node with malformed metadata", "node", n.Name, "err", err)
+		}
+		return
+	}
+	if md.leaving || nd.leaving {
+		m.markLeaving(nd)
+		return
+	}
+	if nd.reported {
+		if nd.member.Addr != md.addr {
+			nd.member.Addr = md.addr
+			m.emit(membership.Event[ID]{Kind: membership.Update, Member: nd.member})
+		}
+		return
+	}
+	id, err := m.parse(n.Name)
+	if err != nil {
+		m.log.Warn("memberlist: ignoring node whose name is not an ID", "node", n.Name, "err", err)
+		return
+	}
+	if other, dup := m.byID[id]; dup {
+		m.log.Warn("memberlist: ignoring node whose ID another node has", "node", n.Name, "other", other, "id", id)
+		return
+	}
+	if id == m.self.ID {
+		m.log.Warn("memberlist: ignoring node whose ID is this node's", "node", n.Name, "id", id)
+		return
+	}
+	nd.member = membership.Member[ID]{ID: id, Addr: md.addr}
+	nd.reported = true
+	m.byID[id] = n.Name
+	m.emit(membership.Event[ID]{Kind: membership.Join, Member: nd.member})
+}
+
+// markLeaving records that nd announced its departure, and reports it. m.mu
+// is held.
+func (m *Membership[ID]) markLeaving(nd *node[ID]) {
+	nd.leaving = true
+	if nd.reported {
+		m.unreport(nd, membership.Leave)
+	}
+}
+
+// onMessage handles a message from another adapter, on one of memberlist's
+// goroutines (without memberlist's node lock).
+func (m *Membership[ID]) onMessage(b []byte) {
+	msg, err := decodeMessage(b)
+	if err != nil {
+		m.log.Warn("memberlist: ignoring malformed message", "err", err)
+		return
+	}
+	m.mu.Lock()
+	ml, self := m.ml, m.selfName
+	switch msg.kind {
+	case msgLeaving:
+		if nd := m.nodes[msg.name]; nd != nil && !m.closed && msg.name != self {
+			m.markLeaving(nd)
+		}
+	case msgAck:
+		if m.acks[msg.name] {
+			delete(m.acks, msg.name)
+			select {
+			case m.ackCh <- struct{}{}:
+			default:
+			}
+		}
+	}
+	m.mu.Unlock()
+	if msg.kind != msgLeaving || ml == nil {
+		return
+	}
+	// Acknowledge even a node unknown here, or after Close: the
+	// acknowledgement says "I will not report you as failed".
+	to, err := nodeAt(msg.name, msg.addr)
+	if err != nil {
+		m.log.Warn("memberlist: leaving notice with a bad address", "node", msg.name, "err", err)
+		return
+	}
+	if err := ml.SendBestEffort(to, appendMessage(nil, message{kind: msgAck, name: self})); err != nil {
+		m.log.Debug("memberlist: cannot acknowledge leaving notice", "node", msg.name, "err", err)
+	}
+}
+
+// nodeAt makes the memberlist Node to send a message to addr.
+func nodeAt(name, addr string) (*memberlist.Node, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}, nil
+}
+
+// announceLeaving sends the leaving notice to every other adapter this node
+// knows, again every resendInterval to those that have not acknowledged it,
+// until all have or m.timeout has passed.
+func (m *Membership[ID]) announceLeaving(ml *memberlist.Memberlist) error {
+	local := ml.LocalNode()
+	notice := appendMessage(nil, message{kind: msgLeaving, name: local.Name, addr: local.Address()})
+
+	m.mu.Lock()
+	m.acks = make(map[string]bool)
+	for name, nd := range m.nodes {
+		if nd.adapter && !nd.leaving {
+			m.acks[name] = true
+		}
+	}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.acks = nil
+		m.mu.Unlock()
+	}()
+
+	deadline := time.NewTimer(m.timeout)
+	defer deadline.Stop()
+	resend := time.NewTicker(resendInterval)
+	defer resend.Stop()
+	send := true
+	for {
+		// Nodes that are gone need not acknowledge.
+		var pending []*memberlist.Node
+		m.mu.Lock()
+		for name := range m.acks {
+			nd := m.nodes[name]
+			if nd == nil || nd.leaving {
+				delete(m.acks, name)
+				continue
+			}
+			pending = append(pending, &memberlist.Node{Name: name, Addr: nd.ip, Port: nd.port})
+		}
+		m.mu.Unlock()
+		if len(pending) == 0 {
+			return nil
+		}
+		if send {
+			for _, to := range pending {
+				if err := ml.SendBestEffort(to, notice); err != nil {
+					m.log.Debug("memberlist: cannot send leaving notice", "node", to.Name, "err", err)
+				}
+			}
+		}
+		select {
+		case <-m.ackCh:
+			send = false
+		case <-resend.C:
+			send = true
+		case <-deadline.C:
+			names := make([]string, len(pending))
+			for i, p := range pending {
+				names[i] = p.Name
+			}
+			slices.Sort(names)
+			return fmt.Errorf("memberlist: no acknowledgement of the leaving notice from %s within %v", strings.Join(names, ", "), m.timeout)
+		}
+	}
+}
+
+// unreport removes a member and reports kind for it. m.mu is held.
+func (m *Membership[ID]) unreport(nd *node[ID], kind membership.EventKind) {
+	nd.reported = false
+	delete(m.byID, nd.member.ID)
+	m.emit(membership.Event[ID]{Kind: kind, Member: nd.member})
+}
+
+// emit sends ev if the channel has room, and counts it dropped otherwise.
+// m.mu is held, which keeps events in order and away from a closed channel.
+func (m *Membership[ID]) emit(ev membership.Event[ID]) {
+	select {
+	case m.events <- ev:
+	default:
+		if m.dropped.Add(1) == 1 {
+			m.log.Warn("memberlist: events channel full, dropping events; the consumer should reconcile with Members",
+				"capacity", cap(m.events))
+		}
+	}
+}
+
+// delegate implements memberlist's EventDelegate and Delegate for a
+// Membership, keeping those methods off its API.
+type delegate[ID comparable] struct{ m *Membership[ID] }
+
+func (d *delegate[ID]) NotifyJoin(n *memberlist.Node)   { d.m.notify(nodeJoin, n) }
+func (d *delegate[ID]) NotifyUpdate(n *memberlist.Node) { d.m.notify(nodeUpdate, n) }
+func (d *delegate[ID]) NotifyLeave(n *memberlist.Node)  { d.m.notify(nodeGone, n) }
+func (d *delegate[ID]) NodeMeta(limit int) []byte       { return d.m.nodeMeta(limit) }
+func (d *delegate[ID]) NotifyMsg(b []byte)              { d.m.onMessage(b) }
+func (d *delegate[ID]) GetBroadcasts(int, int) [][]byte { return nil }
+func (d *delegate[ID]) LocalState(bool) []byte          { return nil }
+func (d *delegate[ID]) MergeRemoteState([]byte, bool)   {}
