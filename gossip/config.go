@@ -20,7 +20,11 @@ type Config struct {
 	// LazyFanout is how many neighbours a node picks to send announcements
 	// (IHave) to.
 	LazyFanout int
-	// MaxPeers caps eager plus lazy neighbours.
+	// MaxPeers caps eager plus lazy neighbours: the EagerFanout+LazyFanout
+	// a node picks, plus the nodes that picked it (links are two-way: a
+	// node greets the neighbours it picks). Leave room for those, about as
+	// many again: a node whose picks all had no room is reached only
+	// through the periodic exchange.
 	MaxPeers int
 	// MaxEagerPeers caps the eager set. A peer that would pass it (by pushing
 	// to or grafting this node) is answered but then pruned.

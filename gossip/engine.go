@@ -23,6 +23,11 @@ type EngineOptions[ID comparable] struct {
 	// it is cached or forwarded. Returning false rejects it: it is not
 	// forwarded and a later copy is treated as a duplicate.
 	Deliver func(RawDelivery[ID]) bool
+	// Retrace, if set, is called after a message that arrived with a trace
+	// context was delivered; what it returns is the trace context this node
+	// forwards with the message (nil: none). Without it, the context that
+	// arrived is forwarded as it is.
+	Retrace func(RawDelivery[ID]) []byte
 	// Observer, if not nil, receives the engine's events.
 	Observer Observer
 }
@@ -40,6 +45,7 @@ type Engine[ID comparable] struct {
 	cfg     Config
 	rng     *rand.Rand
 	deliver func(RawDelivery[ID]) bool
+	retrace func(RawDelivery[ID]) []byte
 	obs     Observer
 
 	members peerSet[ID]
@@ -58,6 +64,7 @@ type Engine[ID comparable] struct {
 	lazyDue  []lazyDue[ID] // queues in the order they became non-empty
 	graftRL  map[ID]*ratelimit.Bucket
 	ihaveRL  map[ID]*ratelimit.Bucket
+	quiet    map[ID]struct{} // neighbours picked by fill that have sent nothing since
 	outbox   []Send[ID]
 	started  bool
 	sweepAt  time.Time
@@ -111,6 +118,7 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		cfg:       cfg,
 		rng:       rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
 		deliver:   o.Deliver,
+		retrace:   o.Retrace,
 		obs:       o.Observer,
 		members:   newPeerSet[ID](),
 		eager:     newPeerSet[ID](),
@@ -122,6 +130,7 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		lazyQ:     make(map[ID]*lazyQueue),
 		graftRL:   make(map[ID]*ratelimit.Bucket),
 		ihaveRL:   make(map[ID]*ratelimit.Bucket),
+		quiet:     make(map[ID]struct{}),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -279,6 +288,7 @@ func (e *Engine[ID]) prune(p ID) {
 // Receive processes a message from peer from.
 func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 	e.start(now)
+	delete(e.quiet, from) // it knows this node: no need to greet it again
 	switch m.Kind {
 	case KindGossip:
 		e.onGossip(now, from, m)
@@ -314,16 +324,22 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		return
 	}
 	ts := time.Unix(0, m.Timestamp)
-	if !e.deliver(RawDelivery[ID]{ID: m.ID, From: from, Origin: m.Origin, Hops: m.Round,
-		Timestamp: ts, Trace: m.Trace, Payload: m.Payload}) {
+	miss := e.missing[m.ID]
+	rd := RawDelivery[ID]{ID: m.ID, From: from, Origin: m.Origin, Hops: m.Round,
+		Timestamp: ts, Trace: m.Trace, Payload: m.Payload,
+		Recovered: m.Recovered || (miss != nil && miss.grafted)}
+	if !e.deliver(rd) {
 		e.seen.Add(m.ID, now)
 		e.emit(Event{Kind: EventRejected, Message: m.ID})
 		return
 	}
 	e.emit(Event{Kind: EventDelivered, Message: m.ID, Hops: m.Round, Latency: now.Sub(ts)})
-	miss := e.missing[m.ID]
-	c := cached[ID]{origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: m.Trace,
-		payload: m.Payload, recovered: m.Recovered || (miss != nil && miss.grafted)}
+	trace := m.Trace
+	if len(trace) > 0 && e.retrace != nil {
+		trace = e.retrace(rd)
+	}
+	c := cached[ID]{origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: trace,
+		payload: m.Payload, recovered: rd.Recovered}
 	e.forget(m.ID, miss)
 	if miss != nil && miss.grafted {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
@@ -394,7 +410,13 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		return
 	}
 	if !e.eager.has(from) {
+		known := e.lazy.has(from)
 		e.makeLazy(from) // an announcer is a neighbour (room permitting)
+		if !known && e.lazy.has(from) {
+			// A new neighbour may have missed recent messages while no one
+			// sent it anything: tell it what they were.
+			e.exchangeTo(now, from)
+		}
 	}
 	rl := e.ihaveRL[from]
 	if rl == nil {
@@ -482,6 +504,7 @@ func (e *Engine[ID]) Tick(now time.Time) {
 	}
 	if !e.xchgAt.IsZero() && !now.Before(e.xchgAt) {
 		e.exchange(now)
+		e.greet()
 		e.xchgAt = now.Add(e.jitter(e.cfg.ExchangeInterval))
 	}
 	if !now.Before(e.sweepAt) {
@@ -535,6 +558,14 @@ func (e *Engine[ID]) exchange(now time.Time) {
 		to = e.eager.list[i]
 	} else {
 		to = e.lazy.list[i-e.eager.len()]
+	}
+	e.exchangeTo(now, to)
+}
+
+// exchangeTo sends to the IDs of recent messages.
+func (e *Engine[ID]) exchangeTo(now time.Time, to ID) {
+	if e.cfg.ExchangeInterval <= 0 {
+		return
 	}
 	oldest := now.Add(-e.cfg.exchangeWindow()).UnixNano()
 	var anns []Announcement
@@ -644,6 +675,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	delete(e.missingBy, id)
 	delete(e.graftRL, id)
 	delete(e.ihaveRL, id)
+	delete(e.quiet, id)
 	var retry []MessageID
 	for mid, mm := range e.missing {
 		i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == id })
@@ -684,11 +716,38 @@ func (e *Engine[ID]) fill() {
 	}
 	e.rng.Shuffle(len(spare), func(i, j int) { spare[i], spare[j] = spare[j], spare[i] })
 	for _, id := range spare[:min(need, len(spare))] {
-		if e.eager.len() < e.cfg.EagerFanout && e.eager.len() < e.cfg.MaxEagerPeers {
+		switch {
+		case e.eager.len() < e.cfg.EagerFanout && e.eager.len() < e.cfg.MaxEagerPeers:
 			e.eager.add(id)
 			e.emit(Event{Kind: EventPromoted})
-		} else if e.lazy.len() < e.cfg.MaxLazyPeers {
+		case e.lazy.len() < e.cfg.MaxLazyPeers:
 			e.lazy.add(id)
+		default:
+			continue
+		}
+		// Links go both ways: an empty IHave makes the new neighbour take
+		// this node as a (lazy) neighbour too, room permitting. Without it
+		// a node that no other node picked, a newcomer to a settled
+		// cluster say, would hear of nothing: nodes send only to their
+		// own neighbours. It is sent again at every exchange until the
+		// neighbour sends something: the first may arrive before the
+		// neighbour knows this node is a member, and be ignored.
+		e.quiet[id] = struct{}{}
+		e.send(id, Msg[ID]{Kind: KindIHave})
+	}
+}
+
+// greet sends an empty IHave again to the neighbours that have sent nothing
+// since this node picked them (see fill).
+func (e *Engine[ID]) greet() {
+	if len(e.quiet) == 0 {
+		return
+	}
+	for _, list := range [][]ID{e.eager.list, e.lazy.list} {
+		for _, id := range list {
+			if _, ok := e.quiet[id]; ok {
+				e.send(id, Msg[ID]{Kind: KindIHave})
+			}
 		}
 	}
 }

@@ -56,6 +56,10 @@ type Options[ID comparable, M any] struct {
 	// It runs on the protocol loop: keep it quick, and call no method of the
 	// node from it (they wait for the loop).
 	Validate func(from ID, m M) error
+	// Tracer, if set, carries a trace of each broadcast across the cluster
+	// (observe.Tracer does it with OpenTelemetry). It runs on the protocol
+	// loop for each traced delivery: keep it quick.
+	Tracer Tracer
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Observer, if set, receives events. It may be called from several
@@ -142,6 +146,7 @@ type gossipKey struct {
 
 type broadcastReq struct {
 	payload Payload
+	trace   []byte
 	reply   chan broadcastResp
 }
 
@@ -201,7 +206,11 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 		seed = uint64(time.Now().UnixNano())
 	}
 	seed ^= xxhash.Sum64(self)
-	p.eng, err = NewEngine(EngineOptions[ID]{Self: o.ID, Config: cfg, Seed: seed, Deliver: p.deliver, Observer: o.Observer})
+	eo := EngineOptions[ID]{Self: o.ID, Config: cfg, Seed: seed, Deliver: p.deliver, Observer: o.Observer}
+	if o.Tracer != nil {
+		eo.Retrace = p.retrace
+	}
+	p.eng, err = NewEngine(eo)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +259,11 @@ func (p *Plumtree[ID, M]) Broadcast(ctx context.Context, m M) (MessageID, error)
 		}
 	}
 	req := broadcastReq{payload: pl, reply: make(chan broadcastResp, 1)}
+	if p.o.Tracer != nil {
+		if tc := p.o.Tracer.Broadcast(ctx); len(tc) <= MaxTraceSize {
+			req.trace = tc
+		}
+	}
 	select {
 	case p.bcast <- req:
 	case <-ctx.Done():
@@ -357,7 +371,7 @@ func (p *Plumtree[ID, M]) loop() {
 		case <-p.stop:
 			return
 		case req := <-p.bcast:
-			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, nil)
+			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, req.trace)
 			req.reply <- broadcastResp{id: id, err: err}
 		case m, ok := <-dgCh:
 			if !ok {
@@ -500,6 +514,16 @@ type UnknownCompressorError struct {
 // Error names the ID and the compressors the node reads.
 func (e *UnknownCompressorError) Error() string {
 	return fmt.Sprintf("gossip: payload compressed with unknown compressor ID %d; this node reads %q (Options.Compressors)", e.ID, e.Known)
+}
+
+// retrace is the engine's Retrace hook: the Tracer records this node's part
+// and names what to forward.
+func (p *Plumtree[ID, M]) retrace(d RawDelivery[ID]) []byte {
+	tc := p.o.Tracer.Deliver(TraceDelivery{ID: d.ID, Trace: d.Trace, Hops: d.Hops, Timestamp: d.Timestamp, Recovered: d.Recovered})
+	if len(tc) > MaxTraceSize {
+		return nil
+	}
+	return tc
 }
 
 // deliver is the engine's Deliver hook: decompress, decode, validate, hand
@@ -678,7 +702,8 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 		return
 	}
 	anns := m.Announcements
-	for len(anns) > 0 {
+	// At least one frame: an empty IHave is a greeting (see Engine.fill).
+	for first := true; first || len(anns) > 0; first = false {
 		n := min(per, len(anns))
 		part := *m
 		part.Announcements = anns[:n]

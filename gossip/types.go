@@ -81,6 +81,8 @@ type RawDelivery[ID comparable] struct {
 	Timestamp time.Time
 	Trace     []byte
 	Payload   Payload
+	// Recovered: the payload passed through a graft on its way here.
+	Recovered bool
 }
 
 // MessageTooLargeError is returned by Broadcast for a message over
