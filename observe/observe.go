@@ -86,7 +86,7 @@ func newConfig(opts []Option) config {
 type Observer struct {
 	meter metric.Meter
 	base  attribute.Set
-	opt   metric.MeasurementOption // base attributes, precomputed
+	opt   attrs // the base attributes
 
 	sent, received           metric.Int64Counter // attrs: type, path
 	sentBytes, receivedBytes metric.Int64Counter // attrs: type, path
@@ -110,8 +110,8 @@ type Observer struct {
 
 	// Attribute options for the combinations of type and path, built once
 	// so that Observe does not allocate.
-	typePath map[typePathKey]metric.MeasurementOption
-	request  map[string]metric.MeasurementOption
+	typePath map[typePathKey]attrs
+	request  map[string]attrs
 
 	mu           sync.Mutex
 	nodes        []*func() (gossip.Stats, error)
@@ -129,8 +129,8 @@ type typePathKey struct {
 func New(opts ...Option) (*Observer, error) {
 	c := newConfig(opts)
 	m := c.mp.Meter(ScopeName)
-	o := &Observer{meter: m, base: attribute.NewSet(c.attrs...), typePath: make(map[typePathKey]metric.MeasurementOption), request: make(map[string]metric.MeasurementOption)}
-	o.opt = metric.WithAttributeSet(o.base)
+	o := &Observer{meter: m, base: attribute.NewSet(c.attrs...), typePath: make(map[typePathKey]attrs), request: make(map[string]attrs)}
+	o.opt = o.withAttrs()
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		ctr, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
@@ -193,8 +193,17 @@ func New(opts ...Option) (*Observer, error) {
 	return o, nil
 }
 
-func (o *Observer) withAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(append(o.base.ToSlice(), kv...)...))
+// attrs is an attribute set as ready-made option slices: passing a slice
+// to Add, Record or Observe allocates nothing.
+type attrs struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+	obs []metric.ObserveOption
+}
+
+func (o *Observer) withAttrs(kv ...attribute.KeyValue) attrs {
+	opt := metric.WithAttributeSet(attribute.NewSet(append(o.base.ToSlice(), kv...)...))
+	return attrs{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}, obs: []metric.ObserveOption{opt}}
 }
 
 func kindName(k gossip.Kind) string {
@@ -213,7 +222,7 @@ func kindName(k gossip.Kind) string {
 	return "unknown"
 }
 
-func (o *Observer) typePathOpt(k gossip.Kind, p transport.Path) metric.MeasurementOption {
+func (o *Observer) typePathOpt(k gossip.Kind, p transport.Path) attrs {
 	if opt, ok := o.typePath[typePathKey{k, p}]; ok {
 		return opt
 	}
@@ -227,63 +236,63 @@ func (o *Observer) Observe(e gossip.Event) {
 	switch e.Kind {
 	case gossip.EventSent:
 		opt := o.typePathOpt(e.Type, e.Path)
-		o.sent.Add(ctx, 1, opt)
-		o.sentBytes.Add(ctx, int64(e.Bytes), opt)
+		o.sent.Add(ctx, 1, opt.add...)
+		o.sentBytes.Add(ctx, int64(e.Bytes), opt.add...)
 	case gossip.EventReceived:
 		opt := o.typePathOpt(e.Type, e.Path)
-		o.received.Add(ctx, 1, opt)
-		o.receivedBytes.Add(ctx, int64(e.Bytes), opt)
+		o.received.Add(ctx, 1, opt.add...)
+		o.receivedBytes.Add(ctx, int64(e.Bytes), opt.add...)
 	case gossip.EventDelivered:
-		o.delivered.Add(ctx, 1, o.opt)
-		o.hops.Record(ctx, int64(e.Hops), o.opt)
+		o.delivered.Add(ctx, 1, o.opt.add...)
+		o.hops.Record(ctx, int64(e.Hops), o.opt.rec...)
 		if e.Latency >= 0 {
-			o.latency.Record(ctx, e.Latency.Seconds(), o.opt)
+			o.latency.Record(ctx, e.Latency.Seconds(), o.opt.rec...)
 		}
 	case gossip.EventDuplicate:
-		o.duplicate.Add(ctx, 1, o.opt)
+		o.duplicate.Add(ctx, 1, o.opt.add...)
 	case gossip.EventRejected:
-		o.rejected.Add(ctx, 1, o.opt)
+		o.rejected.Add(ctx, 1, o.opt.add...)
 	case gossip.EventDeliveryDropped:
-		o.dropped.Add(ctx, 1, o.opt)
+		o.dropped.Add(ctx, 1, o.opt.add...)
 	case gossip.EventGraftSent:
-		o.graftSent.Add(ctx, 1, o.opt)
+		o.graftSent.Add(ctx, 1, o.opt.add...)
 	case gossip.EventGraftAnswered:
-		o.graftAnswered.Add(ctx, 1, o.opt)
+		o.graftAnswered.Add(ctx, 1, o.opt.add...)
 	case gossip.EventGraftMiss:
-		o.graftMiss.Add(ctx, 1, o.opt)
+		o.graftMiss.Add(ctx, 1, o.opt.add...)
 	case gossip.EventGraftRateLimited:
-		o.rateLimited.Add(ctx, 1, o.request["graft"])
+		o.rateLimited.Add(ctx, 1, o.request["graft"].add...)
 	case gossip.EventGraftFailed:
-		o.graftFailed.Add(ctx, 1, o.opt)
+		o.graftFailed.Add(ctx, 1, o.opt.add...)
 	case gossip.EventRecovered:
-		o.recovered.Add(ctx, 1, o.opt)
-		o.graftLatency.Record(ctx, e.Latency.Seconds(), o.opt)
+		o.recovered.Add(ctx, 1, o.opt.add...)
+		o.graftLatency.Record(ctx, e.Latency.Seconds(), o.opt.rec...)
 	case gossip.EventPruneSent:
-		o.pruneSent.Add(ctx, 1, o.opt)
+		o.pruneSent.Add(ctx, 1, o.opt.add...)
 	case gossip.EventPruneReceived:
-		o.pruneRecv.Add(ctx, 1, o.opt)
+		o.pruneRecv.Add(ctx, 1, o.opt.add...)
 	case gossip.EventPromoted:
-		o.promoted.Add(ctx, 1, o.opt)
+		o.promoted.Add(ctx, 1, o.opt.add...)
 	case gossip.EventDemoted:
-		o.demoted.Add(ctx, 1, o.opt)
+		o.demoted.Add(ctx, 1, o.opt.add...)
 	case gossip.EventOptimized:
-		o.optimized.Add(ctx, 1, o.opt)
+		o.optimized.Add(ctx, 1, o.opt.add...)
 	case gossip.EventIHaveSent:
-		o.ihaveBatch.Record(ctx, int64(e.Count), o.opt)
+		o.ihaveBatch.Record(ctx, int64(e.Count), o.opt.rec...)
 	case gossip.EventIHaveDropped:
-		o.rateLimited.Add(ctx, int64(e.Count), o.request["ihave"])
+		o.rateLimited.Add(ctx, int64(e.Count), o.request["ihave"].add...)
 	case gossip.EventExchangeSent:
-		o.exchangeSent.Add(ctx, int64(e.Count), o.opt)
+		o.exchangeSent.Add(ctx, int64(e.Count), o.opt.add...)
 	case gossip.EventCacheEvicted:
-		o.cacheEvicted.Add(ctx, int64(e.Count), o.opt)
+		o.cacheEvicted.Add(ctx, int64(e.Count), o.opt.add...)
 	case gossip.EventSeenEvicted:
-		o.seenEvict.Add(ctx, int64(e.Count), o.opt)
+		o.seenEvict.Add(ctx, int64(e.Count), o.opt.add...)
 	case gossip.EventDecodeError:
-		o.decodeErr.Add(ctx, 1, o.opt)
+		o.decodeErr.Add(ctx, 1, o.opt.add...)
 	case gossip.EventSendError:
-		o.sendErr.Add(ctx, 1, o.opt)
+		o.sendErr.Add(ctx, 1, o.opt.add...)
 	case gossip.EventUnknownPeer:
-		o.unknownPeer.Add(ctx, 1, o.opt)
+		o.unknownPeer.Add(ctx, 1, o.opt.add...)
 	}
 }
 
@@ -366,13 +375,13 @@ func (o *Observer) registerNodeGauges() error {
 			sum.LazyQueued += s.LazyQueued
 			sum.Missing += s.Missing
 		}
-		ob.ObserveInt64(peers, int64(sum.Eager), eager)
-		ob.ObserveInt64(peers, int64(sum.Lazy), lazy)
-		ob.ObserveInt64(peers, int64(sum.Members), members)
-		ob.ObserveInt64(cache, int64(sum.CacheSize), o.opt)
-		ob.ObserveInt64(seen, int64(sum.SeenSize), o.opt)
-		ob.ObserveInt64(queue, int64(sum.LazyQueued), o.opt)
-		ob.ObserveInt64(pending, int64(sum.Missing), o.opt)
+		ob.ObserveInt64(peers, int64(sum.Eager), eager.obs...)
+		ob.ObserveInt64(peers, int64(sum.Lazy), lazy.obs...)
+		ob.ObserveInt64(peers, int64(sum.Members), members.obs...)
+		ob.ObserveInt64(cache, int64(sum.CacheSize), o.opt.obs...)
+		ob.ObserveInt64(seen, int64(sum.SeenSize), o.opt.obs...)
+		ob.ObserveInt64(queue, int64(sum.LazyQueued), o.opt.obs...)
+		ob.ObserveInt64(pending, int64(sum.Missing), o.opt.obs...)
 		return nil
 	}, peers, cache, seen, queue, pending)
 	if err != nil {
@@ -409,15 +418,15 @@ func (o *Observer) registerTransportInstruments() error {
 			s.BytesReceived += x.BytesReceived
 			s.Connections += x.Connections
 		}
-		ob.ObserveInt64(dg, int64(s.DatagramsSent), sent)
-		ob.ObserveInt64(dg, int64(s.DatagramsReceived), recv)
-		ob.ObserveInt64(dg, int64(s.DatagramsDropped), drop)
-		ob.ObserveInt64(fr, int64(s.FramesSent), sent)
-		ob.ObserveInt64(fr, int64(s.FramesReceived), recv)
-		ob.ObserveInt64(fr, int64(s.FramesDropped), drop)
-		ob.ObserveInt64(by, int64(s.BytesSent), sent)
-		ob.ObserveInt64(by, int64(s.BytesReceived), recv)
-		ob.ObserveInt64(conns, int64(s.Connections), o.opt)
+		ob.ObserveInt64(dg, int64(s.DatagramsSent), sent.obs...)
+		ob.ObserveInt64(dg, int64(s.DatagramsReceived), recv.obs...)
+		ob.ObserveInt64(dg, int64(s.DatagramsDropped), drop.obs...)
+		ob.ObserveInt64(fr, int64(s.FramesSent), sent.obs...)
+		ob.ObserveInt64(fr, int64(s.FramesReceived), recv.obs...)
+		ob.ObserveInt64(fr, int64(s.FramesDropped), drop.obs...)
+		ob.ObserveInt64(by, int64(s.BytesSent), sent.obs...)
+		ob.ObserveInt64(by, int64(s.BytesReceived), recv.obs...)
+		ob.ObserveInt64(conns, int64(s.Connections), o.opt.obs...)
 		return nil
 	}, dg, fr, by, conns)
 	if err != nil {
