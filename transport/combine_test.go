@@ -1,0 +1,207 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/plumtree-go/plumtree/conformance"
+	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/mem"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// hang bounds waits that only a bug would make long.
+const hang = 10 * time.Second
+
+// joinedNetwork joins the datagram path of one mem network with the stream
+// path of another, at the same address in both.
+func joinedNetwork(testing.TB) conformance.ListenFunc {
+	dn, sn := mem.NewNetwork(mem.Config{}), mem.NewNetwork(mem.Config{})
+	return func(addr string) (transport.Transport, error) {
+		dg, err := dn.Listen(addr)
+		if err != nil {
+			return nil, err
+		}
+		st, err := sn.Listen(dg.LocalAddr())
+		if err != nil {
+			dg.Close()
+			return nil, err
+		}
+		j, err := transport.Join(dgOnly{dg}, stOnly{st})
+		if err != nil {
+			dg.Close()
+			st.Close()
+		}
+		return j, err
+	}
+}
+
+// dgOnly and stOnly hide the other path of a mem transport.
+type dgOnly struct{ *mem.Transport }
+
+func (d dgOnly) SendFrame()    {}
+func (d dgOnly) Frames()       {}
+func (d dgOnly) MaxFrameSize() {}
+
+type stOnly struct{ *mem.Transport }
+
+func (s stOnly) SendDatagram()    {}
+func (s stOnly) Datagrams()       {}
+func (s stOnly) MaxDatagramSize() {}
+
+func TestJoinConformance(t *testing.T) { conformance.TestTransport(t, joinedNetwork) }
+
+func TestJoinBroadcast(t *testing.T) { conformance.TestBroadcast(t, joinedNetwork) }
+
+func TestJoinAddressMismatch(t *testing.T) {
+	n := mem.NewNetwork(mem.Config{})
+	a, _ := n.Listen("a")
+	b, _ := n.Listen("b")
+	defer a.Close()
+	defer b.Close()
+	if _, err := transport.Join(a, b); err == nil {
+		t.Error("Join of different addresses succeeded")
+	}
+	j, err := transport.Join(a, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Datagram() != transport.Datagram(a) || j.Stream() != transport.Stream(a) {
+		t.Error("Datagram/Stream do not return the parts")
+	}
+	if _, ok := j.PeerIdentity("b"); ok {
+		t.Error("identity from a transport that has none")
+	}
+	if err := j.Close(); err != nil || j.Close() != nil {
+		t.Error("Close failed")
+	}
+}
+
+// overStream wraps mem transports with DatagramsOverStream.
+func overStream(cfg mem.Config, maxDatagram int) conformance.MakeNetwork {
+	return func(testing.TB) conformance.ListenFunc {
+		n := mem.NewNetwork(cfg)
+		return func(addr string) (transport.Transport, error) {
+			st, err := n.Listen(addr)
+			if err != nil {
+				return nil, err
+			}
+			return transport.DatagramsOverStream(stOnly{st}, maxDatagram), nil
+		}
+	}
+}
+
+func TestDatagramsOverStreamConformance(t *testing.T) {
+	conformance.TestTransport(t, overStream(mem.Config{}, 1400))
+}
+
+func TestDatagramsOverStreamBroadcast(t *testing.T) {
+	conformance.TestBroadcast(t, overStream(mem.Config{}, 1400))
+}
+
+func recv(t *testing.T, ch <-chan transport.Message) transport.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("channel closed")
+		}
+		return m
+	case <-time.After(hang):
+		t.Fatal("nothing received")
+	}
+	return transport.Message{}
+}
+
+func TestDatagramsOverStreamSplit(t *testing.T) {
+	ctx := context.Background()
+	n := mem.NewNetwork(mem.Config{MaxFrameSize: 100})
+	sa, _ := n.Listen("a")
+	sb, _ := n.Listen("b")
+	a := transport.DatagramsOverStream(sa, 0)
+	b := transport.DatagramsOverStream(sb, 10)
+	defer a.Close()
+	defer b.Close()
+	if a.MaxDatagramSize() != 99 || a.MaxFrameSize() != 99 || b.MaxDatagramSize() != 10 {
+		t.Errorf("limits: %d %d %d", a.MaxDatagramSize(), a.MaxFrameSize(), b.MaxDatagramSize())
+	}
+	var tl *transport.TooLargeError
+	if err := b.SendDatagram(ctx, "a", make([]byte, 11)); !errors.As(err, &tl) || tl.Limit != 10 || tl.Path != transport.PathDatagram {
+		t.Errorf("over-limit datagram: %v", err)
+	}
+	if err := b.SendFrame(ctx, "a", make([]byte, 100)); !errors.As(err, &tl) || tl.Limit != 99 || tl.Path != transport.PathStream {
+		t.Errorf("over-limit frame: %v", err)
+	}
+
+	if err := a.SendDatagram(ctx, "b", []byte("dg")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendFrame(ctx, "b", []byte("fr")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, b.Datagrams()); string(m.Data) != "dg" || m.From != "a" || m.Path != transport.PathDatagram {
+		t.Errorf("datagram %+v", m)
+	}
+	if m := recv(t, b.Frames()); string(m.Data) != "fr" || m.From != "a" || m.Path != transport.PathStream {
+		t.Errorf("frame %+v", m)
+	}
+	// Untagged and unknown frames sent on the raw stream are dropped.
+	sa.SendFrame(ctx, "b", nil)
+	sa.SendFrame(ctx, "b", []byte("?x"))
+	a.SendFrame(ctx, "b", []byte("after"))
+	if m := recv(t, b.Frames()); string(m.Data) != "after" {
+		t.Errorf("frame %q", m.Data)
+	}
+	if d := b.Stats().FramesDropped; d != 2 {
+		t.Errorf("FramesDropped = %d, want 2", d)
+	}
+}
+
+// SendDatagram never blocks, even when the stream towards a peer that does
+// not read is full; every accepted datagram is counted once by Close.
+func TestDatagramsOverStreamNeverBlocks(t *testing.T) {
+	ctx := context.Background()
+	n := mem.NewNetwork(mem.Config{QueueSize: 2})
+	sa, _ := n.Listen("a")
+	sb, _ := n.Listen("b")
+	a := transport.DatagramsOverStream(sa, 0)
+	b := transport.DatagramsOverStream(sb, 0)
+	defer b.Close()
+	const k = 1000
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range k {
+				if err := a.SendDatagram(ctx, "b", []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := a.Stats()
+	if s.DatagramsSent+s.DatagramsDropped != 4*k {
+		t.Errorf("sent %d + dropped %d != %d", s.DatagramsSent, s.DatagramsDropped, 4*k)
+	}
+	if s.DatagramsDropped == 0 {
+		t.Error("nothing dropped towards a peer that does not read")
+	}
+	if err := a.SendDatagram(ctx, "b", nil); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+	if err := a.SendFrame(ctx, "b", nil); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}

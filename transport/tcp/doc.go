@@ -1,0 +1,89 @@
+// Package tcp is the stream path (transport.Stream) over TCP, optionally with
+// TLS and mutual authentication.
+//
+// Use it like this:
+//
+//	tr, err := tcp.Listen("10.0.0.5:7946", tcp.Config{})
+//	if err != nil { ... }
+//	defer tr.Close()
+//	go func() {
+//		for m := range tr.Frames() { // m.From is the sender's LocalAddr()
+//			handle(m.From, m.Data)
+//		}
+//	}()
+//	err = tr.SendFrame(ctx, "10.0.0.6:7946", payload)
+//
+// Listen on a concrete IP address: LocalAddr is what peers dial, and the
+// dialer announces it to the listener, so a wildcard address would not
+// identify the sender.
+//
+// # Connections and pooling
+//
+// A connection carries frames one way, from the dialer to the listener. The
+// first SendFrame towards an address dials it (DialTimeout covers TCP, TLS
+// and the protocol handshake); if that fails, SendFrame returns an error
+// wrapping transport.ErrUnreachable. Later frames reuse the connection until
+// it fails or stays idle for IdleTimeout; the next SendFrame after that dials
+// again. Two peers that talk both ways have two connections.
+//
+// MaxConnectionsPerPeer must be 1 (the default). The Stream interface
+// promises that frames from one sender to one address arrive in the order
+// they were sent; frames spread over several TCP connections would race each
+// other at the receiver, and putting them back in order needs sequence
+// numbers and retransmission after a failed connection — TCP's own job. So
+// the pool keeps one ordered connection per peer; Listen refuses larger
+// values instead of pretending to honour them.
+//
+// # Queues and backpressure
+//
+// Each peer has a send queue bounded by SendQueueSize frames and
+// SendQueueBytes bytes (a frame larger than SendQueueBytes still goes when the
+// queue is empty). SendFrame copies the frame into the queue and returns; it
+// blocks while the queue is full, until there is room, ctx is done (the
+// error wraps ctx.Err()) or the transport closes (ErrClosed). A frame is
+// queued whole or not at all. One writer goroutine per connection takes the
+// whole queue at a time and writes it with one vectored write (with TLS,
+// coalesced into 16 KiB records), so at most twice the queue bounds are held
+// per peer. A receiver that stops reading Frames stops
+// its read loop, TCP's flow control fills the socket buffers, the writer
+// blocks, the queue fills and SendFrame blocks: backpressure reaches the
+// sender. WriteTimeout (off by default) gives up on a connection whose
+// writes make no progress for that long.
+//
+// When a connection fails, the frames still queued for it are dropped and
+// counted (Stats().FramesDropped) and logged; a frame for which SendFrame
+// returned nil is delivered only if its connection lives to carry it. The
+// core's protocol recovers from such losses.
+//
+// # Wire format
+//
+// The dialer opens each connection (after TLS, if configured) with
+//
+//	"PLTS" version(1 byte) addrLen(1 byte) addr(addrLen bytes)
+//
+// where addr is the dialer's LocalAddr, which becomes Message.From for every
+// frame on the connection. The listener answers "PLTS" and its version. A
+// listener that does not speak the dialer's version logs it, answers its own
+// version and closes; the dialer then fails with an error naming both
+// versions. After that, each frame is a uvarint length followed by that
+// many bytes. A length above the receiver's MaxFrameSize closes the
+// connection (logged, counted as a dropped frame). Memory for a frame grows
+// with the bytes actually received (at most 64 KiB ahead of them), never
+// with the announced length alone.
+//
+// # TLS and peer identity
+//
+// With Config.TLS set, every connection is TLS (use TLS 1.3; set ClientAuth
+// to tls.RequireAndVerifyClientCert for mutual authentication). A peer whose
+// certificate does not verify is refused and delivers nothing. The
+// transport implements PeerIdentifier: PeerIdentity(from) returns the name
+// in the certificate verified on the latest connection from the address
+// from (by default the "plumtree:<name>" URI SAN, else the common name; see
+// Config.PeerName), so that the core can refuse a frame whose sender ID is
+// not the certificate's. The mapping is per address: the handshake address
+// itself is not authenticated, and a frame read before a newer connection
+// from the same address replaced the identity would be judged by the newer
+// one. Carrying the identity with each Message is left to issue 10.
+//
+// This package must never import the gossip core: it moves opaque bytes.
+package tcp

@@ -1,0 +1,827 @@
+package tcp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/devcert"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultMaxFrameSize     = 4 << 20
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultSendQueueSize    = 256
+	DefaultSendQueueBytes   = 8 << 20
+	DefaultReceiveQueueSize = 256
+	// MaxFrameSizeLimit is the largest MaxFrameSize Listen accepts.
+	MaxFrameSizeLimit = 1 << 30
+)
+
+// ProtocolVersion is the version of the wire format this package speaks.
+const ProtocolVersion = 1
+
+var magic = [4]byte{'P', 'L', 'T', 'S'}
+
+// maxAddrLen bounds the address announced in the handshake.
+const maxAddrLen = 255
+
+// Config sets up a Transport. The zero value is usable.
+type Config struct {
+	// MaxFrameSize is the largest frame sent or accepted; default 4 MiB, at
+	// most MaxFrameSizeLimit. A peer that sends a longer frame has its
+	// connection closed.
+	MaxFrameSize int
+	// MaxConnectionsPerPeer is the number of connections used to send to one
+	// peer. It must be 0 or 1: frames stay in order because they share one
+	// connection (see the package doc).
+	MaxConnectionsPerPeer int
+	// IdleTimeout closes a connection that has had nothing to send for this
+	// long; default 60s, negative never closes idle connections.
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting to a peer, TLS and protocol handshakes
+	// included, on both sides; default 5s.
+	DialTimeout time.Duration
+	// WriteTimeout, if positive, fails a connection whose write of queued
+	// frames does not finish within it (a peer that stopped reading). By
+	// default a stalled peer keeps its connection and its senders block
+	// (backpressure).
+	WriteTimeout time.Duration
+	// SendQueueSize bounds the frames queued towards one peer; default 256.
+	SendQueueSize int
+	// SendQueueBytes bounds the bytes queued towards one peer; default 8 MiB.
+	// A single frame larger than this is accepted into an empty queue.
+	SendQueueBytes int
+	// ReceiveQueueSize is how many received frames wait for the reader of
+	// Frames before the read loops stop reading (and TCP pushes back on the
+	// senders); default 256.
+	ReceiveQueueSize int
+	// TLS, if set, wraps every connection in TLS with this configuration, as
+	// the server for accepted connections and as the client for dialed ones
+	// (ServerName defaults to the dialed host).
+	TLS *tls.Config
+	// PeerName maps a verified peer certificate to the identity reported by
+	// PeerIdentity; default devcert.PeerName (the "plumtree:<name>" URI SAN,
+	// else the common name).
+	PeerName func(*x509.Certificate) string
+	// Logger receives connection failures and protocol errors; nil logs
+	// nothing.
+	Logger *slog.Logger
+}
+
+// PeerIdentifier is implemented by transports that authenticate their peers.
+type PeerIdentifier interface {
+	// PeerIdentity returns the authenticated identity of the peer whose
+	// frames arrive with Message.From == from, and whether there is one.
+	PeerIdentity(from string) (string, bool)
+}
+
+// Transport is a TCP listener and a pool of outgoing connections. It
+// implements transport.Stream, transport.StatsReporter and PeerIdentifier.
+// It is safe for concurrent use.
+type Transport struct {
+	cfg    Config
+	ln     net.Listener
+	addr   string
+	log    *slog.Logger
+	frames chan transport.Message
+	done   chan struct{}
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	closed atomic.Bool
+	mu     sync.Mutex // guards peers, inbound, idents
+	peers  map[string]*peer
+	inbd   map[net.Conn]struct{}
+	idents map[string]string
+
+	framesSent, framesRecv, framesDropped atomic.Uint64
+	bytesSent, bytesRecv                  atomic.Uint64
+	conns                                 atomic.Int64
+}
+
+var (
+	_ transport.Stream        = (*Transport)(nil)
+	_ transport.StatsReporter = (*Transport)(nil)
+	_ PeerIdentifier          = (*Transport)(nil)
+)
+
+// peer is the send side towards one address.
+type peer struct {
+	addr string
+
+	mu      sync.Mutex
+	removed bool         // no longer in Transport.peers; look it up again
+	dialing *dialAttempt // a dial in progress
+	conn    *outConn     // the live connection, if any
+	q       [][]byte     // encoded frames waiting for the writer
+	qBytes  int
+	space   chan struct{} // closed when room may have appeared; nil if nobody waits
+}
+
+type dialAttempt struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// outConn is a dialed connection and its writer's wake-up signal.
+type outConn struct {
+	c    net.Conn
+	wake chan struct{} // cap 1
+	dead chan struct{} // closed by the reader when the connection ends
+}
+
+// Listen opens a TCP listener at addr ("ip:port"; port 0 picks a free port)
+// and starts accepting connections.
+func Listen(addr string, cfg Config) (*Transport, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: listen %s: %w", addr, err)
+	}
+	t, err := New(ln, cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// New makes a Transport that accepts on ln, which it owns from then on (Close
+// closes it). It is for callers that bind the listener themselves.
+func New(ln net.Listener, cfg Config) (*Transport, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg:    cfg,
+		ln:     ln,
+		addr:   ln.Addr().String(),
+		log:    cfg.Logger,
+		frames: make(chan transport.Message, cfg.ReceiveQueueSize),
+		done:   make(chan struct{}),
+		ctx:    ctx,
+		cancel: cancel,
+		peers:  make(map[string]*peer),
+		inbd:   make(map[net.Conn]struct{}),
+		idents: make(map[string]string),
+	}
+	if len(t.addr) > maxAddrLen {
+		cancel()
+		return nil, fmt.Errorf("tcp: listen address %q longer than %d bytes", t.addr, maxAddrLen)
+	}
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+func (cfg *Config) fill() error {
+	if cfg.MaxFrameSize == 0 {
+		cfg.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > MaxFrameSizeLimit {
+		return fmt.Errorf("tcp: MaxFrameSize %d out of range [1, %d]", cfg.MaxFrameSize, MaxFrameSizeLimit)
+	}
+	if cfg.MaxConnectionsPerPeer < 0 || cfg.MaxConnectionsPerPeer > 1 {
+		return fmt.Errorf("tcp: MaxConnectionsPerPeer %d: only 1 is supported, since frames to a peer must stay in order", cfg.MaxConnectionsPerPeer)
+	}
+	cfg.MaxConnectionsPerPeer = 1
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.SendQueueSize <= 0 {
+		cfg.SendQueueSize = DefaultSendQueueSize
+	}
+	if cfg.SendQueueBytes <= 0 {
+		cfg.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if cfg.ReceiveQueueSize <= 0 {
+		cfg.ReceiveQueueSize = DefaultReceiveQueueSize
+	}
+	if cfg.PeerName == nil {
+		cfg.PeerName = devcert.PeerName
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// LocalAddr returns the listening address, "ip:port".
+func (t *Transport) LocalAddr() string { return t.addr }
+
+// MaxFrameSize returns the largest frame SendFrame accepts.
+func (t *Transport) MaxFrameSize() int { return t.cfg.MaxFrameSize }
+
+// Frames delivers received frames; From is the sender's LocalAddr. It is
+// closed by Close; frames already queued can still be read.
+func (t *Transport) Frames() <-chan transport.Message { return t.frames }
+
+// Stats returns the counters. FramesSent and BytesSent (payload bytes)
+// count frames written to a socket; FramesReceived and BytesReceived count
+// frames read from one, whether or not the reader of Frames takes them
+// before Close. FramesDropped counts frames queued for a connection that
+// failed or closed, and frames this receiver refused (over its limit).
+// Connections is the number of open connections, dialed and accepted. The
+// writers have counted every frame they wrote by the time Close returns.
+func (t *Transport) Stats() transport.Stats {
+	return transport.Stats{
+		FramesSent:     t.framesSent.Load(),
+		FramesReceived: t.framesRecv.Load(),
+		FramesDropped:  t.framesDropped.Load(),
+		BytesSent:      t.bytesSent.Load(),
+		BytesReceived:  t.bytesRecv.Load(),
+		Connections:    int(t.conns.Load()),
+	}
+}
+
+// PeerIdentity returns the name in the certificate the peer at from
+// presented on its latest connection, if TLS verified one.
+func (t *Transport) PeerIdentity(from string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.idents[from]
+	return id, ok
+}
+
+func (t *Transport) errClosed(addr string) error {
+	return fmt.Errorf("tcp: send frame %s→%s: %w", t.addr, addr, transport.ErrClosed)
+}
+
+// SendFrame queues a copy of b for addr, dialing it first if there is no
+// connection. It blocks while the queue towards addr is full. See the
+// package doc for the errors.
+func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error {
+	if t.closed.Load() {
+		return t.errClosed(addr)
+	}
+	if len(b) > t.cfg.MaxFrameSize {
+		return &transport.TooLargeError{Path: transport.PathStream, Size: len(b), Limit: t.cfg.MaxFrameSize}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tcp: send frame %s→%s: %w", t.addr, addr, err)
+	}
+	frame := make([]byte, 0, binary.MaxVarintLen64+len(b))
+	frame = binary.AppendUvarint(frame, uint64(len(b)))
+	frame = append(frame, b...)
+
+	for {
+		p := t.lookup(addr)
+		if p == nil {
+			return t.errClosed(addr)
+		}
+		p.mu.Lock()
+		switch {
+		case p.removed:
+			p.mu.Unlock()
+			continue
+
+		case p.conn != nil:
+			if len(p.q) == 0 || (len(p.q) < t.cfg.SendQueueSize && p.qBytes+len(frame) <= t.cfg.SendQueueBytes) {
+				p.q = append(p.q, frame)
+				p.qBytes += len(frame)
+				select {
+				case p.conn.wake <- struct{}{}:
+				default:
+				}
+				p.mu.Unlock()
+				return nil
+			}
+			if p.space == nil {
+				p.space = make(chan struct{})
+			}
+			space := p.space
+			p.mu.Unlock()
+			select {
+			case <-space:
+			case <-ctx.Done():
+				return fmt.Errorf("tcp: send frame %s→%s: queue full: %w", t.addr, addr, ctx.Err())
+			case <-t.done:
+				return t.errClosed(addr)
+			}
+
+		case p.dialing != nil:
+			d := p.dialing
+			p.mu.Unlock()
+			select {
+			case <-d.done:
+				if errors.Is(d.err, transport.ErrUnreachable) {
+					return d.err
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("tcp: send frame %s→%s: %w", t.addr, addr, ctx.Err())
+			case <-t.done:
+				return t.errClosed(addr)
+			}
+
+		default:
+			d := &dialAttempt{done: make(chan struct{})}
+			p.dialing = d
+			p.mu.Unlock()
+			c, err := t.dial(ctx, addr)
+			p.mu.Lock()
+			p.dialing = nil
+			switch {
+			case err == nil && t.closed.Load():
+				c.Close()
+				err = t.errClosed(addr)
+			case err == nil:
+				t.startConn(p, c)
+			case t.closed.Load():
+				err = t.errClosed(addr)
+			case ctx.Err() != nil:
+				err = fmt.Errorf("tcp: send frame %s→%s: dial: %w", t.addr, addr, ctx.Err())
+			default:
+				err = fmt.Errorf("tcp: send frame %s→%s: %w: %w", t.addr, addr, transport.ErrUnreachable, err)
+			}
+			d.err = err
+			close(d.done)
+			p.mu.Unlock()
+			if err != nil {
+				t.forget(p)
+				return err
+			}
+		}
+	}
+}
+
+// lookup returns the peer for addr, creating it; nil after Close.
+func (t *Transport) lookup(addr string) *peer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() {
+		return nil
+	}
+	p := t.peers[addr]
+	if p == nil {
+		p = &peer{addr: addr}
+		t.peers[addr] = p
+	}
+	return p
+}
+
+// forget removes p from the pool if it holds nothing.
+func (t *Transport) forget(p *peer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed || p.conn != nil || p.dialing != nil || len(p.q) > 0 {
+		return
+	}
+	p.removed = true
+	if t.peers[p.addr] == p {
+		delete(t.peers, p.addr)
+	}
+}
+
+// dial connects to addr and runs the dialer's side of the handshake.
+func (t *Transport) dial(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	defer cancel()
+	stop := context.AfterFunc(t.ctx, cancel)
+	defer stop()
+
+	var nd net.Dialer
+	raw, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// Interrupt the handshakes below when ctx ends.
+	unblock := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer unblock()
+	c := raw
+	if t.cfg.TLS != nil {
+		cfg := t.cfg.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		c = tc
+	}
+	hello := make([]byte, 0, 6+len(t.addr))
+	hello = append(hello, magic[:]...)
+	hello = append(hello, ProtocolVersion, byte(len(t.addr)))
+	hello = append(hello, t.addr...)
+	if _, err := c.Write(hello); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	var reply [5]byte
+	if _, err := io.ReadFull(c, reply[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	if [4]byte(reply[:4]) != magic {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %s is not a plumtree stream endpoint", addr)
+	}
+	if reply[4] != ProtocolVersion {
+		c.Close()
+		return nil, fmt.Errorf("handshake: peer speaks protocol version %d, this node version %d", reply[4], ProtocolVersion)
+	}
+	if !unblock() {
+		// ctx ended and the deadline may be set; report it.
+		c.Close()
+		return nil, ctx.Err()
+	}
+	return c, nil
+}
+
+// startConn installs c as p's connection and starts its writer and reader.
+// p.mu must be held and the transport open.
+func (t *Transport) startConn(p *peer, c net.Conn) {
+	oc := &outConn{c: c, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+	p.conn = oc
+	t.conns.Add(1)
+	t.wg.Add(2)
+	go t.writeLoop(p, oc)
+	go func() {
+		defer t.wg.Done()
+		// Nothing is expected from the listener; reading notices at once
+		// when it goes away (and lets TLS process its post-handshake
+		// messages).
+		var buf [512]byte
+		for {
+			if _, err := c.Read(buf[:]); err != nil {
+				break
+			}
+		}
+		close(oc.dead)
+	}()
+}
+
+// writeLoop drains p's queue into oc until the connection fails, idles out
+// or the transport closes.
+func (t *Transport) writeLoop(p *peer, oc *outConn) {
+	defer t.wg.Done()
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if t.cfg.IdleTimeout > 0 {
+		idle = time.NewTimer(t.cfg.IdleTimeout)
+		defer idle.Stop()
+		idleC = idle.C
+	}
+	var bufs net.Buffers
+	var bw *bufio.Writer
+	if _, ok := oc.c.(*tls.Conn); ok {
+		bw = bufio.NewWriterSize(oc.c, 16<<10) // one TLS record
+	}
+	for {
+		p.mu.Lock()
+		batch := p.q
+		p.q, p.qBytes = nil, 0
+		if p.space != nil {
+			close(p.space)
+			p.space = nil
+		}
+		p.mu.Unlock()
+
+		if len(batch) == 0 {
+			select {
+			case <-oc.wake:
+				continue
+			case <-oc.dead:
+				t.fail(p, oc, errors.New("connection closed by peer"), 0)
+				return
+			case <-t.done:
+				return
+			case <-idleC:
+				if t.retire(p, oc) {
+					return
+				}
+				idle.Reset(t.cfg.IdleTimeout)
+				continue
+			}
+		}
+
+		if t.cfg.WriteTimeout > 0 {
+			oc.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+		}
+		var n int64
+		var err error
+		if bw != nil {
+			// TLS has no vectored write: coalesce small frames into
+			// full records, one write each.
+			for _, f := range batch {
+				if _, err = bw.Write(f); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err == nil {
+				n = math.MaxInt64 // all or (on error) nothing counts
+			}
+		} else {
+			bufs = append(bufs[:0], batch...)
+			n, err = bufs.WriteTo(oc.c)
+			clear(bufs[:cap(bufs)])
+		}
+		// Count the frames written whole.
+		var whole int
+		for _, f := range batch {
+			if n < int64(len(f)) {
+				break
+			}
+			n -= int64(len(f))
+			whole++
+			t.framesSent.Add(1)
+			_, prefix := binary.Uvarint(f)
+			t.bytesSent.Add(uint64(len(f) - prefix))
+		}
+		if err != nil {
+			if t.closed.Load() {
+				t.framesDropped.Add(uint64(len(batch) - whole))
+				return
+			}
+			t.fail(p, oc, err, len(batch)-whole)
+			return
+		}
+		if idle != nil {
+			idle.Reset(t.cfg.IdleTimeout)
+		}
+	}
+}
+
+// fail ends a failed connection: it drops what is queued so that the next
+// SendFrame dials again.
+func (t *Transport) fail(p *peer, oc *outConn, err error, lost int) {
+	oc.c.Close()
+	p.mu.Lock()
+	lost += len(p.q)
+	if p.conn == oc {
+		p.conn = nil
+		t.conns.Add(-1)
+	}
+	p.q, p.qBytes = nil, 0
+	if p.space != nil {
+		close(p.space)
+		p.space = nil
+	}
+	p.mu.Unlock()
+	t.framesDropped.Add(uint64(lost))
+	if !t.closed.Load() {
+		t.log.Warn("tcp: connection failed", "local", t.addr, "peer", p.addr, "err", err, "frames_dropped", lost)
+	}
+	t.forget(p)
+}
+
+// retire closes an idle connection; it reports false if frames arrived.
+func (t *Transport) retire(p *peer, oc *outConn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.q) > 0 {
+		return false
+	}
+	if p.conn != oc {
+		return true // Close took it
+	}
+	p.conn = nil
+	p.removed = true
+	if t.peers[p.addr] == p {
+		delete(t.peers, p.addr)
+	}
+	oc.c.Close()
+	t.conns.Add(-1)
+	t.log.Debug("tcp: closed idle connection", "local", t.addr, "peer", p.addr)
+	return true
+}
+
+// acceptLoop accepts connections until the listener closes.
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if t.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait a little.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			t.log.Warn("tcp: accept", "local", t.addr, "err", err)
+			tm := time.NewTimer(backoff)
+			select {
+			case <-tm.C:
+			case <-t.done:
+				tm.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		t.mu.Lock()
+		if t.closed.Load() {
+			t.mu.Unlock()
+			c.Close()
+			return
+		}
+		t.inbd[c] = struct{}{}
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go t.serve(c)
+	}
+}
+
+// serve runs the listener's side of one connection: handshake, then frames.
+func (t *Transport) serve(raw net.Conn) {
+	defer t.wg.Done()
+	defer func() {
+		raw.Close()
+		t.mu.Lock()
+		delete(t.inbd, raw)
+		t.mu.Unlock()
+	}()
+	from, ident, r, err := t.accept(raw)
+	if err != nil {
+		if !t.closed.Load() {
+			t.log.Warn("tcp: refused connection", "local", t.addr, "remote", raw.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	t.conns.Add(1)
+	defer t.conns.Add(-1)
+	if ident != "" {
+		t.mu.Lock()
+		t.idents[from] = ident
+		t.mu.Unlock()
+	}
+	for {
+		data, err := t.readFrame(r)
+		if err != nil {
+			if !t.closed.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				t.log.Warn("tcp: read frame", "local", t.addr, "peer", from, "err", err)
+			}
+			return
+		}
+		t.framesRecv.Add(1)
+		t.bytesRecv.Add(uint64(len(data)))
+		select {
+		case t.frames <- transport.Message{From: from, Data: data, Path: transport.PathStream}:
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// accept runs the handshake on an accepted connection: TLS if configured,
+// then the hello. It returns the dialer's address, its certificate identity
+// (if any) and a reader for the frames.
+func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, err error) {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
+	defer cancel()
+	unblock := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer unblock()
+	c := raw
+	if t.cfg.TLS != nil {
+		tc := tls.Server(raw, t.cfg.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return "", "", nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			ident = t.cfg.PeerName(certs[0])
+		}
+		c = tc
+	}
+	r = bufio.NewReaderSize(c, 64<<10)
+	var head [5]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if [4]byte(head[:4]) != magic {
+		return "", "", nil, errors.New("handshake: not a plumtree stream connection (bad magic)")
+	}
+	if head[4] != ProtocolVersion {
+		// Tell the dialer which version we speak, then hang up.
+		c.Write(append(magic[:], ProtocolVersion))
+		return "", "", nil, fmt.Errorf("handshake: unsupported protocol version %d (this node speaks %d)", head[4], ProtocolVersion)
+	}
+	n, err := r.ReadByte()
+	if err != nil {
+		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if n == 0 {
+		return "", "", nil, errors.New("handshake: empty address")
+	}
+	addr := make([]byte, n)
+	if _, err := io.ReadFull(r, addr); err != nil {
+		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if _, err := c.Write(append(magic[:], ProtocolVersion)); err != nil {
+		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if !unblock() {
+		return "", "", nil, fmt.Errorf("handshake: %w", ctx.Err())
+	}
+	return string(addr), ident, r, nil
+}
+
+// frameChunk is how much memory a frame may take before its bytes arrive.
+const frameChunk = 64 << 10
+
+// readFrame reads one length-prefixed frame, refusing lengths above
+// MaxFrameSize. Memory grows with the bytes received, not the announced
+// length.
+func (t *Transport) readFrame(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("truncated frame length: %w", err)
+		}
+		return nil, err
+	}
+	if n > uint64(t.cfg.MaxFrameSize) {
+		t.framesDropped.Add(1)
+		return nil, fmt.Errorf("frame of %d bytes exceeds the limit of %d; closing the connection", n, t.cfg.MaxFrameSize)
+	}
+	size := int(n)
+	buf := make([]byte, 0, min(size, frameChunk))
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(2*cap(buf), size))
+			copy(grown, buf)
+			buf = grown
+		}
+		k, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err != nil && len(buf) < size {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("truncated frame: %w", err)
+		}
+	}
+	return buf, nil
+}
+
+// Close closes the listener and every connection, unblocks every SendFrame,
+// waits for the transport's goroutines to stop and closes Frames. Frames
+// still queued are dropped and counted. It is idempotent; it returns the
+// error of closing the listener the first time, nil after.
+func (t *Transport) Close() error {
+	var err error
+	t.once.Do(func() {
+		t.mu.Lock()
+		t.closed.Store(true)
+		close(t.done)
+		t.cancel()
+		peers := make([]*peer, 0, len(t.peers))
+		for _, p := range t.peers {
+			peers = append(peers, p)
+		}
+		inbound := make([]net.Conn, 0, len(t.inbd))
+		for c := range t.inbd {
+			inbound = append(inbound, c)
+		}
+		t.mu.Unlock()
+
+		err = t.ln.Close()
+		for _, p := range peers {
+			p.mu.Lock()
+			if p.conn != nil {
+				p.conn.c.Close()
+				p.conn = nil
+				t.conns.Add(-1)
+			}
+			t.framesDropped.Add(uint64(len(p.q)))
+			p.q, p.qBytes = nil, 0
+			p.mu.Unlock()
+		}
+		for _, c := range inbound {
+			c.Close()
+		}
+		t.wg.Wait()
+		close(t.frames)
+	})
+	return err
+}

@@ -1,0 +1,71 @@
+// Package udptcp runs the two paths on one port number, as memberlist does:
+// datagrams over UDP (package udp) and frames over TCP (package tcp), joined
+// with transport.Join so that one address reaches both.
+//
+//	tr, err := udptcp.Listen("10.0.0.5:7946", udp.Config{}, tcp.Config{})
+//	if err != nil { ... }
+//	defer tr.Close()
+//	// tr implements transport.Datagram, transport.Stream and
+//	// transport.StatsReporter; tr.LocalAddr() is "10.0.0.5:7946".
+//
+// With port 0, Listen binds TCP first on a port the system picks and then UDP
+// on the same port; if that UDP port is taken it tries again with a new TCP
+// port, a few times.
+//
+// This package must never import the gossip core.
+package udptcp
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/tcp"
+	"github.com/plumtree-go/plumtree/transport/udp"
+)
+
+// attempts is how many port numbers Listen tries when addr has port 0.
+const attempts = 10
+
+// Listen binds TCP and UDP at addr ("ip:port") on the same port and joins
+// them. Closing the result closes both.
+func Listen(addr string, udpCfg udp.Config, tcpCfg tcp.Config) (*transport.Joined, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("udptcp: listen %s: %w", addr, err)
+	}
+	tries := 1
+	if port == "0" || port == "" {
+		tries = attempts
+	}
+	var lastErr error
+	for range tries {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("udptcp: listen %s: %w", addr, err)
+		}
+		// UDP on exactly the address TCP got.
+		dg, err := udp.Listen(ln.Addr().String(), udpCfg)
+		if err != nil {
+			ln.Close()
+			// With a chosen port the UDP port is most likely taken;
+			// try another. With a given port there is nothing to try.
+			lastErr = err
+			continue
+		}
+		st, err := tcp.New(ln, tcpCfg)
+		if err != nil {
+			ln.Close()
+			dg.Close()
+			return nil, fmt.Errorf("udptcp: %w", err)
+		}
+		j, err := transport.Join(dg, st)
+		if err != nil {
+			dg.Close()
+			st.Close()
+			return nil, fmt.Errorf("udptcp: %w", err)
+		}
+		return j, nil
+	}
+	return nil, fmt.Errorf("udptcp: listen %s: no port free for both UDP and TCP after %d tries: %w", addr, tries, lastErr)
+}
