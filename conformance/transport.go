@@ -963,7 +963,15 @@ func (e *tenv) fillStream(a, b transport.Stream) (sent [][]byte, stuck []byte) {
 	e.t.Helper()
 	const budget = 64 << 20
 	size := min(a.MaxFrameSize(), 16<<10)
-	for total := 0; total < budget; total += size {
+	// The first frame sets up whatever the path needs (a dial, a
+	// handshake) and may take long on a loaded machine: it is sent with the
+	// case's own context, so that only a full queue looks blocked below.
+	first := e.tagged(size)
+	if err := a.SendFrame(e.ctx, b.LocalAddr(), bytes.Clone(first)); err != nil {
+		e.t.Fatalf("SendFrame of the first frame: %v", err)
+	}
+	sent = append(sent, first)
+	for total := size; total < budget; total += size {
 		p := e.tagged(size)
 		// A send that waits this long is taken as blocked. A slow machine
 		// may make a send that was not yet blocked look blocked; what the

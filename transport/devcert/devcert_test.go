@@ -2,6 +2,9 @@ package devcert
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
 	"io"
 	"net"
 	"testing"
@@ -97,5 +100,33 @@ func TestEmptyName(t *testing.T) {
 	ca, _ := NewUnsafeCA()
 	if _, err := ca.Issue(""); err == nil {
 		t.Error("Issue with an empty name succeeded")
+	}
+}
+
+// TestLoadOrCreate: the first call creates the CA in the directory, the
+// second reads the same one; a damaged file is an error.
+func TestLoadOrCreate(t *testing.T) {
+	dir := t.TempDir()
+	a, err := LoadOrCreateUnsafeCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadOrCreateUnsafeCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.cert.Equal(b.cert) || !a.key.Equal(b.key) {
+		t.Fatal("the second call made another CA")
+	}
+	srv, _ := a.UnsafeMutualTLS("a", "127.0.0.1")
+	cli, _ := b.UnsafeMutualTLS("b", "127.0.0.1")
+	if _, err := srv.Certificates[0].Leaf.Verify(x509.VerifyOptions{Roots: cli.RootCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("a certificate of the first does not verify with the second: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, CAFile), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateUnsafeCA(dir); err == nil {
+		t.Error("a damaged CA file was accepted")
 	}
 }
