@@ -3,10 +3,10 @@ package devcert
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"os"
-	"path/filepath"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
