@@ -441,7 +441,7 @@ func nextGraft(t *testing.T, record <-chan sent) sent {
 // it) makes the links two-way, and a neighbour that takes it on tells it the
 // recent messages it missed.
 func TestChurnNewcomerNotPicked(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		cfg := gossip.DefaultConfig() // EagerFanout+LazyFanout = 9
 		c := newChurnCluster(t, cfg, 7)
 		for i := range 12 {
