@@ -56,6 +56,15 @@ type Options[ID comparable, M any] struct {
 	// It runs on the protocol loop: keep it quick, and call no method of the
 	// node from it (they wait for the loop).
 	Validate func(from ID, m M) error
+	// Authenticate, if set, checks every frame: sender is the node ID the
+	// frame names, identity is what the transport authenticated for the
+	// connection it came on (transport.Message.Identity: the name in the
+	// peer's verified certificate with TLS or QUIC, empty otherwise). An
+	// error refuses the frame: it is dropped, counted in Stats.DecodeErrors
+	// and reported as an EventDecodeError. MatchIdentity is the usual check.
+	// Only the neighbour that sent a frame is authenticated this way, not
+	// the origin of a payload it relays.
+	Authenticate func(sender ID, identity string) error
 	// Tracer, if set, carries a trace of each broadcast across the cluster
 	// (observe.Tracer does it with OpenTelemetry). It runs on the protocol
 	// loop for each traced delivery: keep it quick.
@@ -594,6 +603,12 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 	}
 	if from == p.o.ID {
 		return
+	}
+	if p.o.Authenticate != nil {
+		if err := p.o.Authenticate(from, tm.Identity); err != nil {
+			p.decodeError(tm, &AuthError{Sender: fmt.Sprint(from), Identity: tm.Identity, Err: err})
+			return
+		}
 	}
 	p.emit(Event{Kind: EventReceived, Type: Kind(f.Type), Path: tm.Path, Bytes: len(tm.Data)})
 	m := Msg[ID]{Kind: Kind(f.Type), ID: f.ID, Round: f.Round}

@@ -58,6 +58,12 @@ type Message struct {
 	Data []byte
 	// Path is the path the frame arrived on.
 	Path Path
+	// Identity is the sender's authenticated identity: with TLS (tcp) and
+	// QUIC, the name in the peer's verified certificate (for certificates
+	// from transport/devcert, the node name given to Issue). Empty when the
+	// transport does not authenticate its peers. The gossip core can refuse
+	// a frame whose sender ID does not match it (gossip.Options.Authenticate).
+	Identity string
 }
 
 // Transport is what every transport has: an address and a way to stop.

@@ -20,6 +20,7 @@ import (
 	qgo "github.com/quic-go/quic-go"
 
 	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/devcert"
 )
 
 // Application error codes sent when this side closes a connection.
@@ -860,8 +861,17 @@ func (t *Transport) acceptStreams(c *conn) {
 	}
 }
 
+// identity is the name in the peer's verified certificate on c.
+func identity(c *conn) string {
+	if certs := c.qc.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		return devcert.PeerName(certs[0])
+	}
+	return ""
+}
+
 // readStream delivers the frames of one stream.
 func (t *Transport) readStream(c *conn, s *qgo.ReceiveStream) {
+	ident := identity(c)
 	r := bufio.NewReaderSize(s, 16<<10)
 	var hdr [4]byte
 	for {
@@ -887,7 +897,7 @@ func (t *Transport) readStream(c *conn, s *qgo.ReceiveStream) {
 		t.c.framesReceived.Add(1)
 		t.c.bytesReceived.Add(uint64(n))
 		select {
-		case t.frames <- transport.Message{From: c.p.key, Data: data, Path: transport.PathStream}:
+		case t.frames <- transport.Message{From: c.p.key, Data: data, Path: transport.PathStream, Identity: ident}:
 		case <-t.done:
 			return
 		}
@@ -920,6 +930,7 @@ func (t *Transport) readDatagrams(c *conn) {
 		return
 	}
 	ctx := c.qc.Context()
+	ident := identity(c)
 	for {
 		d, err := c.qc.ReceiveDatagram(ctx)
 		if err != nil {
@@ -928,11 +939,14 @@ func (t *Transport) readDatagrams(c *conn) {
 		if d == nil {
 			d = []byte{}
 		}
+		// Counted before the reader can see it; taken back if dropped.
+		t.c.datagramsReceived.Add(1)
+		t.c.bytesReceived.Add(uint64(len(d)))
 		select {
-		case t.dgrams <- transport.Message{From: c.p.key, Data: d, Path: transport.PathDatagram}:
-			t.c.datagramsReceived.Add(1)
-			t.c.bytesReceived.Add(uint64(len(d)))
+		case t.dgrams <- transport.Message{From: c.p.key, Data: d, Path: transport.PathDatagram, Identity: ident}:
 		default:
+			t.c.datagramsReceived.Add(^uint64(0))
+			t.c.bytesReceived.Add(^uint64(len(d) - 1))
 			t.c.dmu.Lock()
 			t.c.datagramsDroppedRecv++
 			t.c.dmu.Unlock()

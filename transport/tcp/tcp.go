@@ -687,7 +687,7 @@ func (t *Transport) serve(raw net.Conn) {
 		t.framesRecv.Add(1)
 		t.bytesRecv.Add(uint64(len(data)))
 		select {
-		case t.frames <- transport.Message{From: from, Data: data, Path: transport.PathStream}:
+		case t.frames <- transport.Message{From: from, Data: data, Path: transport.PathStream, Identity: ident}:
 		case <-t.done:
 			return
 		}
