@@ -14,8 +14,8 @@ import (
 )
 
 var broadcastSubtests = []Subtest{
-	{"every-node-once", "In a cluster of 5 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
-	{"node-leaves", "When one node of 5 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
+	{"every-node-once", "In a cluster of 10 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
+	{"node-leaves", "When one node of 10 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
 }
 
 // BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
@@ -53,7 +53,7 @@ type bcluster struct {
 func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
 	t.Helper()
 	s := newSuite(t, "Broadcast", broadcastSubtests, opts)
-	const n = 5
+	const n = 10
 	start := func(c *caseEnv) *bcluster {
 		c.t.Helper()
 		listen := mk(c.t.std())
@@ -94,10 +94,15 @@ func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
 
 	s.run(t, "every-node-once", func(c *caseEnv) {
 		bc := start(c)
-		sizes := bc.sizes()
-		for round, size := range sizes {
+		// First each node in turn, so that connections open and the tree
+		// forms; then every node and size at once.
+		for _, bn := range bc.nodes {
+			bc.broadcast(bn, 0, 16)
+			bc.waitAll(bc.nodes)
+		}
+		for round, size := range bc.sizes() {
 			for _, bn := range bc.nodes {
-				bc.broadcast(bn, round, size)
+				bc.broadcast(bn, round+1, size)
 			}
 		}
 		bc.waitAll(bc.nodes)
