@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/transport/devcert"
+)
+
+// nodeOptions are the node command's flags.
+type nodeOptions struct {
+	name, listen, clusterListen, join string
+	transport, preset, compressor     string
+	tlsCert, tlsKey, tlsCA, devTLS    string
+	secret                            string
+	verbose                           bool
+}
+
+// node runs one node until ctx is done or in ends: each line read from in
+// is broadcast; each delivery is printed to out as "origin (hops N): line".
+// Status goes to status.
+func node(ctx context.Context, args []string, in io.Reader, out, status io.Writer) error {
+	var o nodeOptions
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(status)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:7000", "address of the broadcast transport")
+	fs.StringVar(&o.clusterListen, "cluster-listen", "", "address of memberlist (membership); default: the -listen host, port+1")
+	fs.StringVar(&o.join, "join", "", "comma-separated memberlist addresses of nodes to join; empty for the first node")
+	fs.StringVar(&o.name, "name", "", "node name, unique in the cluster; default: the -listen address")
+	fs.StringVar(&o.transport, "transport", "quic", "transport: quic, udp+tcp, tcp")
+	fs.StringVar(&o.preset, "preset", "lan", "configuration preset: default, lan, wan, large")
+	fs.StringVar(&o.compressor, "compressor", "preset", "compression: preset, none, zstd, lz4")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of this node (quic, tcp)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of -tls-cert")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA that signs every node's certificate (mutual TLS)")
+	fs.StringVar(&o.devTLS, "dev-tls", "", "UNSAFE, for trying things out: a directory where the first node creates a throwaway CA that the others read")
+	fs.StringVar(&o.secret, "secret", "", "memberlist encryption key, base64 of 16, 24 or 32 bytes (membership traffic only)")
+	fs.BoolVar(&o.verbose, "v", false, "log what the node and memberlist do")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.name == "" {
+		o.name = o.listen
+	}
+	if o.clusterListen == "" {
+		host, port, err := splitHostPort(o.listen)
+		if err != nil {
+			return fmt.Errorf("-listen: %w", err)
+		}
+		if port == 0 {
+			o.clusterListen = net.JoinHostPort(host, "0")
+		} else {
+			o.clusterListen = net.JoinHostPort(host, strconv.Itoa(port+1))
+		}
+	}
+	cfg, err := presetConfig(o.preset)
+	if err != nil {
+		return err
+	}
+	if cfg, err = withCompressor(cfg, o.compressor); err != nil {
+		return err
+	}
+	tlsConf, err := nodeTLS(o)
+	if err != nil {
+		return err
+	}
+	var log *slog.Logger
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(status, nil))
+	}
+
+	tr, err := listenTransport(o.transport, o.listen, tlsConf)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	var seeds []string
+	if o.join != "" {
+		seeds = strings.Split(o.join, ",")
+	}
+	ml, err := joinMemberlistKeyed(o.name, o.clusterListen, tr.LocalAddr(), seeds, o.secret, log)
+	if err != nil {
+		return err
+	}
+	defer ml.Close() // leaves gracefully
+	fmt.Fprintf(status, "node %s: broadcast on %s (%s), cluster on %s; type lines to broadcast them\n",
+		o.name, tr.LocalAddr(), o.transport, ml.Memberlist().LocalNode().Address())
+
+	var mu sync.Mutex // out is written by deliveries and errors
+	pt, err := gossip.New(cfg, gossip.Options[string, []byte]{
+		ID: o.name, Transport: tr, Membership: ml, Codec: codec.Bytes(), Logger: log,
+		OnDeliver: func(d gossip.Delivery[string, []byte]) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(out, "%s (hops %d): %s\n", d.Origin, d.Hops, d.Value)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer pt.Close()
+
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), cfg.MaxMessageSize)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(status, "node %s: leaving\n", o.name)
+			return nil
+		case err := <-readErr:
+			fmt.Fprintf(status, "node %s: end of input, leaving\n", o.name)
+			return err
+		case line := <-lines:
+			if line == "" {
+				continue
+			}
+			if _, err := pt.Broadcast(ctx, []byte(line)); err != nil {
+				fmt.Fprintf(status, "node %s: broadcast: %v\n", o.name, err)
+			}
+		}
+	}
+}
+
+// nodeTLS builds the TLS configuration from the flags: certificate files,
+// or the unsafe development CA, or nothing (allowed for udp+tcp and tcp).
+func nodeTLS(o nodeOptions) (*tls.Config, error) {
+	switch {
+	case o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "":
+		if o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == "" {
+			return nil, fmt.Errorf("-tls-cert, -tls-key and -tls-ca go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, err
+		}
+		caPEM, err := os.ReadFile(o.tlsCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("-tls-ca %s holds no PEM certificate", o.tlsCA)
+		}
+		return &tls.Config{
+			MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+			RootCAs: pool, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		}, nil
+	case o.devTLS != "":
+		ca, err := devcert.LoadOrCreateUnsafeCA(o.devTLS)
+		if err != nil {
+			return nil, err
+		}
+		host, _, err := net.SplitHostPort(o.listen)
+		if err != nil {
+			return nil, err
+		}
+		return ca.UnsafeMutualTLS(o.name, host)
+	case o.transport == "quic":
+		return nil, fmt.Errorf("quic needs TLS: give -tls-cert, -tls-key and -tls-ca, or -dev-tls DIR to try things out")
+	}
+	return nil, nil
+}
+
+// decodeSecret reads a memberlist key.
+func decodeSecret(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("-secret: %w", err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("-secret: %d bytes; want 16, 24 or 32", n)
+	}
+	return key, nil
+}
