@@ -130,6 +130,13 @@ func TestGuideNames(t *testing.T) {
 			"plumtree_grafts_pending",
 			"plumtree_transport_datagrams_total",
 			"plumtree_transport_io_bytes_total",
+			"plumtree_sent_bytes_total",
+			"plumtree_received_bytes_total",
+			"plumtree_messages_recovered_total",
+			"plumtree_grafts_answered_total",
+			"plumtree_prunes_received_total",
+			"plumtree_peers_promoted_total",
+			"plumtree_transport_connections",
 		} {
 			if _, ok := got[name]; !ok {
 				var names []string
