@@ -5,12 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The demo on the in-memory network runs inside a synctest bubble: its
@@ -99,6 +104,31 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	default:
 	}
 	return len(p), nil
+}
+
+// first returns the first line that contains s.
+func (w *lineWriter) first(s string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// count returns how many lines contain both a and b.
+func (w *lineWriter) count(a, b string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, l := range w.lines {
+		if strings.Contains(l, a) && strings.HasSuffix(l, b) {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *lineWriter) has(s string) bool {
@@ -192,5 +222,135 @@ func TestNode(t *testing.T) {
 				r.in.Close()
 			}
 		})
+	}
+}
+
+// TestMain runs main itself when PLUMTREE_TEST_MAIN is set (so that a test
+// can start this binary as `plumtree node` processes), and otherwise runs
+// the tests and checks that no goroutine outlives them. memberlist's
+// Shutdown returns before its probe goroutine has ended (see
+// membership/memberlist's TestMain): the check is repeated for up to about
+// 20 seconds before a goroutine still running counts as a leak.
+func TestMain(m *testing.M) {
+	if os.Getenv("PLUMTREE_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	code := m.Run()
+	if code == 0 {
+		var err error
+		for range 40 {
+			if err = goleak.Find(); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines still running after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// TestNodeProcesses starts three `plumtree node` processes on loopback,
+// joins them, types lines into each, and checks that every node prints
+// every line of the others exactly once; then SIGINT makes each leave.
+func TestNodeProcesses(t *testing.T) {
+	dir := t.TempDir()
+	type proc struct {
+		name   string
+		cmd    *exec.Cmd
+		in     io.WriteCloser
+		out    *lineWriter
+		status *lineWriter
+	}
+	start := func(name, join string) *proc {
+		args := []string{"node", "-name", name, "-listen", "127.0.0.1:0", "-cluster-listen", "127.0.0.1:0", "-dev-tls", dir}
+		if join != "" {
+			args = append(args, "-join", join)
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "PLUMTREE_TEST_MAIN=1")
+		p := &proc{name: name, cmd: cmd, out: &lineWriter{ch: make(chan struct{}, 1)}, status: &lineWriter{ch: make(chan struct{}, 1)}}
+		cmd.Stdout, cmd.Stderr = p.out, p.status
+		var err error
+		if p.in, err = cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		})
+		return p
+	}
+	wait := func(w *lineWriter, what string, ok func() bool) {
+		t.Helper()
+		timeout := time.After(2 * time.Minute)
+		for !ok() {
+			select {
+			case <-w.ch:
+			case <-timeout:
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				t.Fatalf("waiting for %s; lines: %q", what, w.lines)
+			}
+		}
+	}
+	a := start("a", "")
+	wait(a.status, "a to listen", func() bool { return a.status.has("cluster on ") })
+	line := a.status.first("cluster on ")
+	seed := strings.TrimSuffix(strings.Fields(line[strings.Index(line, "cluster on ")+len("cluster on "):])[0], ";")
+	b, c := start("b", seed), start("c", seed)
+	procs := []*proc{a, b, c}
+	for _, p := range procs {
+		wait(p.status, p.name+" to see 3 members", func() bool { return p.status.has("members: 3 ") })
+	}
+	for _, p := range procs {
+		for i := range 3 {
+			fmt.Fprintf(p.in, "line %d from %s\n", i, p.name)
+		}
+	}
+	for _, p := range procs {
+		for _, q := range procs {
+			if q == p {
+				continue
+			}
+			for i := range 3 {
+				want := fmt.Sprintf("%s (hops ", q.name)
+				text := fmt.Sprintf("line %d from %s", i, q.name)
+				wait(p.out, p.name+" to print "+text, func() bool { return p.out.count(want, text) >= 1 })
+			}
+		}
+	}
+	for _, p := range procs {
+		if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Errorf("node %s: %v\n%q", p.name, err, p.status.lines)
+		}
+		if !p.status.has("leaving") {
+			t.Errorf("node %s did not say it was leaving: %q", p.name, p.status.lines)
+		}
+		// Every line of the others exactly once, none of its own.
+		for _, q := range procs {
+			for i := range 3 {
+				text := fmt.Sprintf("line %d from %s", i, q.name)
+				want := 1
+				if q == p {
+					want = 0
+				}
+				if got := p.out.count(q.name+" (hops ", text); got != want {
+					t.Errorf("node %s printed %q %d times, want %d", p.name, text, got, want)
+				}
+			}
+		}
 	}
 }

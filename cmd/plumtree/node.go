@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
@@ -113,6 +115,37 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 		return err
 	}
 	defer pt.Close()
+
+	// Report the membership as it changes.
+	ctx, cancel := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	defer watcher.Wait()
+	defer cancel()
+	watcher.Add(1)
+	go func() {
+		defer watcher.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		last := ""
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			var names []string
+			for _, m := range ml.Members() {
+				names = append(names, m.ID)
+			}
+			slices.Sort(names)
+			if now := strings.Join(names, " "); now != last {
+				last = now
+				mu.Lock()
+				fmt.Fprintf(status, "node %s: members: %d (%s)\n", o.name, len(names), now)
+				mu.Unlock()
+			}
+		}
+	}()
 
 	lines := make(chan string)
 	readErr := make(chan error, 1)

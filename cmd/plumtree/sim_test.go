@@ -6,11 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // runSimCmd runs `plumtree sim args...` and returns its stdout.
 func runSimCmd(t *testing.T, args ...string) string {
