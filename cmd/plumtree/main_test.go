@@ -15,7 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/plumtree-go/plumtree/internal/leakcheck"
 )
 
 // The demo on the in-memory network runs inside a synctest bubble: its
@@ -227,29 +227,14 @@ func TestNode(t *testing.T) {
 
 // TestMain runs main itself when PLUMTREE_TEST_MAIN is set (so that a test
 // can start this binary as `plumtree node` processes), and otherwise runs
-// the tests and checks that no goroutine outlives them. memberlist's
-// Shutdown returns before its probe goroutine has ended (see
-// membership/memberlist's TestMain): the check is repeated for up to about
-// 20 seconds before a goroutine still running counts as a leak.
+// the tests and checks that no goroutine outlives them, with time for
+// memberlist's own to end (see package leakcheck).
 func TestMain(m *testing.M) {
 	if os.Getenv("PLUMTREE_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
-	code := m.Run()
-	if code == 0 {
-		var err error
-		for range 40 {
-			if err = goleak.Find(); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: goroutines still running after the tests: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	leakcheck.Main(m)
 }
 
 // TestNodeProcesses starts three `plumtree node` processes on loopback,
