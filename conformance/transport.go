@@ -560,14 +560,26 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 		if _, stuck := e.fillStream(a, b); stuck == nil {
 			return
 		}
+		// A sender goes on sending until a send fails. The queue is full
+		// (a slow machine may only have made it look full: then the sender
+		// fills it), so it ends up blocked, and Close must unblock it. If
+		// Close comes first, the next send fails the same way. Either way
+		// the sender's last error must say the transport closed.
 		res := make(chan error, 1)
-		p := e.tagged(64)
-		e.spawn(func() { res <- a.SendFrame(e.ctx, b.LocalAddr(), p) })
+		e.spawn(func() {
+			for range 64 << 20 / 64 {
+				if err := a.SendFrame(e.ctx, b.LocalAddr(), e.tagged(64)); err != nil {
+					res <- err
+					return
+				}
+			}
+			res <- errors.New("64 MiB of frames to a peer that does not read were all accepted")
+		})
 		e.closeT(a)
 		select {
 		case err := <-res:
 			if !errors.Is(err, transport.ErrClosed) {
-				e.t.Errorf("a SendFrame blocked on a full queue returned %v when the transport closed; want an error wrapping transport.ErrClosed", err)
+				e.t.Errorf("a sender blocked on a full queue got %v when the transport closed; want an error wrapping transport.ErrClosed", err)
 			}
 		case <-e.ctx.Done():
 			e.t.Errorf("a SendFrame blocked on a full queue did not return when the transport closed")
@@ -974,8 +986,9 @@ func (e *tenv) fillStream(a, b transport.Stream) (sent [][]byte, stuck []byte) {
 	for total := size; total < budget; total += size {
 		p := e.tagged(size)
 		// A send that waits this long is taken as blocked. A slow machine
-		// may make a send that was not yet blocked look blocked; what the
-		// case then checks still holds.
+		// may make a send that was not yet blocked look blocked; the cases
+		// that use this hold either way (the send gave up, so the frame
+		// was not sent; close/unblocks-send keeps sending).
 		ctx, cancel := context.WithTimeout(e.ctx, 100*time.Millisecond)
 		err := a.SendFrame(ctx, b.LocalAddr(), bytes.Clone(p))
 		cancel()
