@@ -110,6 +110,8 @@ type Transport struct {
 	peers  map[string]*peer
 	inbd   map[net.Conn]struct{}
 	idents map[string]string
+	// readers holds, per sender address, the connection being read.
+	readers map[string]*readerSlot
 
 	framesSent, framesRecv, framesDropped atomic.Uint64
 	bytesSent, bytesRecv                  atomic.Uint64
@@ -170,17 +172,18 @@ func New(ln net.Listener, cfg Config) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
-		cfg:    cfg,
-		ln:     ln,
-		addr:   ln.Addr().String(),
-		log:    cfg.Logger,
-		frames: make(chan transport.Message, cfg.ReceiveQueueSize),
-		done:   make(chan struct{}),
-		ctx:    ctx,
-		cancel: cancel,
-		peers:  make(map[string]*peer),
-		inbd:   make(map[net.Conn]struct{}),
-		idents: make(map[string]string),
+		cfg:     cfg,
+		ln:      ln,
+		addr:    ln.Addr().String(),
+		log:     cfg.Logger,
+		frames:  make(chan transport.Message, cfg.ReceiveQueueSize),
+		done:    make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+		peers:   make(map[string]*peer),
+		inbd:    make(map[net.Conn]struct{}),
+		idents:  make(map[string]string),
+		readers: make(map[string]*readerSlot),
 	}
 	if len(t.addr) > maxAddrLen {
 		cancel()
@@ -653,6 +656,75 @@ func (t *Transport) acceptLoop() {
 	}
 }
 
+// replaceAfter is how long a new connection from a sender waits for the
+// reader of its previous one to finish before that connection is closed.
+const replaceAfter = 10 * time.Second
+
+// readerSlot lets one connection per sender address be read at a time.
+type readerSlot struct {
+	sem  chan struct{} // holds a token while a connection is read
+	conn net.Conn      // the connection being read; guarded by Transport.mu
+	refs int           // serve calls holding or waiting for the slot; guarded by Transport.mu
+}
+
+// acquireReader waits until no other connection from the sender at from is
+// being read. A sender opens a new connection when its last one failed,
+// and the kernel still delivers what that one had in flight: reading both
+// at once would let new frames overtake old ones, against the order
+// SendFrame promises. If the old connection is not done within
+// replaceAfter (a peer that vanished without a FIN, say), it is closed. ok
+// is false when the transport closed while waiting.
+func (t *Transport) acquireReader(from string, raw net.Conn) (release func(), ok bool) {
+	t.mu.Lock()
+	s := t.readers[from]
+	if s == nil {
+		s = &readerSlot{sem: make(chan struct{}, 1)}
+		t.readers[from] = s
+	}
+	s.refs++
+	t.mu.Unlock()
+	drop := func() {
+		t.mu.Lock()
+		if s.refs--; s.refs == 0 {
+			delete(t.readers, from)
+			delete(t.idents, from)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		timer := time.NewTimer(replaceAfter)
+		defer timer.Stop()
+	wait:
+		for {
+			select {
+			case s.sem <- struct{}{}:
+				break wait
+			case <-timer.C:
+				t.mu.Lock()
+				if s.conn != nil {
+					s.conn.Close()
+				}
+				t.mu.Unlock()
+			case <-t.done:
+				drop()
+				return nil, false
+			}
+		}
+	}
+	t.mu.Lock()
+	s.conn = raw
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		s.conn = nil
+		t.mu.Unlock()
+		<-s.sem
+		drop()
+	}, true
+}
+
 // serve runs the listener's side of one connection: handshake, then frames.
 func (t *Transport) serve(raw net.Conn) {
 	defer t.wg.Done()
@@ -671,6 +743,11 @@ func (t *Transport) serve(raw net.Conn) {
 	}
 	t.conns.Add(1)
 	defer t.conns.Add(-1)
+	release, ok := t.acquireReader(from, raw)
+	if !ok {
+		return
+	}
+	defer release()
 	if ident != "" {
 		t.mu.Lock()
 		t.idents[from] = ident
