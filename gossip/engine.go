@@ -64,7 +64,7 @@ type Engine[ID comparable] struct {
 	lazyDue  []lazyDue[ID] // queues in the order they became non-empty
 	graftRL  map[ID]*ratelimit.Bucket
 	ihaveRL  map[ID]*ratelimit.Bucket
-	quiet    map[ID]struct{} // neighbours picked by fill that have sent nothing since
+	quiet    map[ID]int // neighbours picked by fill that have sent nothing since: greetings left
 	outbox   []Send[ID]
 	started  bool
 	sweepAt  time.Time
@@ -130,7 +130,7 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		lazyQ:     make(map[ID]*lazyQueue),
 		graftRL:   make(map[ID]*ratelimit.Bucket),
 		ihaveRL:   make(map[ID]*ratelimit.Bucket),
-		quiet:     make(map[ID]struct{}),
+		quiet:     make(map[ID]int),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -414,8 +414,11 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		e.makeLazy(from) // an announcer is a neighbour (room permitting)
 		if !known && e.lazy.has(from) {
 			// A new neighbour may have missed recent messages while no one
-			// sent it anything: tell it what they were.
-			e.exchangeTo(now, from)
+			// sent it anything: tell it what they were, or, with nothing
+			// to tell, greet it back so that it stops greeting.
+			if !e.exchangeTo(now, from) {
+				e.send(from, Msg[ID]{Kind: KindIHave})
+			}
 		}
 	}
 	rl := e.ihaveRL[from]
@@ -562,10 +565,11 @@ func (e *Engine[ID]) exchange(now time.Time) {
 	e.exchangeTo(now, to)
 }
 
-// exchangeTo sends to the IDs of recent messages.
-func (e *Engine[ID]) exchangeTo(now time.Time, to ID) {
+// exchangeTo sends to the IDs of recent messages, and reports whether
+// there were any.
+func (e *Engine[ID]) exchangeTo(now time.Time, to ID) bool {
 	if e.cfg.ExchangeInterval <= 0 {
-		return
+		return false
 	}
 	oldest := now.Add(-e.cfg.exchangeWindow()).UnixNano()
 	var anns []Announcement
@@ -578,10 +582,11 @@ func (e *Engine[ID]) exchangeTo(now time.Time, to ID) {
 		return len(anns) < e.cfg.ExchangeMaxIDs && scanned < 4*e.cfg.ExchangeMaxIDs
 	})
 	if len(anns) == 0 {
-		return
+		return false
 	}
 	e.send(to, Msg[ID]{Kind: KindExchange, Announcements: anns})
 	e.emit(Event{Kind: EventExchangeSent, Count: len(anns)})
+	return true
 }
 
 func (e *Engine[ID]) sweep(now time.Time) {
@@ -732,22 +737,33 @@ func (e *Engine[ID]) fill() {
 		// own neighbours. It is sent again at every exchange until the
 		// neighbour sends something: the first may arrive before the
 		// neighbour knows this node is a member, and be ignored.
-		e.quiet[id] = struct{}{}
+		e.quiet[id] = greetings
 		e.send(id, Msg[ID]{Kind: KindIHave})
 	}
 }
 
+// greetings is how many times a node greets a neighbour it picked before
+// it gives up: a neighbour with no room for it never answers.
+const greetings = 4
+
 // greet sends an empty IHave again to the neighbours that have sent nothing
-// since this node picked them (see fill).
+// since this node picked them (see fill), up to greetings times in all.
 func (e *Engine[ID]) greet() {
 	if len(e.quiet) == 0 {
 		return
 	}
 	for _, list := range [][]ID{e.eager.list, e.lazy.list} {
 		for _, id := range list {
-			if _, ok := e.quiet[id]; ok {
-				e.send(id, Msg[ID]{Kind: KindIHave})
+			left, ok := e.quiet[id]
+			if !ok {
+				continue
 			}
+			if left--; left <= 0 {
+				delete(e.quiet, id)
+			} else {
+				e.quiet[id] = left
+			}
+			e.send(id, Msg[ID]{Kind: KindIHave})
 		}
 	}
 }
