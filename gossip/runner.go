@@ -63,7 +63,9 @@ type Options[ID comparable, M any] struct {
 	// error refuses the frame: it is dropped, counted in Stats.DecodeErrors
 	// and reported as an EventDecodeError. MatchIdentity is the usual check.
 	// Only the neighbour that sent a frame is authenticated this way, not
-	// the origin of a payload it relays.
+	// the origin of a payload it relays. With Authenticate set, a node sends
+	// every frame on the stream path when it has one, since datagrams over
+	// UDP carry no identity: set it on every node of the cluster.
 	Authenticate func(sender ID, identity string) error
 	// Tracer, if set, carries a trace of each broadcast across the cluster
 	// (observe.Tracer does it with OpenTelemetry). It runs on the protocol
@@ -129,12 +131,13 @@ type Plumtree[ID comparable, M any] struct {
 	closeOnce  sync.Once
 
 	// Owned by the loop.
-	peers     map[ID]*peer
-	frame     wire.Frame
-	scratch   []byte
-	lastEnc   []byte
-	lastKey   gossipKey
-	decodeBuf []byte
+	peers      map[ID]*peer
+	frame      wire.Frame
+	scratch    []byte
+	lastEnc    []byte
+	lastKey    gossipKey
+	decodeBuf  []byte
+	warnedComp [256]bool // compressor IDs already logged as unknown
 
 	dropped, decodeErrs, sendErrs atomic.Uint64
 }
@@ -547,7 +550,12 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 			p.emit(Event{Kind: EventDecodeError, Message: d.ID, Bytes: len(raw), Err: err})
 			// Warn: a sender configured with a compressor this node cannot
 			// read loses every message it sends here until fixed.
-			p.log.Warn("gossip: payload refused", "id", d.ID, "from", d.From, "origin", d.Origin, "err", err)
+			// Once per compressor ID: a peer sending many such payloads
+			// must not flood the log.
+			if !p.warnedComp[d.Payload.Compressor] {
+				p.warnedComp[d.Payload.Compressor] = true
+				p.log.Warn("gossip: payload refused (logged once per compressor ID; all are counted)", "id", d.ID, "from", d.From, "origin", d.Origin, "err", err)
+			}
 			return false
 		}
 		var err error
@@ -734,7 +742,7 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 
 func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b []byte) {
 	kind := m.Kind
-	if path == transport.PathDatagram && p.dg == nil {
+	if path == transport.PathDatagram && (p.dg == nil || p.o.Authenticate != nil && p.st != nil) {
 		path = transport.PathStream
 	}
 	if path == transport.PathStream && p.st == nil {

@@ -346,12 +346,12 @@ func (s *StreamDatagrams) demux() {
 			}
 			s.dgRecv.Add(1)
 			s.bytesRecv.Add(uint64(len(data)))
-			s.dgrams <- Message{From: m.From, Data: data, Path: PathDatagram}
+			s.dgrams <- Message{From: m.From, Data: data, Path: PathDatagram, Identity: m.Identity}
 		case tagFrame:
 			s.frRecv.Add(1)
 			s.bytesRecv.Add(uint64(len(data)))
 			select {
-			case s.frames <- Message{From: m.From, Data: data, Path: PathStream}:
+			case s.frames <- Message{From: m.From, Data: data, Path: PathStream, Identity: m.Identity}:
 			case <-s.ctx.Done():
 				return
 			}
