@@ -86,8 +86,11 @@
 // conservative: it fits a QUIC packet of the minimum size every QUIC path
 // carries (1200 bytes), whatever the path MTU turns out to be.
 //
-// Identity: the peer's verified certificate is available through
-// PeerCertificate; with devcert, devcert.PeerName of it is the node's name.
+// Identity: every frame and datagram carries, in Message.Identity, the name
+// in the peer's verified certificate (devcert.PeerName: the "plumtree:<name>"
+// URI SAN, else the common name), which gossip.Options.Authenticate checks
+// against the frame's sender ID; PeerCertificate returns the certificate
+// itself.
 //
 // Like package transport, this package must never import the gossip core.
 package quic

@@ -75,15 +75,14 @@
 //
 // With Config.TLS set, every connection is TLS (use TLS 1.3; set ClientAuth
 // to tls.RequireAndVerifyClientCert for mutual authentication). A peer whose
-// certificate does not verify is refused and delivers nothing. The
-// transport implements PeerIdentifier: PeerIdentity(from) returns the name
-// in the certificate verified on the latest connection from the address
-// from (by default the "plumtree:<name>" URI SAN, else the common name; see
-// Config.PeerName), so that the core can refuse a frame whose sender ID is
-// not the certificate's. The mapping is per address: the handshake address
-// itself is not authenticated, and a frame read before a newer connection
-// from the same address replaced the identity would be judged by the newer
-// one. Carrying the identity with each Message is left to issue 10.
+// certificate does not verify is refused and delivers nothing. Every frame
+// carries, in Message.Identity, the name in the certificate verified on the
+// connection it came on (by default the "plumtree:<name>" URI SAN, else the
+// common name; see Config.PeerName): gossip.Options.Authenticate checks the
+// frame's sender ID against it. PeerIdentity(from) also returns the name of
+// the latest connection from an address, but the handshake address is not
+// authenticated: use Message.Identity, not PeerIdentity, to decide whom to
+// trust.
 //
 // This package must never import the gossip core: it moves opaque bytes.
 package tcp
