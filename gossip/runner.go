@@ -158,7 +158,7 @@ type gossipKey struct {
 
 type broadcastReq struct {
 	payload Payload
-	trace   []byte
+	ctx     context.Context // for the Tracer: the broadcast's span is its child
 	reply   chan broadcastResp
 }
 
@@ -270,12 +270,7 @@ func (p *Plumtree[ID, M]) Broadcast(ctx context.Context, m M) (MessageID, error)
 			pl = Payload{Compressor: c.ID(), Data: z}
 		}
 	}
-	req := broadcastReq{payload: pl, reply: make(chan broadcastResp, 1)}
-	if p.o.Tracer != nil {
-		if tc := p.o.Tracer.Broadcast(ctx); len(tc) <= MaxTraceSize {
-			req.trace = tc
-		}
-	}
+	req := broadcastReq{ctx: ctx, payload: pl, reply: make(chan broadcastResp, 1)}
 	select {
 	case p.bcast <- req:
 	case <-ctx.Done():
@@ -383,7 +378,16 @@ func (p *Plumtree[ID, M]) loop() {
 		case <-p.stop:
 			return
 		case req := <-p.bcast:
-			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, req.trace)
+			// The trace starts once the loop has the broadcast, so that a
+			// broadcast refused before (a cancelled context, a closed node)
+			// records no span.
+			var trace []byte
+			if p.o.Tracer != nil {
+				if tc := p.o.Tracer.Broadcast(req.ctx); len(tc) <= MaxTraceSize {
+					trace = tc
+				}
+			}
+			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, trace)
 			req.reply <- broadcastResp{id: id, err: err}
 		case m, ok := <-dgCh:
 			if !ok {

@@ -13,9 +13,10 @@ import (
 //
 // A trace context is at most MaxTraceSize bytes; a longer one is not sent.
 type Tracer interface {
-	// Broadcast is called by Plumtree.Broadcast at the origin, with its
-	// context. It returns the trace context to send with the message, or
-	// nil to send none (not sampled, say).
+	// Broadcast is called at the origin for each broadcast the node
+	// accepted, on the protocol loop, with the context given to
+	// Plumtree.Broadcast. It returns the trace context to send with the
+	// message, or nil to send none (not sampled, say). It must be quick.
 	Broadcast(ctx context.Context) []byte
 	// Deliver is called on the protocol loop for each message delivered
 	// here that arrived with a trace context, and returns the context this

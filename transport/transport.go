@@ -134,12 +134,15 @@ func (e *TooLargeError) Error() string {
 // Stats are a transport's counters since it was created. They keep their
 // values after Close.
 type Stats struct {
-	// DatagramsSent counts datagrams handed to the network.
-	// DatagramsDropped counts datagrams this transport lost: accepted by
-	// SendDatagram but never sent (a full send queue, Close), or received
-	// with no room in the receive queue. Every datagram SendDatagram
-	// accepted is counted as sent or dropped. DatagramsReceived counts
-	// datagrams queued for Datagrams, counted before the reader can see them.
+	// DatagramsSent counts datagrams handed to the network (or queued for
+	// it). DatagramsDropped counts datagrams this transport lost: accepted
+	// by SendDatagram but never sent (a full send queue, Close), or
+	// received with no room in the receive queue. Every datagram
+	// SendDatagram accepted is counted as sent or dropped (a transport
+	// that counts at queueing may count one as both). DatagramsReceived
+	// counts datagrams queued for Datagrams, counted before the reader can
+	// see them. Counters never go down: observers export them as monotonic
+	// counters.
 	DatagramsSent, DatagramsReceived, DatagramsDropped uint64
 	// Frames are counted the same way on the stream path; FramesDropped
 	// counts frames lost inside the transport (a connection that failed with

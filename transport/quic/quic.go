@@ -42,6 +42,7 @@ const batchBytes = 32 << 10
 // connections. It implements transport.Stream, transport.Datagram and
 // transport.StatsReporter, and is safe for concurrent use.
 type Transport struct {
+	pushMu    sync.Mutex // held by the goroutines that push to dgrams
 	cfg       Config
 	addr      string
 	udp       *net.UDPConn
@@ -198,8 +199,9 @@ func (t *Transport) Datagrams() <-chan transport.Message { return t.dgrams }
 
 // Stats returns the transport's counters. A frame counts as sent once
 // written to its QUIC stream, and as received once read whole from one; a
-// datagram counts as sent once queued for its connection and is moved to
-// dropped if the connection then refuses it or never comes up. Dropped frames
+// datagram counts as sent once queued for its connection, and also as
+// dropped if the connection then refuses it or never comes up (counters
+// never go down). Dropped frames
 // are those accepted by SendFrame but never written (Close, failed reconnect)
 // or cut short, and received frames above MaxFrameSize. DatagramsDropped
 // counts both datagrams dropped on sending and received datagrams dropped
@@ -339,13 +341,14 @@ func (t *Transport) SendDatagram(ctx context.Context, addr string, b []byte) err
 	return nil
 }
 
-// unsendDatagram moves a datagram counted as sent to dropped.
-func (t *Transport) unsendDatagram(n int) {
+// unsendDatagram counts a queued datagram that never went out as dropped
+// too. It stays counted as sent: counters only grow (observers export them
+// as monotonic counters), so a datagram refused after it was queued is in
+// both.
+func (t *Transport) unsendDatagram() {
 	t.c.dmu.Lock()
-	t.c.datagramsSent--
 	t.c.datagramsDropped++
 	t.c.dmu.Unlock()
-	t.c.bytesSent.Add(^uint64(n - 1))
 }
 
 // Close closes every connection (telling each peer), the listener and the
@@ -625,8 +628,8 @@ func (t *Transport) dropQueuedLocked(p *peer) {
 		select {
 		case <-p.frames:
 			t.c.framesDropped.Add(1)
-		case d := <-p.dgrams:
-			t.unsendDatagram(len(d))
+		case <-p.dgrams:
+			t.unsendDatagram()
 		default:
 			return
 		}
@@ -832,7 +835,7 @@ func (t *Transport) writeDatagrams(c *conn) {
 			return
 		case d := <-p.dgrams:
 			if err := c.qc.SendDatagram(d); err != nil {
-				t.unsendDatagram(len(d))
+				t.unsendDatagram()
 			}
 		}
 	}
@@ -939,14 +942,17 @@ func (t *Transport) readDatagrams(c *conn) {
 		if d == nil {
 			d = []byte{}
 		}
-		// Counted before the reader can see it; taken back if dropped.
-		t.c.datagramsReceived.Add(1)
-		t.c.bytesReceived.Add(uint64(len(d)))
-		select {
-		case t.dgrams <- transport.Message{From: c.p.key, Data: d, Path: transport.PathDatagram, Identity: ident}:
-		default:
-			t.c.datagramsReceived.Add(^uint64(0))
-			t.c.bytesReceived.Add(^uint64(len(d) - 1))
+		// Counted before the reader can see it. Only pushes change the
+		// channel's length, and they hold pushMu: room now is room at the
+		// push, which then cannot block.
+		t.pushMu.Lock()
+		if len(t.dgrams) < cap(t.dgrams) {
+			t.c.datagramsReceived.Add(1)
+			t.c.bytesReceived.Add(uint64(len(d)))
+			t.dgrams <- transport.Message{From: c.p.key, Data: d, Path: transport.PathDatagram, Identity: ident}
+			t.pushMu.Unlock()
+		} else {
+			t.pushMu.Unlock()
 			t.c.dmu.Lock()
 			t.c.datagramsDroppedRecv++
 			t.c.dmu.Unlock()
