@@ -84,8 +84,8 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader,
-// with a channel that ticks on each write.
+// lineWriter collects the lines written to it, safe for a writer and
+// polling readers, with a channel that ticks on each write.
 type lineWriter struct {
 	mu    sync.Mutex
 	lines []string
@@ -131,16 +131,7 @@ func (w *lineWriter) count(a, b string) int {
 	return n
 }
 
-func (w *lineWriter) has(s string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, l := range w.lines {
-		if strings.Contains(l, s) {
-			return true
-		}
-	}
-	return false
-}
+func (w *lineWriter) has(s string) bool { return w.first(s) != "" }
 
 // TestNode runs two node commands in this process: a line typed into one
 // is printed by the other, with its origin and hop count; cancelling the
@@ -181,14 +172,7 @@ func TestNode(t *testing.T) {
 						t.Fatalf("no line with %q in %q", s, w.lines)
 					}
 				}
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				for _, l := range w.lines {
-					if strings.Contains(l, s) {
-						return l
-					}
-				}
-				return ""
+				return w.first(s)
 			}
 			a := start("alpha", "")
 			line := waitFor(a.stat, "cluster on ")
