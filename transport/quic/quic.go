@@ -21,6 +21,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
+	resolveaddr "github.com/plumtree-go/plumtree/transport/internal/resolve"
 )
 
 // Application error codes sent when this side closes a connection.
@@ -415,14 +416,14 @@ func canonical(ap netip.AddrPort) string {
 }
 
 // resolve turns addr into its canonical key and UDP address.
+// resolver caches DNS answers for peers advertised by host name, so that
+// a lookup is not made for every datagram.
+var resolver resolveaddr.Cache
+
 func resolve(addr string) (string, *net.UDPAddr, error) {
-	ap, err := netip.ParseAddrPort(addr)
+	ap, err := resolver.Resolve(addr)
 	if err != nil {
-		ua, rerr := net.ResolveUDPAddr("udp", addr)
-		if rerr != nil {
-			return "", nil, rerr
-		}
-		ap = ua.AddrPort()
+		return "", nil, err
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if !ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Port() == 0 {

@@ -14,8 +14,9 @@
 //
 // Listen on a concrete IP address: LocalAddr is what peers send to, and a
 // wildcard address such as ":7946" is not reachable from elsewhere. Peers'
-// addresses should be IP literals ("ip:port"); a host name is resolved on
-// every send, which may block on DNS.
+// addresses should be IP literals ("ip:port"); a host name is looked up
+// on the first send to it and again every 30 seconds, and such a lookup
+// blocks the send.
 //
 // The datagram path is best effort. SendDatagram writes straight to the
 // socket from the calling goroutine: a UDP send never waits for the
@@ -56,6 +57,7 @@ import (
 	"sync/atomic"
 
 	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/internal/resolve"
 )
 
 // Defaults and limits of Config.
@@ -191,7 +193,7 @@ func (t *Transport) SendDatagram(_ context.Context, addr string, b []byte) error
 	if len(b) > t.max {
 		return &transport.TooLargeError{Path: transport.PathDatagram, Size: len(b), Limit: t.max}
 	}
-	dst, err := resolve(addr)
+	dst, err := resolver.Resolve(addr)
 	if err != nil {
 		return fmt.Errorf("udp: send to %s: %w", addr, err)
 	}
@@ -210,17 +212,9 @@ func (t *Transport) SendDatagram(_ context.Context, addr string, b []byte) error
 	return nil
 }
 
-// resolve parses addr, falling back to a DNS lookup for a host name.
-func resolve(addr string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return ap, nil
-	}
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	return ua.AddrPort(), nil
-}
+// resolver caches DNS answers for peers advertised by host name, so that
+// a lookup is not made for every datagram.
+var resolver resolve.Cache
 
 // readLoop reads datagrams until the socket closes.
 func (t *Transport) readLoop() {
