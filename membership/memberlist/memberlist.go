@@ -98,6 +98,8 @@
 package memberlist
 
 import (
+	cryptorand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -171,6 +173,7 @@ type Config[ID comparable] struct {
 // Membership is a membership.Membership[ID] fed by memberlist. Make one with
 // New, or with Prepare and Attach. It is safe for concurrent use.
 type Membership[ID comparable] struct {
+	boot    uint64 // random at each start, advertised in the metadata
 	cfg     Config[ID]
 	parse   func(string) (ID, error)
 	log     *slog.Logger
@@ -208,8 +211,9 @@ type node[ID comparable] struct {
 	port     uint16
 	adapter  bool // its metadata is this package's: it runs an adapter
 	member   membership.Member[ID]
-	reported bool // a member: Joined, and neither left nor failed since
-	leaving  bool // announced its departure; stays set until it is gone
+	reported bool   // a member: Joined, and neither left nor failed since
+	leaving  bool   // announced its departure; stays set until it is gone
+	boot     uint64 // the boot ID of its metadata when it last had one
 }
 
 type nodeEvent uint8
@@ -294,7 +298,7 @@ func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
 	if cfg.EventBuffer == 0 {
 		cfg.EventBuffer = DefaultEventBuffer
 	}
-	m := &Membership[ID]{
+	m := &Membership[ID]{boot: newBootID(),
 		cfg:     cfg,
 		parse:   parse,
 		log:     cfg.Logger,
@@ -560,7 +564,7 @@ func (m *Membership[ID]) peers() []peer {
 // nodeMeta is the local node's metadata.
 func (m *Membership[ID]) nodeMeta(limit int) []byte {
 	m.mu.Lock()
-	b := appendMeta(nil, meta{addr: m.cfg.Addr, leaving: m.leaving})
+	b := appendMeta(nil, meta{addr: m.cfg.Addr, leaving: m.leaving, boot: m.boot})
 	m.mu.Unlock()
 	if len(b) > limit { // cannot happen with memberlist's limit: checkAddr
 		m.log.Error("memberlist: node metadata too long", "bytes", len(b), "limit", limit)
@@ -647,6 +651,15 @@ func (m *Membership[ID]) apply(kind nodeEvent, n *memberlist.Node) {
 			m.log.Warn("memberlist: ignoring node with malformed metadata", "node", n.Name, "err", err)
 		}
 		return
+	}
+	// A node that announced its departure but comes back under the same
+	// name with another boot ID (killed before memberlist saw it leave,
+	// then restarted) is a new node: it joins again.
+	if nd.leaving && !md.leaving && md.boot != 0 && nd.boot != 0 && md.boot != nd.boot {
+		nd.leaving = false
+	}
+	if md.boot != 0 {
+		nd.boot = md.boot
 	}
 	if md.leaving || nd.leaving {
 		m.markLeaving(nd)
@@ -833,3 +846,14 @@ func (d *delegate[ID]) NotifyMsg(b []byte)              { d.m.onMessage(b) }
 func (d *delegate[ID]) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *delegate[ID]) LocalState(bool) []byte          { return nil }
 func (d *delegate[ID]) MergeRemoteState([]byte, bool)   {}
+
+// newBootID returns a random, non-zero boot ID.
+func newBootID() uint64 {
+	for {
+		var b [8]byte
+		_, _ = cryptorand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}

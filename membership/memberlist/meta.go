@@ -14,7 +14,11 @@ import (
 //	           reserved and ignored by readers of version 1
 //	uvarint    length of the broadcast address, 1 or more
 //	bytes      the broadcast address (UTF-8)
-//	...        anything after the address is reserved for later fields of
+//	8 bytes    optional: the node's boot ID, random at each start, so that
+//	           a node that restarts under the same name is told from the
+//	           one that announced its departure (big endian; absent or 0
+//	           means unknown)
+//	...        anything after that is reserved for later fields of
 //	           version 1 and ignored
 //
 // A reader refuses any other version, rather than guessing at its layout.
@@ -29,6 +33,7 @@ const (
 type meta struct {
 	addr    string
 	leaving bool
+	boot    uint64 // 0: unknown
 }
 
 var errMetaEmpty = errors.New("no metadata (not a node of this library?)")
@@ -41,7 +46,8 @@ func appendMeta(dst []byte, md meta) []byte {
 	}
 	dst = append(dst, metaVersion, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(md.addr)))
-	return append(dst, md.addr...)
+	dst = append(dst, md.addr...)
+	return binary.BigEndian.AppendUint64(dst, md.boot)
 }
 
 // decodeMeta reads metadata received from a peer. It never panics and never
@@ -73,6 +79,9 @@ func decodeMeta(b []byte) (meta, error) {
 		return meta{}, errors.New("metadata address is not UTF-8")
 	}
 	md.addr = string(addr)
+	if rest = rest[n:]; len(rest) >= 8 {
+		md.boot = binary.BigEndian.Uint64(rest)
+	}
 	return md, nil
 }
 
