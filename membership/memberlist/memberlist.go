@@ -710,9 +710,12 @@ func (m *Membership[ID]) onMessage(b []byte) {
 	}
 	m.mu.Lock()
 	ml, self := m.ml, m.selfName
+	known := false // the notice names a node at the address memberlist knows it by
 	switch msg.kind {
 	case msgLeaving:
-		if nd := m.nodes[msg.name]; nd != nil && !m.closed && msg.name != self {
+		nd := m.nodes[msg.name]
+		known = nd != nil && nd.mlAddr == msg.addr
+		if known && !m.closed && msg.name != self {
 			m.markLeaving(nd)
 		}
 	case msgAck:
@@ -728,8 +731,17 @@ func (m *Membership[ID]) onMessage(b []byte) {
 	if msg.kind != msgLeaving || ml == nil {
 		return
 	}
-	// Acknowledge even a node unknown here, or after Close: the
-	// acknowledgement says "I will not report you as failed".
+	// Acknowledge only a node memberlist knows at that address (even after
+	// Close: the acknowledgement says "I will not report you as failed"),
+	// so that a forged notice cannot make this node send to an address of
+	// the forger's choosing. A node that does not know the leaver yet does
+	// not answer; the leaver waits for it up to its LeaveTimeout. Without
+	// memberlist's encryption (SecretKey) anyone who can reach memberlist's
+	// port can still forge a notice for a known node.
+	if !known {
+		m.log.Debug("memberlist: leaving notice from a node not known at its address", "node", msg.name, "addr", msg.addr)
+		return
+	}
 	to, err := nodeAt(msg.name, msg.addr)
 	if err != nil {
 		m.log.Warn("memberlist: leaving notice with a bad address", "node", msg.name, "err", err)
