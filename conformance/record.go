@@ -25,6 +25,7 @@ type Failure struct {
 	Messages []string
 }
 
+// String gives the rule's name and what the suite saw.
 func (f Failure) String() string {
 	return fmt.Sprintf("%s: %s", f.Subtest, strings.Join(f.Messages, "; "))
 }

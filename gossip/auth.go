@@ -10,13 +10,15 @@ import (
 type AuthError struct {
 	Sender   string // the sender ID the frame names
 	Identity string // what the transport authenticated ("" for nothing)
-	Err      error
+	Err      error  // what Options.Authenticate returned
 }
 
+// Error names the sender, the identity and the reason.
 func (e *AuthError) Error() string {
 	return fmt.Sprintf("gossip: frame from %q refused: authenticated identity %q: %v", e.Sender, e.Identity, e.Err)
 }
 
+// Unwrap returns the reason Authenticate gave.
 func (e *AuthError) Unwrap() error { return e.Err }
 
 // ErrNotAuthenticated is returned (wrapped) by MatchIdentity for a frame

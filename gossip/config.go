@@ -276,6 +276,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error names the field and the reason.
 func (e *ConfigError) Error() string { return "gossip: Config." + e.Field + " " + e.Reason }
 
 // Validate checks c and returns every problem, each a *ConfigError.

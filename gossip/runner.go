@@ -86,12 +86,12 @@ type Options[ID comparable, M any] struct {
 
 // Delivery is a message delivered to the application.
 type Delivery[ID comparable, M any] struct {
-	ID        MessageID
-	Origin    ID
-	From      ID     // the neighbour it arrived from
-	Hops      uint32 // hops from the origin
-	Timestamp time.Time
-	Value     M
+	ID        MessageID // the broadcast's ID, the same at every node
+	Origin    ID        // the node that broadcast it
+	From      ID        // the neighbour it arrived from
+	Hops      uint32    // hops from the origin
+	Timestamp time.Time // the origin's clock when it broadcast
+	Value     M         // the message, decoded
 }
 
 // Stats is a snapshot of a node.

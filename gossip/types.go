@@ -13,6 +13,7 @@ import (
 // payload, so two broadcasts of the same bytes are two messages.
 type MessageID [16]byte
 
+// String is the ID in hex.
 func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
 
 // Kind is a protocol message type.
@@ -27,6 +28,7 @@ const (
 	KindExchange = Kind(wire.TypeExchange) // periodic list of recent messages
 )
 
+// String is the type's name: gossip, ihave, graft, prune, exchange.
 func (k Kind) String() string { return wire.Type(k).String() }
 
 // Announcement names a message and the hop count at which the receiver of the
@@ -91,6 +93,7 @@ type MessageTooLargeError struct {
 	Size, Limit int
 }
 
+// Error gives the size and the limit.
 func (e *MessageTooLargeError) Error() string {
 	return fmt.Sprintf("gossip: message of %d bytes exceeds MaxMessageSize %d", e.Size, e.Limit)
 }
@@ -140,6 +143,7 @@ var eventNames = [...]string{
 	EventUnknownPeer: "unknown_peer",
 }
 
+// String is the event's name, as in metrics and logs.
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
 		return eventNames[k]
@@ -149,14 +153,14 @@ func (k EventKind) String() string {
 
 // Event is one observation. Fields that do not apply to the Kind are zero.
 type Event struct {
-	Kind    EventKind
+	Kind    EventKind      // what happened
 	Type    Kind           // EventSent, EventReceived
 	Path    transport.Path // EventSent, EventReceived
-	Message MessageID
-	Hops    uint32
-	Count   int
-	Bytes   int
-	Latency time.Duration
+	Message MessageID      // the message concerned, when there is one
+	Hops    uint32         // EventDelivered, EventDuplicate: hops from the origin
+	Count   int            // how many, for events about several (see each kind)
+	Bytes   int            // EventSent, EventReceived, EventDecodeError: frame size
+	Latency time.Duration  // EventDelivered: from the origin's broadcast; EventRecovered: from the first graft
 	// GraftReply marks an EventSent of a Gossip that answered a graft.
 	GraftReply bool
 	Err        error

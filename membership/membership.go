@@ -30,6 +30,7 @@ const (
 	Update
 )
 
+// String is the kind's name: join, leave, fail, update.
 func (k EventKind) String() string {
 	switch k {
 	case Join:

@@ -36,6 +36,7 @@ const (
 	PathStream
 )
 
+// String is the path's name: datagram or stream.
 func (p Path) String() string {
 	switch p {
 	case PathDatagram:
@@ -127,6 +128,7 @@ type TooLargeError struct {
 	Limit int // the largest length the path accepts
 }
 
+// Error gives the path, the size and the limit.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("transport: %s frame of %d bytes exceeds the limit of %d", e.Path, e.Size, e.Limit)
 }
