@@ -6,16 +6,21 @@ import "time"
 // clock; the runner passes it the time. The default is the system clock,
 // which inside a testing/synctest bubble is the bubble's fake clock.
 type Clock interface {
+	// Now returns the current time.
 	Now() time.Time
+	// NewTimer returns a timer that fires after d.
 	NewTimer(d time.Duration) Timer
 }
 
 // Timer is a Clock's timer.
 type Timer interface {
+	// C delivers the time when the timer fires.
 	C() <-chan time.Time
 	// Reset changes the timer to fire after d. It is called only on a timer
 	// that has fired and been drained, or been stopped.
 	Reset(d time.Duration)
+	// Stop stops the timer; it reports whether it stopped it before it
+	// fired.
 	Stop() bool
 }
 

@@ -69,8 +69,8 @@ type Msg[ID comparable] struct {
 
 // Send is a message the engine wants sent.
 type Send[ID comparable] struct {
-	To  ID
-	Msg Msg[ID]
+	To  ID      // the peer to send to
+	Msg Msg[ID] // what to send
 }
 
 // RawDelivery is a message as the engine delivers it: the payload still in

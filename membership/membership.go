@@ -11,6 +11,7 @@ import "fmt"
 
 // Member is one node of the cluster.
 type Member[ID comparable] struct {
+	// ID is the node's identity, as the broadcast core knows it.
 	ID ID
 	// Addr is the address of the node's broadcast transport.
 	Addr string
@@ -48,8 +49,8 @@ func (k EventKind) String() string {
 
 // Event is a change in membership.
 type Event[ID comparable] struct {
-	Kind   EventKind
-	Member Member[ID]
+	Kind   EventKind  // what happened
+	Member Member[ID] // to whom, with its address (the new one for Update)
 }
 
 // Membership is the local node's view of the cluster.

@@ -123,9 +123,9 @@ var ErrUnreachable = errors.New("peer unreachable")
 
 // TooLargeError reports a frame longer than the path allows.
 type TooLargeError struct {
-	Path  Path
-	Size  int // length of the refused frame
-	Limit int // the largest length the path accepts
+	Path  Path // the path that refused it
+	Size  int  // length of the refused frame
+	Limit int  // the largest length the path accepts
 }
 
 // Error gives the path, the size and the limit.
@@ -160,5 +160,6 @@ type Stats struct {
 
 // StatsReporter is an optional interface: a transport that counts its traffic.
 type StatsReporter interface {
+	// Stats returns the counters now.
 	Stats() Stats
 }
