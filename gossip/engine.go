@@ -739,9 +739,10 @@ func (e *Engine[ID]) fill() {
 		// this node as a (lazy) neighbour too, room permitting. Without it
 		// a node that no other node picked, a newcomer to a settled
 		// cluster say, would hear of nothing: nodes send only to their
-		// own neighbours. It is sent again at every exchange until the
-		// neighbour sends something: the first may arrive before the
-		// neighbour knows this node is a member, and be ignored.
+		// own neighbours. It is sent again at each exchange, up to
+		// greetings times, until the neighbour sends something: the first
+		// may arrive before the neighbour knows this node is a member, and
+		// be ignored.
 		e.quiet[id] = greetings
 		e.send(id, Msg[ID]{Kind: KindIHave})
 	}
