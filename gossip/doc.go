@@ -45,11 +45,15 @@
 //     settled (measured: 50 nodes, 50 broadcasts/s from random origins, RMR
 //     0.4-0.5 and 12 grafts per broadcast in 3 runs of 5; with the hold,
 //     RMR 0 and no grafts in all of them).
-//   - Links go both ways: a node greets each neighbour it picks with an
-//     empty IHave (again at each exchange, at most four times, until the
-//     neighbour sends something), and a node that takes on a new neighbour
-//     sends it the IDs of recent messages. Without it a node that no other
-//     node picked, a newcomer to a settled cluster say, heard nothing.
+//   - Links go both ways: a node greets each neighbour it picks (a graft
+//     with no message for an eager pick, so that it pushes back, as the
+//     paper's neighbours start eager; an empty IHave for a lazy one), again
+//     at each exchange, at most four times, until the neighbour sends
+//     something; and a node that takes on a new neighbour sends it the IDs
+//     of recent messages. Without it a node that no other node picked, a
+//     newcomer to a settled cluster say, heard nothing, and one that no node
+//     picked as eager got every early broadcast by a graft (measured: 54
+//     grafts while 50 nodes formed their tree, 12 with eager greetings).
 //   - The optimization (OptimizationThreshold) is the paper's Algorithm 2:
 //     when a payload arrives after an announcement that was at least the
 //     threshold hops shorter, the announcer is grafted. The paper also

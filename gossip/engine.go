@@ -461,6 +461,11 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		e.emit(Event{Kind: EventUnknownPeer, Type: KindGraft, Message: m.ID})
 		return
 	}
+	if m.ID == (MessageID{}) && !m.WantPayload && (e.eager.has(from) || e.lazy.has(from)) {
+		// A greeting from a neighbour this node already has: its place
+		// (eager, or lazy after a prune) stands.
+		return
+	}
 	accepted := e.makeEager(from)
 	if m.WantPayload {
 		e.tie(now, from)
@@ -735,16 +740,22 @@ func (e *Engine[ID]) fill() {
 		default:
 			continue
 		}
-		// Links go both ways: an empty IHave makes the new neighbour take
-		// this node as a (lazy) neighbour too, room permitting. Without it
-		// a node that no other node picked, a newcomer to a settled
-		// cluster say, would hear of nothing: nodes send only to their
-		// own neighbours. It is sent again at each exchange, up to
-		// greetings times, until the neighbour sends something: the first
-		// may arrive before the neighbour knows this node is a member, and
-		// be ignored.
+		// Links go both ways: a greeting makes the new neighbour take this
+		// node as a neighbour too, room permitting, eager for an eager
+		// pick (paper: neighbours start eager), lazy for a lazy one.
+		// Without it a node that no other node picked, a newcomer to a
+		// settled cluster say, would hear of nothing: nodes send only to
+		// their own neighbours; and a node no one picked as eager would
+		// get every early broadcast by a graft. It is sent again at each
+		// exchange, up to greetings times, until the neighbour sends
+		// something: the first may arrive before the neighbour knows this
+		// node is a member, and be ignored.
 		e.quiet[id] = greetings
-		e.send(id, Msg[ID]{Kind: KindIHave})
+		if e.eager.has(id) {
+			e.send(id, Msg[ID]{Kind: KindGraft}) // no message: "push to me"
+		} else {
+			e.send(id, Msg[ID]{Kind: KindIHave})
+		}
 	}
 }
 
@@ -752,8 +763,8 @@ func (e *Engine[ID]) fill() {
 // it gives up: a neighbour with no room for it never answers.
 const greetings = 4
 
-// greet sends an empty IHave again to the neighbours that have sent nothing
-// since this node picked them (see fill), up to greetings times in all.
+// greet greets again the neighbours that have sent nothing since this node
+// picked them (see fill), up to greetings times in all.
 func (e *Engine[ID]) greet() {
 	if len(e.quiet) == 0 {
 		return
@@ -769,6 +780,9 @@ func (e *Engine[ID]) greet() {
 			} else {
 				e.quiet[id] = left
 			}
+			// Again as an empty IHave: the neighbour takes this node as
+			// lazy at most, so a greeting that crossed a prune cannot
+			// undo it.
 			e.send(id, Msg[ID]{Kind: KindIHave})
 		}
 	}

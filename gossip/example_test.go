@@ -121,7 +121,7 @@ func ExampleEngine() {
 			}
 		}
 	}
-	carry() // greetings (empty IHaves): a node tells the neighbours it picked
+	carry() // greetings: a node tells the neighbours it picked (a graft with no message asks an eager pick to push to it)
 
 	if _, err := engines[1].Broadcast(now, gossip.Payload{Data: []byte("hi")}, nil); err != nil {
 		panic(err)
@@ -136,8 +136,8 @@ func ExampleEngine() {
 	carry()
 	fmt.Println("eager peers of node 1:", engines[1].EagerPeers())
 	// Output:
-	// node 1 -> node 2: ihave
-	// node 2 -> node 1: ihave
+	// node 1 -> node 2: graft
+	// node 2 -> node 1: graft
 	// node 1 -> node 2: gossip
 	// node 2 delivered "hi" from node 1, 1 hop(s)
 	// eager peers of node 1: [2]

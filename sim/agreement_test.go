@@ -74,12 +74,21 @@ func runRunner(t *testing.T, n int, cfg gossip.Config, latency, jitter, interval
 			ms *static.Static[string]
 		}
 		var nodes []handle
+		// Every transport listens before any node starts, as in the
+		// simulator every engine exists before the first frame travels:
+		// the greetings a node sends when it starts then reach nodes that
+		// have not started yet.
+		trs := make([]*mem.Transport, n)
 		for i := range n {
-			hops[i] = map[gossip.MessageID]uint32{}
 			tr, err := net.Listen(agreementID(i))
 			if err != nil {
 				t.Fatal(err)
 			}
+			trs[i] = tr
+		}
+		for i := range n {
+			hops[i] = map[gossip.MessageID]uint32{}
+			tr := trs[i]
 			ms := static.New(members...)
 			pt, err := gossip.New(cfg, gossip.Options[string, []byte]{
 				ID: agreementID(i), Transport: tr, Membership: ms, Codec: codec.Bytes(),
