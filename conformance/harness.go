@@ -21,8 +21,8 @@ import (
 // Subtest is one rule of a suite: the name of its subtest and the contract
 // it checks, in one sentence. A failing subtest prints its rule.
 type Subtest struct {
-	Name string
-	Rule string
+	Name string // the subtest's name, as Skip takes it
+	Rule string // the contract it checks
 }
 
 // SeedEnv is the environment variable that fixes the seed when no Seed

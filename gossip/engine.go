@@ -14,8 +14,8 @@ import (
 
 // EngineOptions configure an Engine.
 type EngineOptions[ID comparable] struct {
-	Self   ID
-	Config Config
+	Self   ID     // this node's ID
+	Config Config // validated by NewEngine
 	// Seed drives message IDs and peer sampling. Two engines of one cluster
 	// must not share a seed (New derives one from the node's ID).
 	Seed uint64
@@ -790,8 +790,8 @@ func (e *Engine[ID]) greet() {
 
 // EngineStats is a snapshot of the engine's sizes.
 type EngineStats struct {
-	Members, Eager, Lazy int
-	CacheSize, SeenSize  int
+	Members, Eager, Lazy int // known members, and the eager and lazy sets
+	CacheSize, SeenSize  int // messages cached for grafts, IDs in the seen set
 	Missing              int // announced messages not yet received
 	LazyQueued           int // announcements waiting to be sent
 }

@@ -26,9 +26,9 @@ type Tracer interface {
 
 // TraceDelivery is what a Tracer learns of a delivered message.
 type TraceDelivery struct {
-	ID        MessageID
-	Trace     []byte // the context the message arrived with
-	Hops      uint32
+	ID        MessageID // the broadcast's ID
+	Trace     []byte    // the context the message arrived with
+	Hops      uint32    // hops from the origin
 	Timestamp time.Time // the origin's clock at broadcast
 	Recovered bool      // the payload passed through a graft on its way here
 }

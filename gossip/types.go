@@ -39,20 +39,20 @@ type Announcement = wire.Announcement
 type Payload struct {
 	// Compressor is the wire ID of the compressor that produced Data (0: none).
 	Compressor byte
-	Data       []byte
+	Data       []byte // the encoded message, compressed if Compressor says so
 }
 
 // Msg is one protocol message, to or from a peer. Which fields mean something
 // depends on Kind. Byte slices in a Msg are shared and must not be modified.
 type Msg[ID comparable] struct {
-	Kind  Kind
+	Kind  Kind      // which protocol message
 	ID    MessageID // Gossip, Graft
 	Round uint32    // Gossip: hops travelled on arrival; Graft: the announced hops
 
-	Origin    ID     // Gossip
-	Timestamp int64  // Gossip: the origin's wall clock at broadcast, Unix ns
-	Trace     []byte // Gossip: optional trace context
-	Payload   Payload
+	Origin    ID      // Gossip
+	Timestamp int64   // Gossip: the origin's wall clock at broadcast, Unix ns
+	Trace     []byte  // Gossip: optional trace context
+	Payload   Payload // Gossip: the body
 
 	// GraftReply marks a Gossip sent to answer a Graft rather than pushed
 	// along the tree. It is not on the wire.
@@ -76,13 +76,13 @@ type Send[ID comparable] struct {
 // RawDelivery is a message as the engine delivers it: the payload still in
 // its wire form.
 type RawDelivery[ID comparable] struct {
-	ID        MessageID
-	From      ID // the neighbour it arrived from
-	Origin    ID
-	Hops      uint32 // hops from the origin
-	Timestamp time.Time
-	Trace     []byte
-	Payload   Payload
+	ID        MessageID // the broadcast's ID
+	From      ID        // the neighbour it arrived from
+	Origin    ID        // the node that broadcast it
+	Hops      uint32    // hops from the origin
+	Timestamp time.Time // the origin's clock at broadcast
+	Trace     []byte    // the trace context it arrived with, if any
+	Payload   Payload   // as it travelled: possibly compressed
 	// Recovered: the payload passed through a graft on its way here.
 	Recovered bool
 }

@@ -24,9 +24,9 @@ const (
 // hash of the run's seed and the pair, so a link keeps its delay for the whole
 // run, both directions are alike, and no per-link state is stored.
 type Latency struct {
-	Dist  Distribution
-	A, B  time.Duration
-	Sigma float64 // LogNormal only
+	Dist  Distribution  // the distribution's kind
+	A, B  time.Duration // constant: A; uniform: A to B; normal: mean A, deviation B; lognormal: median A
+	Sigma float64       // LogNormal only
 }
 
 // String returns the form ParseLatency reads.

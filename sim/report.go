@@ -37,8 +37,8 @@ type RunInfo struct {
 // Report is a comparison: the same scenario, seed and network under
 // Plumtree and (unless left out) under flooding.
 type Report struct {
-	Config  RunInfo   `json:"config"`
-	Results []*Result `json:"results"`
+	Config  RunInfo   `json:"config"`  // the run's parameters, defaults filled in
+	Results []*Result `json:"results"` // Plumtree first, then flooding if run
 }
 
 // Compare runs cfg under Plumtree and, if flood is true, under Flood with

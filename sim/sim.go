@@ -134,7 +134,7 @@ type Config struct {
 
 // Progress reports a run's advance.
 type Progress struct {
-	Protocol    Protocol
+	Protocol    Protocol      // the protocol running
 	Sent, Total int           // broadcasts sent so far, of Total
 	Virtual     time.Duration // simulated time
 	Events      uint64        // events processed
@@ -218,7 +218,7 @@ type Totals struct {
 // Perf is how the run used the machine. It varies between runs and is kept
 // out of the JSON and CSV so that those stay byte-identical for a seed.
 type Perf struct {
-	Wall time.Duration
+	Wall time.Duration // wall-clock time of the run
 	// HeapPerNodeSetup and HeapPerNodeEnd are the live heap (after a GC)
 	// attributed to the run, divided by the node count, once the cluster is
 	// built and at the end of the run.
@@ -227,11 +227,11 @@ type Perf struct {
 
 // Result is one run.
 type Result struct {
-	Protocol   Protocol          `json:"protocol"`
-	Broadcasts []BroadcastResult `json:"broadcasts"`
-	Summary    Summary           `json:"summary"`
-	Totals     Totals            `json:"totals"`
-	Perf       Perf              `json:"-"`
+	Protocol   Protocol          `json:"protocol"`   // Plumtree or Flood
+	Broadcasts []BroadcastResult `json:"broadcasts"` // each broadcast, warm-up included
+	Summary    Summary           `json:"summary"`    // over the measured broadcasts
+	Totals     Totals            `json:"totals"`     // the whole run's traffic
+	Perf       Perf              `json:"-"`          // time and memory; not in JSON or CSV
 }
 
 var base = time.Unix(1_800_000_000, 0).UTC()
