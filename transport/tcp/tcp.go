@@ -28,6 +28,8 @@ const (
 	DefaultSendQueueSize    = 256
 	DefaultSendQueueBytes   = 8 << 20
 	DefaultReceiveQueueSize = 256
+	// DefaultMaxInboundConnections is MaxInboundConnections' default.
+	DefaultMaxInboundConnections = 1024
 	// MaxFrameSizeLimit is the largest MaxFrameSize Listen accepts.
 	MaxFrameSizeLimit = 1 << 30
 )
@@ -46,6 +48,11 @@ type Config struct {
 	// most MaxFrameSizeLimit. A peer that sends a longer frame has its
 	// connection closed.
 	MaxFrameSize int
+	// MaxInboundConnections caps the connections peers have open to this
+	// transport at once; one more is closed as soon as it is accepted.
+	// Default 1024. Each holds a goroutine and a read buffer, so without a
+	// cap anyone who can reach the port could exhaust memory.
+	MaxInboundConnections int
 	// MaxConnectionsPerPeer is the number of connections used to send to one
 	// peer. It must be 0 or 1: frames stay in order because they share one
 	// connection (see the package doc).
@@ -216,6 +223,9 @@ func (cfg *Config) fill() error {
 	}
 	if cfg.SendQueueBytes <= 0 {
 		cfg.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if cfg.MaxInboundConnections <= 0 {
+		cfg.MaxInboundConnections = DefaultMaxInboundConnections
 	}
 	if cfg.ReceiveQueueSize <= 0 {
 		cfg.ReceiveQueueSize = DefaultReceiveQueueSize
@@ -648,6 +658,12 @@ func (t *Transport) acceptLoop() {
 			t.mu.Unlock()
 			c.Close()
 			return
+		}
+		if len(t.inbd) >= t.cfg.MaxInboundConnections {
+			t.mu.Unlock()
+			c.Close()
+			t.log.Debug("tcp: refused a connection: MaxInboundConnections reached", "local", t.addr, "remote", c.RemoteAddr().String(), "max", t.cfg.MaxInboundConnections)
+			continue
 		}
 		t.inbd[c] = struct{}{}
 		t.wg.Add(1)
