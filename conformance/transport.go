@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ type tenv struct {
 	*caseEnv
 	listen ListenFunc
 	seq    uint32
-	sent   map[string]bool // guarded by sentMu
+	sent   map[uint64]bool // hashes of the payloads sent; guarded by mu
 }
 
 func testTransport(t tT, mk MakeNetwork, opts []Option) {
@@ -726,15 +727,17 @@ func (e *tenv) closeQuietly(tr transport.Transport) {
 
 // tagged returns a seeded payload of n bytes whose first 4 bytes (when
 // n ≥ 4) are a sequence number unique within the case, and remembers it.
+// Senders on goroutines of their own call it too: the generator and the
+// count are used under the case's lock.
 func (e *tenv) tagged(n int) []byte {
-	b := e.payload(n)
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	b := e.payload(n)
 	e.seq++
 	if n >= 4 {
 		binary.BigEndian.PutUint32(b, e.seq)
 	}
-	e.mu.Unlock()
-	e.remember(b)
+	e.rememberLocked(b)
 	return b
 }
 
@@ -742,27 +745,32 @@ func (e *tenv) tagged(n int) []byte {
 func (e *tenv) taggedG(g, n int) []byte {
 	b := e.tagged(n)
 	binary.BigEndian.PutUint32(b[4:], uint32(g))
-	e.remember(b)
+	e.mu.Lock()
+	e.rememberLocked(b)
+	e.mu.Unlock()
 	return b
 }
 
-var sentMu sync.Mutex
-
-// remember records a payload the case sent, so that a late copy of an
-// earlier payload is told apart from one that was never sent.
-func (e *tenv) remember(b []byte) {
-	sentMu.Lock()
-	defer sentMu.Unlock()
+// rememberLocked records (a hash of) a payload the case sent, so that a
+// late copy of an earlier payload is told apart from one that was never
+// sent. e.mu is held.
+func (e *tenv) rememberLocked(b []byte) {
 	if e.sent == nil {
-		e.sent = make(map[string]bool)
+		e.sent = make(map[uint64]bool)
 	}
-	e.sent[string(b)] = true
+	e.sent[hashOf(b)] = true
 }
 
 func (e *tenv) sentBefore(b []byte) bool {
-	sentMu.Lock()
-	defer sentMu.Unlock()
-	return e.sent[string(b)]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sent[hashOf(b)]
+}
+
+func hashOf(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 // checkTooLarge checks the error of a refused over-limit send.

@@ -110,8 +110,8 @@ type Observer struct {
 
 	// Attribute options for the combinations of type and path, built once
 	// so that Observe does not allocate.
-	typePath map[typePathKey]attrs
-	request  map[string]attrs
+	typePath                   map[typePathKey]attrs
+	graftLimited, ihaveLimited attrs // the request attribute of rateLimited
 
 	mu           sync.Mutex
 	nodes        []*func() (gossip.Stats, error)
@@ -129,7 +129,7 @@ type typePathKey struct {
 func New(opts ...Option) (*Observer, error) {
 	c := newConfig(opts)
 	m := c.mp.Meter(ScopeName)
-	o := &Observer{meter: m, base: attribute.NewSet(c.attrs...), typePath: make(map[typePathKey]attrs), request: make(map[string]attrs)}
+	o := &Observer{meter: m, base: attribute.NewSet(c.attrs...), typePath: make(map[typePathKey]attrs)}
 	o.opt = o.withAttrs()
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -187,9 +187,8 @@ func New(opts ...Option) (*Observer, error) {
 			o.typePath[typePathKey{k, p}] = o.withAttrs(attribute.String("type", kindName(k)), attribute.String("path", p.String()))
 		}
 	}
-	for _, r := range []string{"graft", "ihave"} {
-		o.request[r] = o.withAttrs(attribute.String("request", r))
-	}
+	o.graftLimited = o.withAttrs(attribute.String("request", "graft"))
+	o.ihaveLimited = o.withAttrs(attribute.String("request", "ihave"))
 	return o, nil
 }
 
@@ -261,7 +260,7 @@ func (o *Observer) Observe(e gossip.Event) {
 	case gossip.EventGraftMiss:
 		o.graftMiss.Add(ctx, 1, o.opt.add...)
 	case gossip.EventGraftRateLimited:
-		o.rateLimited.Add(ctx, 1, o.request["graft"].add...)
+		o.rateLimited.Add(ctx, 1, o.graftLimited.add...)
 	case gossip.EventGraftFailed:
 		o.graftFailed.Add(ctx, 1, o.opt.add...)
 	case gossip.EventRecovered:
@@ -280,7 +279,7 @@ func (o *Observer) Observe(e gossip.Event) {
 	case gossip.EventIHaveSent:
 		o.ihaveBatch.Record(ctx, int64(e.Count), o.opt.rec...)
 	case gossip.EventIHaveDropped:
-		o.rateLimited.Add(ctx, int64(e.Count), o.request["ihave"].add...)
+		o.rateLimited.Add(ctx, int64(e.Count), o.ihaveLimited.add...)
 	case gossip.EventExchangeSent:
 		o.exchangeSent.Add(ctx, int64(e.Count), o.opt.add...)
 	case gossip.EventCacheEvicted:

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // File names in a directory used by LoadOrCreateUnsafeCA.
@@ -82,7 +83,7 @@ func waitLoad(certPath, keyPath string) (*UnsafeCA, error) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
-		sleepABit()
+		time.Sleep(20 * time.Millisecond) // the other process is writing it
 	}
 	return nil, fmt.Errorf("devcert: %s exists but %s never appeared: %w", keyPath, certPath, err)
 }
