@@ -104,11 +104,15 @@ type Config struct {
 	// are dropped and counted. Default 256.
 	DatagramQueueSize int
 
-	// StatelessResetKey, if set, lets this node answer packets of
-	// connections it no longer knows (after a restart) with a stateless
-	// reset, so that peers drop their dead connection at once instead of
-	// after IdleTimeout. It must be secret and the same across restarts of
-	// a node. Default none. (A clean Close already tells every peer.)
+	// StatelessResetKey lets this node answer packets of connections it
+	// no longer knows (after a crash and restart) with a stateless reset,
+	// so that peers drop their dead connection at once and redial, instead
+	// of sending into it until IdleTimeout. It must be secret and the same
+	// across restarts of a node. Default: derived (one-way) from the
+	// private key of TLS.Certificates[0] and the bound address, which does
+	// this for a node that keeps its certificate key; a node whose key is
+	// made anew at each start (or that uses GetCertificate) gets no reset
+	// unless this is set. (A clean Close already tells every peer.)
 	StatelessResetKey *qgo.StatelessResetKey
 }
 

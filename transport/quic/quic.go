@@ -140,7 +140,11 @@ func Listen(addr string, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
-	qt := &qgo.Transport{Conn: udp, StatelessResetKey: cfg.StatelessResetKey}
+	resetKey := cfg.StatelessResetKey
+	if resetKey == nil {
+		resetKey = derivedResetKey(cfg.TLS, udp.LocalAddr().String())
+	}
+	qt := &qgo.Transport{Conn: udp, StatelessResetKey: resetKey}
 
 	serverTLS := cfg.TLS.Clone()
 	serverTLS.MinVersion = tls.VersionTLS13
