@@ -47,6 +47,10 @@ func mlConfig(name string) *memberlist.Config {
 	// A node restarted under the same name binds a new port: let it take
 	// over its old entry once that was declared dead.
 	c.DeadNodeReclaimTime = time.Millisecond
+	// The local preset gives a join or push-pull 1 s over TCP; with -race
+	// and a build on two cores a join then fails with an i/o timeout now and
+	// then. The LAN preset's 10 s is what a slow machine needs.
+	c.TCPTimeout = 10 * time.Second
 	c.LogOutput = io.Discard // memberlist logs to stderr otherwise
 	return c
 }

@@ -78,6 +78,21 @@
 // silently started alone would form a cluster of its own, which is worse
 // than not starting. Remove the file to start from the seed list.
 //
+// # Rejoining after a partition
+//
+// memberlist forgets a node it declared dead: it gossips to it only for
+// GossipToTheDeadTime, and its periodic push/pull picks only live nodes. A
+// partition that outlasts failure detection therefore leaves two clusters
+// that never merge again by themselves. With Config.RejoinInterval set, the
+// adapter does what serf's reconnect does: it remembers the memberlist
+// address of every node that failed (was declared dead without a leaving
+// notice), and every RejoinInterval it joins one of them, picked at random,
+// until the node is alive again, leaves, or has been missing for
+// RejoinTimeout. When it knows no other live node at all, it also tries
+// Config.Join. One successful join is enough for memberlist's push/pull to
+// merge the two views; the refutations that follow bring back every node of
+// the other side. A node that left with Close is never rejoined.
+//
 // # Beside memberlist's own gossip
 //
 // memberlist and the broadcast tree run side by side on separate ports.
@@ -103,6 +118,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -122,6 +138,10 @@ const DefaultEventBuffer = 1024
 
 // DefaultLeaveTimeout is Config.LeaveTimeout when it is 0.
 const DefaultLeaveTimeout = 5 * time.Second
+
+// DefaultRejoinTimeout is Config.RejoinTimeout when it is 0: serf's
+// reconnect timeout.
+const DefaultRejoinTimeout = 24 * time.Hour
 
 // maxEarlyEvents bounds the memberlist events held between memberlist.Create
 // and Attach.
@@ -165,6 +185,18 @@ type Config[ID comparable] struct {
 	// EventBuffer is the capacity of the Events channel. 0 means
 	// DefaultEventBuffer.
 	EventBuffer int
+	// RejoinInterval, if positive, is how often the adapter joins again one
+	// node that failed and is still missing (or Join, when no other node is
+	// alive), so that the two sides of a partition that outlasted failure
+	// detection find each other again when it heals (see the package doc).
+	// serf's reconnect uses 30 seconds. Each attempt is one memberlist Join
+	// (a TCP push/pull) to one address, on a goroutine of the adapter that
+	// Close and Shutdown wait for: at most memberlist's TCPTimeout. 0 turns
+	// rejoining off, as memberlist alone behaves.
+	RejoinInterval time.Duration
+	// RejoinTimeout is how long a failed node is tried again before it is
+	// forgotten. 0 means DefaultRejoinTimeout.
+	RejoinTimeout time.Duration
 	// Logger receives the adapter's messages (malformed metadata, dropped
 	// events, peers file problems). nil discards them.
 	Logger *slog.Logger
@@ -196,7 +228,11 @@ type Membership[ID comparable] struct {
 	ackCh    chan struct{}        // an acknowledgement arrived
 	nodes    map[string]*node[ID] // alive memberlist nodes other than this one, by name
 	byID     map[ID]string        // reported members: ID to name
+	failed   map[string]failure   // nodes gone without a leaving notice, by name, to rejoin
 	closed   bool
+
+	rejoinStop chan struct{} // closed by stop: ends the rejoin loop
+	rejoinDone sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -214,6 +250,13 @@ type node[ID comparable] struct {
 	reported bool   // a member: Joined, and neither left nor failed since
 	leaving  bool   // announced its departure; stays set until it is gone
 	boot     uint64 // the boot ID of its metadata when it last had one
+}
+
+// failure is a node that memberlist declared dead without a leaving notice:
+// where to rejoin it, and since when it is missing.
+type failure struct {
+	mlAddr string
+	since  time.Time
 }
 
 type nodeEvent uint8
@@ -298,6 +341,12 @@ func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
 	if cfg.EventBuffer == 0 {
 		cfg.EventBuffer = DefaultEventBuffer
 	}
+	if cfg.RejoinInterval < 0 || cfg.RejoinTimeout < 0 {
+		return nil, errors.New("memberlist: Config.RejoinInterval and RejoinTimeout must not be negative")
+	}
+	if cfg.RejoinTimeout == 0 {
+		cfg.RejoinTimeout = DefaultRejoinTimeout
+	}
 	m := &Membership[ID]{boot: newBootID(),
 		cfg:     cfg,
 		parse:   parse,
@@ -307,6 +356,9 @@ func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
 		ackCh:   make(chan struct{}, 1),
 		nodes:   make(map[string]*node[ID]),
 		byID:    make(map[ID]string),
+		failed:  make(map[string]failure),
+
+		rejoinStop: make(chan struct{}),
 	}
 	if m.log == nil {
 		m.log = discardLogger
@@ -370,8 +422,71 @@ func (m *Membership[ID]) Attach(ml *memberlist.Memberlist) error {
 		m.apply(e.kind, &e.node)
 	}
 	m.early = nil
+	if m.cfg.RejoinInterval > 0 {
+		m.rejoinDone.Add(1)
+		go m.rejoinLoop(ml)
+	}
 	m.mu.Unlock()
 	return m.join(local.Address())
+}
+
+// rejoinLoop joins one failed node (or Join, when alone) every
+// RejoinInterval until stop.
+func (m *Membership[ID]) rejoinLoop(ml *memberlist.Memberlist) {
+	defer m.rejoinDone.Done()
+	tick := time.NewTicker(m.cfg.RejoinInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.rejoinStop:
+			return
+		case <-tick.C:
+		}
+		addrs := m.rejoinTargets(time.Now(), ml.LocalNode().Address())
+		if len(addrs) == 0 {
+			continue
+		}
+		n, err := ml.Join(addrs)
+		if n > 0 {
+			m.log.Info("memberlist: rejoined", "addrs", addrs)
+		} else {
+			m.log.Debug("memberlist: rejoin failed", "addrs", addrs, "err", err)
+		}
+	}
+}
+
+// rejoinTargets returns the addresses to join now: one failed node picked
+// at random, and Config.Join when no other node is alive. It forgets the
+// failed nodes missing for longer than RejoinTimeout.
+func (m *Membership[ID]) rejoinTargets(now time.Time, local string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	var candidates []string
+	for name, f := range m.failed {
+		if now.Sub(f.since) > m.cfg.RejoinTimeout {
+			delete(m.failed, name)
+			continue
+		}
+		if f.mlAddr != "" && f.mlAddr != local {
+			candidates = append(candidates, f.mlAddr)
+		}
+	}
+	slices.Sort(candidates) // map order is not the random choice
+	var out []string
+	if len(candidates) > 0 {
+		out = append(out, candidates[rand.IntN(len(candidates))])
+	}
+	if len(m.nodes) == 0 {
+		for _, a := range m.cfg.Join {
+			if a != local && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // join joins the seeds and the saved peers, except the local address.
@@ -506,6 +621,8 @@ func (m *Membership[ID]) stop(leave bool) error {
 		m.leaving = true // NodeMeta now says so
 	}
 	m.mu.Unlock()
+	close(m.rejoinStop)
+	m.rejoinDone.Wait() // at most one Join in progress: memberlist's TCPTimeout
 
 	var errs []error
 	if ml != nil && leave {
@@ -625,6 +742,9 @@ func (m *Membership[ID]) apply(kind nodeEvent, n *memberlist.Node) {
 		}
 		delete(m.nodes, n.Name)
 		peersChanged = true
+		if !nd.leaving {
+			m.failed[n.Name] = failure{mlAddr: nd.mlAddr, since: time.Now()}
+		}
 		if nd.reported {
 			m.unreport(nd, membership.Fail)
 		}
@@ -632,6 +752,7 @@ func (m *Membership[ID]) apply(kind nodeEvent, n *memberlist.Node) {
 	}
 
 	// A join or an update: the node is alive.
+	delete(m.failed, n.Name)
 	if nd == nil {
 		nd = &node[ID]{}
 		m.nodes[n.Name] = nd
