@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -87,17 +86,28 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 // lineWriter collects the lines written to it, safe for a writer and
 // polling readers, with a channel that ticks on each write.
 type lineWriter struct {
-	mu    sync.Mutex
-	lines []string
-	ch    chan struct{}
+	mu      sync.Mutex
+	lines   []string
+	partial []byte // the start of a line whose end has not been written yet
+	ch      chan struct{}
 }
 
+// Write appends the complete lines in p; a line split across writes is
+// kept until its newline arrives.
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		w.lines = append(w.lines, sc.Text())
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.lines = append(w.lines, string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	if len(w.partial) == 0 {
+		w.partial = nil
 	}
 	select {
 	case w.ch <- struct{}{}:
@@ -218,6 +228,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if mode := os.Getenv("PLUMTREE_TEST_INTRUDER"); mode != "" {
+		os.Exit(intruder(mode)) // see security_test.go
+	}
 	leakcheck.Main(m)
 }
 
@@ -257,6 +270,7 @@ func TestNodeProcesses(t *testing.T) {
 		})
 		return p
 	}
+	var procs []*proc
 	wait := func(w *lineWriter, what string, ok func() bool) {
 		t.Helper()
 		timeout := time.After(2 * time.Minute)
@@ -264,18 +278,22 @@ func TestNodeProcesses(t *testing.T) {
 			select {
 			case <-w.ch:
 			case <-timeout:
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				t.Fatalf("waiting for %s; lines: %q", what, w.lines)
+				for _, p := range procs { // every node's view, not only the one waited on
+					p.status.mu.Lock()
+					t.Logf("node %s status: %q", p.name, p.status.lines)
+					p.status.mu.Unlock()
+				}
+				t.Fatalf("waiting for %s", what)
 			}
 		}
 	}
 	a := start("a", "")
+	procs = []*proc{a}
 	wait(a.status, "a to listen", func() bool { return a.status.has("cluster on ") })
 	line := a.status.first("cluster on ")
 	seed := strings.TrimSuffix(strings.Fields(line[strings.Index(line, "cluster on ")+len("cluster on "):])[0], ";")
 	b, c := start("b", seed), start("c", seed)
-	procs := []*proc{a, b, c}
+	procs = []*proc{a, b, c}
 	for _, p := range procs {
 		wait(p.status, p.name+" to see 3 members", func() bool { return p.status.has("members: 3 ") })
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +27,8 @@ type nodeOptions struct {
 	name, listen, clusterListen, join string
 	transport, preset, compressor     string
 	tlsCert, tlsKey, tlsCA, devTLS    string
-	secret                            string
+	secret, secretFile                string
+	rejoin                            time.Duration
 	verbose                           bool
 }
 
@@ -50,9 +50,14 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of -tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA that signs every node's certificate (mutual TLS)")
 	fs.StringVar(&o.devTLS, "dev-tls", "", "UNSAFE, for trying things out: a directory where the first node creates a throwaway CA that the others read")
-	fs.StringVar(&o.secret, "secret", "", "memberlist encryption key, base64 of 16, 24 or 32 bytes (membership traffic only)")
+	fs.StringVar(&o.secret, "secret", "", "cluster secret: comma-separated base64 keys of 16, 24 or 32 bytes, the first used to send, all to receive (key rotation); keys memberlist, and seals broadcast traffic on udp+tcp and tcp (quic relies on mutual TLS)")
+	fs.StringVar(&o.secretFile, "secret-file", "", "read -secret from this file instead (keeps keys off the command line): one base64 key per line, the first primary; blank lines and lines starting with # are skipped; read at start")
+	fs.DurationVar(&o.rejoin, "rejoin", 10*time.Second, "how often to join again a node that failed and is still missing, so that a healed partition merges (0: never)")
 	fs.BoolVar(&o.verbose, "v", false, "log what the node and memberlist do")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := readSecretFile(&o.secret, o.secretFile); err != nil {
 		return err
 	}
 	if o.name == "" {
@@ -85,8 +90,15 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 		log = slog.New(slog.NewTextHandler(status, nil))
 	}
 
-	tr, err := listenTransport(o.transport, o.listen, tlsConf)
+	resetKey, err := quicResetKey(o)
 	if err != nil {
+		return err
+	}
+	tr, err := listenTransportReset(o.transport, o.listen, tlsConf, resetKey)
+	if err != nil {
+		return err
+	}
+	if tr, err = sealTransport(o.transport, tr, o.secret); err != nil {
 		return err
 	}
 	defer tr.Close()
@@ -94,7 +106,7 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	if o.join != "" {
 		seeds = strings.Split(o.join, ",")
 	}
-	ml, err := joinMemberlistKeyed(o.name, o.clusterListen, tr.LocalAddr(), seeds, o.secret, log)
+	ml, err := joinMemberlistKeyed(o.name, o.clusterListen, tr.LocalAddr(), seeds, o.secret, o.rejoin, log)
 	if err != nil {
 		return err
 	}
@@ -105,6 +117,7 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	var mu sync.Mutex // out is written by deliveries and errors
 	pt, err := gossip.New(cfg, gossip.Options[string, []byte]{
 		ID: o.name, Transport: tr, Membership: ml, Codec: codec.Bytes(), Logger: log,
+		Authenticate: authenticate(tlsConf), // with TLS, sender IDs must match certificates
 		OnDeliver: func(d gossip.Delivery[string, []byte]) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -115,6 +128,7 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 		return err
 	}
 	defer pt.Close()
+	defer reportRefused(status, o.name, tr, pt.Stats)
 
 	// Report the membership as it changes.
 	ctx, cancel := context.WithCancel(ctx)
@@ -218,19 +232,4 @@ func nodeTLS(o nodeOptions) (*tls.Config, error) {
 		return nil, fmt.Errorf("quic needs TLS: give -tls-cert, -tls-key and -tls-ca, or -dev-tls DIR to try things out")
 	}
 	return nil, nil
-}
-
-// decodeSecret reads a memberlist key.
-func decodeSecret(s string) ([]byte, error) {
-	if s == "" {
-		return nil, nil
-	}
-	key, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("-secret: %w", err)
-	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("-secret: %d bytes; want 16, 24 or 32", n)
-	}
-	return key, nil
 }

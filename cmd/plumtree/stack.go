@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	qgo "github.com/quic-go/quic-go"
 
 	"github.com/plumtree-go/plumtree/gossip"
 	plummember "github.com/plumtree-go/plumtree/membership/memberlist"
@@ -27,12 +28,18 @@ var transports = []string{"quic", "udp+tcp", "tcp"}
 // listenTransport opens the named network transport at addr. tlsConf is
 // required for quic and optional for tcp; udp+tcp has no TLS.
 func listenTransport(name, addr string, tlsConf *tls.Config) (transport.Transport, error) {
+	return listenTransportReset(name, addr, tlsConf, nil)
+}
+
+// listenTransportReset is listenTransport with quic's stateless reset key
+// (nil for none; see quicResetKey).
+func listenTransportReset(name, addr string, tlsConf *tls.Config, reset *qgo.StatelessResetKey) (transport.Transport, error) {
 	switch name {
 	case "quic":
 		if tlsConf == nil {
 			return nil, fmt.Errorf("quic needs TLS")
 		}
-		return quic.Listen(addr, quic.Config{TLS: tlsConf})
+		return quic.Listen(addr, quic.Config{TLS: tlsConf, StatelessResetKey: reset})
 	case "udp+tcp":
 		if tlsConf != nil {
 			return nil, fmt.Errorf("udp+tcp has no TLS; use quic or tcp")
@@ -79,25 +86,34 @@ func withCompressor(cfg gossip.Config, name string) (gossip.Config, error) {
 // ("host:port", port 0 for any), advertising the broadcast address addr,
 // joining seeds. Its logs go to log (nil: nowhere).
 func joinMemberlist(name, bind, addr string, seeds []string, log *slog.Logger) (*plummember.Membership[string], error) {
-	return joinMemberlistKeyed(name, bind, addr, seeds, "", log)
+	return joinMemberlistKeyed(name, bind, addr, seeds, "", 0, log)
 }
 
 // joinMemberlistKeyed is joinMemberlist with memberlist's encryption key
-// (base64; empty for none).
-func joinMemberlistKeyed(name, bind, addr string, seeds []string, secret string, log *slog.Logger) (*plummember.Membership[string], error) {
+// (base64; empty for none) and the interval of rejoining failed nodes (0:
+// never; see plummember.Config.RejoinInterval).
+func joinMemberlistKeyed(name, bind, addr string, seeds []string, secret string, rejoin time.Duration, log *slog.Logger) (*plummember.Membership[string], error) {
 	host, port, err := splitHostPort(bind)
 	if err != nil {
 		return nil, err
 	}
-	key, err := decodeSecret(secret)
+	keys, err := decodeSecrets(secret)
 	if err != nil {
 		return nil, err
 	}
 	conf := memberlist.DefaultLANConfig()
 	if host == "127.0.0.1" || host == "::1" || host == "localhost" {
 		conf = memberlist.DefaultLocalConfig()
+		// The local preset's 1 s for a join or push-pull over TCP fails
+		// under load (several nodes starting at once on a busy machine);
+		// keep the LAN preset's 10 s.
+		conf.TCPTimeout = memberlist.DefaultLANConfig().TCPTimeout
 	}
-	conf.SecretKey = key
+	if len(keys) > 0 { // the first key encrypts, all of them decrypt
+		if conf.Keyring, err = memberlist.NewKeyring(keys, keys[0]); err != nil {
+			return nil, err
+		}
+	}
 	conf.Name = name
 	conf.BindAddr = host
 	conf.BindPort = port
@@ -106,11 +122,12 @@ func joinMemberlistKeyed(name, bind, addr string, seeds []string, secret string,
 		conf.LogOutput = io.Discard
 	}
 	return plummember.New(plummember.Config[string]{
-		Memberlist:   conf,
-		Addr:         addr,
-		Join:         seeds,
-		LeaveTimeout: 2 * time.Second,
-		Logger:       log,
+		Memberlist:     conf,
+		Addr:           addr,
+		Join:           seeds,
+		LeaveTimeout:   2 * time.Second,
+		RejoinInterval: rejoin,
+		Logger:         log,
 	})
 }
 

@@ -146,6 +146,7 @@ func run(ctx context.Context, n int, msg *structpb.Struct, out io.Writer) (*resu
 		mlc := memberlist.DefaultLocalConfig()
 		mlc.Name, mlc.BindAddr, mlc.BindPort = m.name, "127.0.0.1", 0
 		mlc.LogOutput = io.Discard
+		mlc.TCPTimeout = memberlist.DefaultLANConfig().TCPTimeout // the local preset's 1 s is too short for a join on a busy machine
 		var join []string
 		if i > 0 {
 			join = []string{members[0].ml.Memberlist().LocalNode().FullAddress().Addr}
