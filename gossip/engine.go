@@ -66,6 +66,7 @@ type Engine[ID comparable] struct {
 	ihaveRL  map[ID]*ratelimit.Bucket
 	quiet    map[ID]int       // neighbours picked by fill that have sent nothing since: greetings left
 	ties     map[ID]time.Time // links a graft went over, and until when duplicates on them do not prune
+	pruned   map[ID]time.Time // when a Prune last went to each peer (see prune)
 	outbox   []Send[ID]
 	started  bool
 	sweepAt  time.Time
@@ -133,6 +134,7 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		ihaveRL:   make(map[ID]*ratelimit.Bucket),
 		quiet:     make(map[ID]int),
 		ties:      make(map[ID]time.Time),
+		pruned:    make(map[ID]time.Time),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -242,6 +244,22 @@ func (e *Engine[ID]) announce(now time.Time, p ID, a Announcement) {
 	}
 }
 
+// unannounce drops id from the announcements queued for p: p has just
+// announced or sent the message itself, so it has it, and an IHave would
+// tell it nothing (a node ignores announcements of messages it has seen).
+// Two lazy neighbours that both received a message otherwise announce it to
+// each other; whichever flushes first spares the other's announcement. On 20
+// nodes with the LAN preset this was a quarter of all bytes on the wire.
+func (e *Engine[ID]) unannounce(p ID, id MessageID) {
+	q := e.lazyQ[p]
+	if q == nil {
+		return
+	}
+	if i := slices.IndexFunc(q.anns, func(a Announcement) bool { return a.ID == id }); i >= 0 {
+		q.anns = slices.Delete(q.anns, i, i+1)
+	}
+}
+
 func (e *Engine[ID]) flush(p ID, q *lazyQueue) {
 	anns := slices.Clone(q.anns)
 	q.anns = q.anns[:0]
@@ -281,8 +299,19 @@ func (e *Engine[ID]) makeLazy(p ID) {
 	}
 }
 
-func (e *Engine[ID]) prune(p ID) {
+// prune makes p lazy and tells it so, at most once per GraftTimeout: the
+// payloads p pushed before the first Prune reached it are duplicates that
+// say nothing new, and a peer sending duplicates or grafts on purpose would
+// otherwise get one Prune back for every frame. A Prune that was lost is sent
+// again on the first duplicate after the interval.
+func (e *Engine[ID]) prune(now time.Time, p ID) {
 	e.makeLazy(p)
+	if at, ok := e.pruned[p]; ok && now.Sub(at) < e.cfg.GraftTimeout {
+		return
+	}
+	if e.members.has(p) {
+		e.pruned[p] = now
+	}
 	e.send(p, Msg[ID]{Kind: KindPrune})
 	e.emit(Event{Kind: EventPruneSent})
 }
@@ -311,13 +340,14 @@ func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	if e.seen.Has(m.ID, now) {
 		e.emit(Event{Kind: EventDuplicate, Message: m.ID, Hops: m.Round})
+		e.unannounce(from, m.ID)
 		// Paper: a duplicate payload means a redundant tree edge: prune it.
 		// Only a duplicate that races the first copy says so. One that comes
 		// later than a graft would have been sent is an old message that
 		// some node recovered and passed on over today's tree: pruning for
 		// it would cut the edges the tree needs now.
 		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout && !e.tied(now, from) {
-			e.prune(from)
+			e.prune(now, from)
 		}
 		return
 	}
@@ -351,7 +381,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
 	// this node's parent in the tree. Past the eager cap, refuse the edge.
 	if !e.makeEager(from) && e.members.has(from) {
-		e.prune(from)
+		e.prune(now, from)
 		return
 	}
 	// Paper, optimization: an announcer that had it sooner is a shorter path.
@@ -435,6 +465,7 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		}
 		id := MessageID(a.ID)
 		if e.seen.Has(id, now) {
+			e.unannounce(from, id)
 			continue
 		}
 		mm := e.missing[id]
@@ -488,7 +519,7 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		}
 	}
 	if !accepted {
-		e.prune(from) // over the eager cap: answered, but not a tree edge
+		e.prune(now, from) // over the eager cap: answered, but not a tree edge
 	}
 }
 
@@ -691,6 +722,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	delete(e.ihaveRL, id)
 	delete(e.quiet, id)
 	delete(e.ties, id)
+	delete(e.pruned, id)
 	var retry []MessageID
 	for mid, mm := range e.missing {
 		i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == id })

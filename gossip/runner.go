@@ -132,9 +132,9 @@ type Plumtree[ID comparable, M any] struct {
 
 	// Owned by the loop.
 	peers      map[ID]*peer
+	byWire     map[string]ID // members by the wire form of their ID
 	frame      wire.Frame
-	scratch    []byte
-	lastEnc    []byte
+	lastFrame  *frameBuf // the last Gossip encoded, for lastKey
 	lastKey    gossipKey
 	decodeBuf  []byte
 	warnedComp [256]bool // compressor IDs already logged as unknown
@@ -145,8 +145,8 @@ type Plumtree[ID comparable, M any] struct {
 type peer struct {
 	addr   string
 	idWire []byte
-	queue  chan []byte   // stream frames waiting for the sender goroutine
-	queued *atomic.Int64 // bytes in queue, shared with the sender goroutine
+	queue  chan *frameBuf // stream frames waiting for the sender goroutine
+	queued *atomic.Int64  // bytes in queue, shared with the sender goroutine
 }
 
 type gossipKey struct {
@@ -232,6 +232,7 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	p.stop = make(chan struct{})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.peers = make(map[ID]*peer)
+	p.byWire = make(map[string]ID)
 
 	now := p.clock.Now()
 	p.reconcile(now)
@@ -470,6 +471,7 @@ func (p *Plumtree[ID, M]) setPeer(m membership.Member[ID]) {
 		return
 	}
 	p.peers[m.ID] = &peer{addr: m.Addr, idWire: idw}
+	p.byWire[string(idw)] = m.ID
 }
 
 func (p *Plumtree[ID, M]) dropPeer(id ID) {
@@ -481,6 +483,7 @@ func (p *Plumtree[ID, M]) dropPeer(id ID) {
 		close(pr.queue)
 	}
 	delete(p.peers, id)
+	delete(p.byWire, string(pr.idWire))
 }
 
 // setupCompression picks the compressor Broadcast writes with and the
@@ -608,7 +611,7 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		p.decodeError(tm, err)
 		return
 	}
-	from, err := p.o.IDCodec.Decode(f.Sender)
+	from, err := p.decodeID(f.Sender)
 	if err != nil {
 		p.decodeError(tm, fmt.Errorf("sender ID: %w", err))
 		return
@@ -626,7 +629,7 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 	m := Msg[ID]{Kind: Kind(f.Type), ID: f.ID, Round: f.Round}
 	switch f.Type {
 	case wire.TypeGossip:
-		if m.Origin, err = p.o.IDCodec.Decode(f.Origin); err != nil {
+		if m.Origin, err = p.decodeID(f.Origin); err != nil {
 			p.decodeError(tm, fmt.Errorf("origin ID: %w", err))
 			return
 		}
@@ -639,6 +642,18 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		m.WantPayload = f.WantPayload
 	}
 	p.eng.Receive(p.clock.Now(), from, &m)
+}
+
+// decodeID decodes a node ID from the wire. A member's is looked up, which
+// does not allocate; the codec decodes any other.
+func (p *Plumtree[ID, M]) decodeID(b []byte) (ID, error) {
+	if id, ok := p.byWire[string(b)]; ok {
+		return id, nil
+	}
+	if string(b) == string(p.selfWire) {
+		return p.o.ID, nil
+	}
+	return p.o.IDCodec.Decode(b)
 }
 
 func (p *Plumtree[ID, M]) decodeError(tm transport.Message, err error) {
@@ -664,7 +679,9 @@ func (p *Plumtree[ID, M]) flushOutbox() {
 	}
 }
 
-func (p *Plumtree[ID, M]) encode(dst []byte, m *Msg[ID]) ([]byte, error) {
+// encode encodes m into a pooled buffer holding one reference, the
+// caller's.
+func (p *Plumtree[ID, M]) encode(m *Msg[ID]) (*frameBuf, error) {
 	f := wire.Frame{Type: wire.Type(m.Kind), Sender: p.selfWire, ID: m.ID, Round: m.Round,
 		Announcements: m.Announcements, WantPayload: m.WantPayload}
 	if m.Kind == KindGossip {
@@ -675,36 +692,49 @@ func (p *Plumtree[ID, M]) encode(dst []byte, m *Msg[ID]) ([]byte, error) {
 		} else {
 			var err error
 			if f.Origin, err = p.o.IDCodec.Append(nil, m.Origin); err != nil {
-				return dst, err
+				return nil, err
 			}
 		}
 		f.Timestamp, f.Trace = m.Timestamp, m.Trace
 		f.Compressor, f.Payload = m.Payload.Compressor, m.Payload.Data
 		f.Recovered = m.Recovered
 	}
-	return wire.Append(dst, &f)
+	fb := getFrame(wire.Size(&f))
+	var err error
+	if fb.b, err = wire.Append(fb.b, &f); err != nil {
+		fb.release()
+		return nil, err
+	}
+	return fb, nil
 }
 
 func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
-	var b []byte
+	var fb *frameBuf
 	key := gossipKey{id: m.ID, round: m.Round, rec: m.Recovered, ok: m.Kind == KindGossip}
 	if key.ok && key == p.lastKey {
-		b = p.lastEnc // the same push to the next eager peer: encode once
+		fb = p.lastFrame // the same push to the next eager peer: encode once
 	} else {
 		var err error
-		if b, err = p.encode(nil, m); err != nil {
+		if fb, err = p.encode(m); err != nil {
 			p.sendError(m.Kind, err)
 			return
 		}
 		if key.ok {
-			p.lastKey, p.lastEnc = key, b
+			// The loop keeps its reference while the frame is the last
+			// push, and gives up the one to the push before.
+			if p.lastFrame != nil {
+				p.lastFrame.release()
+			}
+			p.lastKey, p.lastFrame = key, fb
+		} else {
+			defer fb.release()
 		}
 	}
 	path := transport.PathStream
-	if m.Kind == KindGossip && p.dg != nil && len(b) <= min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize()) {
+	if m.Kind == KindGossip && p.dg != nil && len(fb.b) <= min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize()) {
 		path = transport.PathDatagram
 	}
-	p.transmit(pr, m, path, b)
+	p.transmit(pr, m, path, fb)
 }
 
 // sendAnnouncements sends IHave by datagram and exchanges by stream (either
@@ -735,17 +765,20 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 		part := *m
 		part.Announcements = anns[:n]
 		anns = anns[n:]
-		b, err := p.encode(nil, &part)
+		fb, err := p.encode(&part)
 		if err != nil {
 			p.sendError(m.Kind, err)
 			return
 		}
-		p.transmit(pr, &part, path, b)
+		p.transmit(pr, &part, path, fb)
+		fb.release()
 	}
 }
 
-func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b []byte) {
-	kind := m.Kind
+// transmit sends fb to pr. The caller keeps its reference; a frame queued
+// for the stream sender takes one of its own.
+func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb *frameBuf) {
+	kind, b := m.Kind, fb.b
 	if path == transport.PathDatagram && (p.dg == nil || p.o.Authenticate != nil && p.st != nil) {
 		path = transport.PathStream
 	}
@@ -759,7 +792,7 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b 
 		}
 	} else {
 		if pr.queue == nil {
-			pr.queue, pr.queued = make(chan []byte, p.cfg.SendQueueSize), new(atomic.Int64)
+			pr.queue, pr.queued = make(chan *frameBuf, p.cfg.SendQueueSize), new(atomic.Int64)
 			p.senders.Add(1)
 			go p.streamSender(pr.addr, pr.queue, pr.queued)
 		}
@@ -768,9 +801,11 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b 
 			return
 		}
 		pr.queued.Add(int64(len(b)))
+		fb.retain()
 		select {
-		case pr.queue <- b:
+		case pr.queue <- fb:
 		default:
+			fb.release()
 			pr.queued.Add(-int64(len(b)))
 			p.sendError(kind, fmt.Errorf("send queue to %s is full", pr.addr))
 			return
@@ -781,18 +816,25 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, b 
 
 // streamSender writes one peer's stream frames in order, so that a slow
 // peer's backpressure never blocks the protocol loop.
-func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan []byte, queued *atomic.Int64) {
+func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan *frameBuf, queued *atomic.Int64) {
 	defer p.senders.Done()
-	for b := range q {
-		queued.Add(-int64(len(b)))
-		if p.ctx.Err() != nil {
-			continue // closing: drain without sending
-		}
-		if err := p.st.SendFrame(p.ctx, addr, b); err != nil && p.ctx.Err() == nil {
-			p.sendErrs.Add(1)
-			p.emit(Event{Kind: EventSendError, Path: transport.PathStream, Bytes: len(b), Err: err})
-			p.log.Debug("gossip: stream send failed", "to", addr, "err", err)
-		}
+	for fb := range q {
+		p.sendFrame(addr, fb, queued)
+	}
+}
+
+// sendFrame sends one queued frame and gives up the queue's reference to it.
+func (p *Plumtree[ID, M]) sendFrame(addr string, fb *frameBuf, queued *atomic.Int64) {
+	defer fb.release()
+	b := fb.b
+	queued.Add(-int64(len(b)))
+	if p.ctx.Err() != nil {
+		return // closing: drain without sending
+	}
+	if err := p.st.SendFrame(p.ctx, addr, b); err != nil && p.ctx.Err() == nil {
+		p.sendErrs.Add(1)
+		p.emit(Event{Kind: EventSendError, Path: transport.PathStream, Bytes: len(b), Err: err})
+		p.log.Debug("gossip: stream send failed", "to", addr, "err", err)
 	}
 }
 

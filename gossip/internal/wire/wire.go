@@ -176,6 +176,40 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 	return dst, nil
 }
 
+// Size is the length of f's encoding: Append(dst, f) grows dst by exactly
+// Size(f) bytes (for a type Append knows), so that a caller can give it a
+// buffer that never has to grow.
+func Size(f *Frame) int {
+	n := 2 + bytesSize(f.Sender)
+	switch f.Type {
+	case TypeGossip:
+		n += IDSize + uvarintLen(uint64(f.Round)) + bytesSize(f.Origin) + varintLen(f.Timestamp) + 1
+		if len(f.Trace) > 0 {
+			n += bytesSize(f.Trace)
+		}
+		n += 1 + bytesSize(f.Payload)
+	case TypeIHave, TypeExchange:
+		n += uvarintLen(uint64(len(f.Announcements)))
+		for i := range f.Announcements {
+			n += AnnouncementSize(f.Announcements[i])
+		}
+	case TypeGraft:
+		n += IDSize + uvarintLen(uint64(f.Round)) + 1
+	}
+	return n
+}
+
+func bytesSize(b []byte) int { return uvarintLen(uint64(len(b))) + len(b) }
+
+// varintLen is the length of binary.AppendVarint's encoding of v.
+func varintLen(v int64) int {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen(u)
+}
+
 // AnnouncementSize is the encoded size of a.
 func AnnouncementSize(a Announcement) int {
 	return IDSize + uvarintLen(uint64(a.Round))

@@ -170,3 +170,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Size must be exactly what Append writes, or buffers sized by it grow.
+func TestSizeIsAppendLength(t *testing.T) {
+	frames := sampleFrames()
+	for _, ts := range []int64{0, 1, -1, 63, -64, 64, -65, 1 << 40, -(1 << 40), 1<<63 - 1, -1 << 63} {
+		frames = append(frames, Frame{Type: TypeGossip, Sender: make([]byte, 200), Round: 1 << 30,
+			Origin: make([]byte, 127), Timestamp: ts, Trace: make([]byte, 128), Payload: make([]byte, 70000)})
+	}
+	many := make([]Announcement, 300)
+	for i := range many {
+		many[i].Round = uint32(i) << (i % 32)
+	}
+	frames = append(frames, Frame{Type: TypeIHave, Sender: []byte("x"), Announcements: many},
+		Frame{Type: TypeExchange}, Frame{Type: TypeIHave})
+	for _, f := range frames {
+		b, err := Append([]byte("prefix"), &f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := Size(&f), len(b)-len("prefix"); got != want {
+			t.Errorf("%s frame: Size %d, Append wrote %d", f.Type, got, want)
+		}
+	}
+}
