@@ -18,6 +18,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
+	"github.com/plumtree-go/plumtree/transport/internal/bufpool"
 )
 
 // Defaults used when a Config field is zero.
@@ -139,7 +140,7 @@ type peer struct {
 	removed bool         // no longer in Transport.peers; look it up again
 	dialing *dialAttempt // a dial in progress
 	conn    *outConn     // the live connection, if any
-	q       [][]byte     // encoded frames waiting for the writer
+	q       []*[]byte    // encoded frames waiting for the writer, from bufpool
 	qBytes  int
 	space   chan struct{} // closed when room may have appeared; nil if nobody waits
 }
@@ -293,9 +294,11 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tcp: send frame %s→%s: %w", t.addr, addr, err)
 	}
-	frame := make([]byte, 0, binary.MaxVarintLen64+len(b))
-	frame = binary.AppendUvarint(frame, uint64(len(b)))
+	// The copy comes from a pool; the writer returns it once written.
+	fp := bufpool.Get(binary.MaxVarintLen64 + len(b))
+	frame := binary.AppendUvarint(*fp, uint64(len(b)))
 	frame = append(frame, b...)
+	*fp = frame
 
 	for {
 		p := t.lookup(addr)
@@ -310,7 +313,7 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 
 		case p.conn != nil:
 			if len(p.q) == 0 || (len(p.q) < t.cfg.SendQueueSize && p.qBytes+len(frame) <= t.cfg.SendQueueBytes) {
-				p.q = append(p.q, frame)
+				p.q = append(p.q, fp)
 				p.qBytes += len(frame)
 				select {
 				case p.conn.wake <- struct{}{}:
@@ -327,6 +330,7 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 			select {
 			case <-space:
 			case <-ctx.Done():
+				bufpool.Put(fp)
 				return fmt.Errorf("tcp: send frame %s→%s: queue full: %w", t.addr, addr, ctx.Err())
 			case <-t.done:
 				return t.errClosed(addr)
@@ -506,10 +510,12 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 	if _, ok := oc.c.(*tls.Conn); ok {
 		bw = bufio.NewWriterSize(oc.c, 16<<10) // one TLS record
 	}
+	var spare []*[]byte // the last batch's slice, for the queue to reuse
 	for {
 		p.mu.Lock()
 		batch := p.q
-		p.q, p.qBytes = nil, 0
+		p.q, p.qBytes = spare, 0
+		spare = nil
 		if p.space != nil {
 			close(p.space)
 			p.space = nil
@@ -543,7 +549,7 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 			// TLS has no vectored write: coalesce small frames into
 			// full records, one write each.
 			for _, f := range batch {
-				if _, err = bw.Write(f); err != nil {
+				if _, err = bw.Write(*f); err != nil {
 					break
 				}
 			}
@@ -554,22 +560,30 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 				n = math.MaxInt64 // all or (on error) nothing counts
 			}
 		} else {
-			bufs = append(bufs[:0], batch...)
+			bufs = bufs[:0]
+			for _, f := range batch {
+				bufs = append(bufs, *f)
+			}
 			n, err = bufs.WriteTo(oc.c)
 			clear(bufs[:cap(bufs)])
 		}
-		// Count the frames written whole.
+		// Count the frames written whole. Written or lost, none is needed
+		// any more: the buffers go back to the pool.
 		var whole int
-		for _, f := range batch {
-			if n < int64(len(f)) {
-				break
+		for i, f := range batch {
+			if n >= int64(len(*f)) {
+				n -= int64(len(*f))
+				whole++
+				t.framesSent.Add(1)
+				_, prefix := binary.Uvarint(*f)
+				t.bytesSent.Add(uint64(len(*f) - prefix))
+			} else {
+				n = -1 // a frame after a partial one is not whole either
 			}
-			n -= int64(len(f))
-			whole++
-			t.framesSent.Add(1)
-			_, prefix := binary.Uvarint(f)
-			t.bytesSent.Add(uint64(len(f) - prefix))
+			bufpool.Put(f)
+			batch[i] = nil
 		}
+		spare = batch[:0]
 		if err != nil {
 			if t.closed.Load() {
 				t.framesDropped.Add(uint64(len(batch) - whole))

@@ -216,12 +216,18 @@ func (t *Transport) SendDatagram(_ context.Context, addr string, b []byte) error
 // a lookup is not made for every datagram.
 var resolver resolve.Cache
 
+// maxNames bounds the read loop's cache of sender address strings.
+const maxNames = 4096
+
 // readLoop reads datagrams until the socket closes.
 func (t *Transport) readLoop() {
 	defer t.wg.Done()
 	// One byte more than the limit tells an over-long datagram (truncated by
 	// the kernel) from one of exactly the limit.
 	buf := make([]byte, t.max+1)
+	// The sender's address as a string, for each sender: formatting it
+	// for every datagram was one allocation per datagram.
+	names := make(map[netip.AddrPort]string)
 	for {
 		n, from, err := t.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -237,8 +243,16 @@ func (t *Transport) readLoop() {
 			t.dropped.Add(1)
 			continue
 		}
+		name, ok := names[from]
+		if !ok {
+			if len(names) >= maxNames {
+				clear(names) // many senders: start over rather than grow without bound
+			}
+			name = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()).String()
+			names[from] = name
+		}
 		m := transport.Message{
-			From: netip.AddrPortFrom(from.Addr().Unmap(), from.Port()).String(),
+			From: name,
 			Data: append([]byte(nil), buf[:n]...),
 			Path: transport.PathDatagram,
 		}
