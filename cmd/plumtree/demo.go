@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ type demoOptions struct {
 	compressor         string
 	seed               uint64
 	json               bool
+	cpuProfile         string // profiling aid: a CPU profile of the measured phase
 }
 
 // report is what the demo measured.
@@ -75,6 +77,7 @@ func demo(ctx context.Context, args []string, out, progress io.Writer) error {
 	fs.Float64Var(&o.loss, "loss", 0, "datagram loss rate (mem transport only)")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed (origins, payloads, peer sampling)")
 	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase (after the warm-up) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -368,6 +371,20 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, er
 		payload[i] = "plumtree epidemic broadcast "[i%28] // compressible, like text
 	}
 	gap := time.Duration(float64(time.Second) / o.rate)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			stopProgress()
+			return report{}, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			stopProgress()
+			return report{}, err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	var sent []gossip.MessageID
 	for i := range o.count {
