@@ -5,6 +5,8 @@
 //	plumtree node   one node as a process: lines on standard input are broadcast,
 //	                deliveries are printed; several make a real cluster
 //	plumtree sim    the protocol at scale on a simulated network with virtual time
+//	plumtree bench  the same paced workload over this library's transports and a
+//	                floor (a bare UDP tree), one report of what each costs
 package main
 
 import (
@@ -15,11 +17,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/plumtree-go/plumtree/internal/bench"
 )
 
 const usage = `usage: plumtree demo [flags]   a local cluster on loopback, then a report
        plumtree node [flags]   one node of a real cluster
        plumtree sim [flags]    the protocol at scale in virtual time
+       plumtree bench [flags]  the same workload over several systems, compared
 Run 'plumtree <command> -h' for the flags.`
 
 func main() {
@@ -36,6 +41,10 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err = demo(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = bench.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "node":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
