@@ -303,7 +303,7 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	if lo {
 		hdr += "\tlo/B\tlo pkts/bc"
 	}
-	hdr += "\tcpu ms/bc\tgoroutines\theap peak MB\theap gc MB\trate/s\tload\t"
+	hdr += "\tcpu ms/bc\tgoroutines\theap peak MB\theap gc MB\tgc MB/node\trate/s\tload\t"
 	fmt.Fprintln(tw, hdr)
 	for _, r := range rep.Results {
 		if r.Err != "" {
@@ -320,8 +320,9 @@ func printResults(out io.Writer, rep Report, w Workload) {
 				row += "\t-\t-"
 			}
 		}
-		row += fmt.Sprintf("\t%.3f\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t", r.CPUPerBroadcast, r.Goroutines,
-			float64(r.HeapPeak)/(1<<20), float64(r.HeapAfterGC)/(1<<20), r.AchievedRate, r.Load)
+		row += fmt.Sprintf("\t%.3f\t%d\t%.1f\t%.1f\t%.2f\t%.0f\t%.1f\t", r.CPUPerBroadcast, r.Goroutines,
+			float64(r.HeapPeak)/(1<<20), float64(r.HeapAfterGC)/(1<<20), float64(r.HeapAfterGC)/(1<<20)/float64(w.Nodes),
+			r.AchievedRate, r.Load)
 		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
@@ -334,6 +335,7 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	fmt.Fprintln(out, "p50/p99/max: publish to each delivery; last p50/p99: publish to the last node's delivery, over messages;")
 	fmt.Fprintln(out, "wire/B: bytes sent / (broadcasts x (nodes-1) x size); pkts/bc: datagrams and frames sent per broadcast;")
 	fmt.Fprintln(out, "cpu ms/bc: process CPU (user+sys, all nodes and the harness) per broadcast; goroutines: peak above the")
-	fmt.Fprintln(out, "count before the system started; heap: peak HeapInuse during the run, and after a GC at its end;")
+	fmt.Fprintln(out, "count before the system started; heap: peak HeapInuse during the run, and after a GC at its end")
+	fmt.Fprintln(out, "(all nodes and the harness; gc MB/node divides it by the nodes, as one node per process would see it);")
 	fmt.Fprintln(out, "rate/s: the publication rate achieved; load: the machine's 1-minute load average as the run began.")
 }
