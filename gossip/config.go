@@ -18,7 +18,15 @@ type Config struct {
 	// to the tree's edges.
 	EagerFanout int
 	// LazyFanout is how many neighbours a node picks to send announcements
-	// (IHave) to.
+	// (IHave) to. It also caps the announcements of each message: a node
+	// announces a message to at most LazyFanout of its lazy neighbours that
+	// do not already have it, a fresh random choice per message, although
+	// its lazy set also holds the nodes that picked it (about twice as
+	// many). Only lazy neighbours that grafted this node within
+	// MessageCacheTTL hear of every message (no one may be pushing to
+	// them), even past the cap. 0 picks no lazy neighbours and leaves
+	// announcements uncapped: every lazy neighbour (made lazy by a prune or
+	// by picking this node) hears of every message.
 	LazyFanout int
 	// MaxPeers caps eager plus lazy neighbours: the EagerFanout+LazyFanout
 	// a node picks, plus the nodes that picked it (links are two-way: a

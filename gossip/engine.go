@@ -67,7 +67,9 @@ type Engine[ID comparable] struct {
 	quiet    map[ID]int       // neighbours picked by fill that have sent nothing since: greetings left
 	ties     map[ID]time.Time // links a graft went over, and until when duplicates on them do not prune
 	pruned   map[ID]time.Time // when a Prune last went to each peer (see prune)
+	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
 	outbox   []Send[ID]
+	targets  []ID // scratch for announceTargets, reused so that choosing allocates nothing
 	started  bool
 	sweepAt  time.Time
 	sweepGap time.Duration
@@ -97,6 +99,19 @@ type missingMsg[ID comparable] struct {
 	grafted     bool
 	lastGrafted ID
 	firstGraft  time.Time
+}
+
+// announced reports whether p announced the message (mm may be nil).
+func (mm *missingMsg[ID]) announced(p ID) bool {
+	if mm == nil {
+		return false
+	}
+	for _, a := range mm.announcers {
+		if a.peer == p {
+			return true
+		}
+	}
+	return false
 }
 
 type lazyQueue struct {
@@ -135,6 +150,7 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		quiet:     make(map[ID]int),
 		ties:      make(map[ID]time.Time),
 		pruned:    make(map[ID]time.Time),
+		asked:     make(map[ID]time.Time),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -197,7 +213,7 @@ func (e *Engine[ID]) Broadcast(now time.Time, p Payload, trace []byte) (MessageI
 	}
 	c := cached[ID]{origin: e.self, ts: now.UnixNano(), trace: trace, payload: p}
 	e.remember(now, id, c)
-	e.push(now, id, &c, e.self)
+	e.push(now, id, &c, e.self, nil)
 	return id, nil
 }
 
@@ -210,9 +226,11 @@ func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
 	}
 }
 
-// push sends the message to every eager peer and queues an announcement for
-// every lazy peer, except the one it came from.
-func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID) {
+// push sends the message to every eager peer except the one it came from,
+// and queues an announcement for at most LazyFanout lazy peers (see
+// announceTargets). miss, if not nil, is the message's missing entry: its
+// announcers have the message.
+func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID, miss *missingMsg[ID]) {
 	m := Msg[ID]{Kind: KindGossip, ID: id, Round: c.round + 1, Origin: c.origin,
 		Timestamp: c.ts, Trace: c.trace, Payload: c.payload, Recovered: c.recovered}
 	for _, p := range e.eager.list {
@@ -221,11 +239,60 @@ func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID) {
 		}
 	}
 	ann := Announcement{ID: id, Round: c.round + 1}
+	for _, p := range e.announceTargets(now, from, miss) {
+		e.announce(now, p, ann)
+	}
+}
+
+// announceTargets returns the lazy peers to announce a message to: those
+// that do not have it (not from, not one of miss's announcers), and of them
+// at most LazyFanout, a fresh random choice for each message (0: no cap),
+// except that a lazy peer that grafted this node within MessageCacheTTL
+// always gets it, on top of the choice if need be.
+//
+// Links go both ways, so a node's lazy set also holds the nodes that picked
+// it: about twice LazyFanout neighbours, each of which would otherwise hear
+// of every message (on 20 nodes with LANConfig, 12.5 announcements per
+// node and message, most of them one datagram each). The paper announces
+// to the lazy part of a small active view; a random LazyFanout of them per
+// message keeps every lazy link in use (any one can repair the tree). But a
+// node that no neighbour pushes to (its eager picks had no room for it)
+// then missed a message whenever none of its neighbours chose it, and waited
+// for the periodic exchange (TestChurn, caps bind: 6 runs in 60 missed a
+// delivery within the settle time); such a node grafts, and a graft marks
+// the link. The result is valid until the next call.
+func (e *Engine[ID]) announceTargets(now time.Time, from ID, miss *missingMsg[ID]) []ID {
+	t := e.targets[:0]
+	asked := 0 // t[:asked] grafted this node recently
 	for _, p := range e.lazy.list {
-		if p != from {
-			e.announce(now, p, ann)
+		if p == from || miss.announced(p) {
+			continue
+		}
+		t = append(t, p)
+		if len(e.asked) == 0 {
+			continue
+		}
+		if until, ok := e.asked[p]; ok {
+			if now.Before(until) {
+				t[asked], t[len(t)-1] = t[len(t)-1], t[asked]
+				asked++
+			} else {
+				delete(e.asked, p)
+			}
 		}
 	}
+	e.targets = t
+	k := max(e.cfg.LazyFanout, asked)
+	if e.cfg.LazyFanout <= 0 || len(t) <= k {
+		return t
+	}
+	// A partial Fisher-Yates shuffle of the rest: t[asked:k] is a uniform
+	// choice among them.
+	for i := asked; i < k; i++ {
+		j := i + e.rng.IntN(len(t)-i)
+		t[i], t[j] = t[j], t[i]
+	}
+	return t[:k]
 }
 
 func (e *Engine[ID]) announce(now time.Time, p ID, a Announcement) {
@@ -377,7 +444,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
 	}
 	e.remember(now, m.ID, c)
-	e.push(now, m.ID, &c, from)
+	e.push(now, m.ID, &c, from, miss)
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
 	// this node's parent in the tree. Past the eager cap, refuse the edge.
 	if !e.makeEager(from) && e.members.has(from) {
@@ -492,6 +559,9 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		e.emit(Event{Kind: EventUnknownPeer, Type: KindGraft, Message: m.ID})
 		return
 	}
+	// A peer that grafts wants pushes, or missed a message: while it is
+	// lazy here it hears of every message (see announceTargets).
+	e.asked[from] = now.Add(e.cfg.MessageCacheTTL)
 	if m.ID == (MessageID{}) && !m.WantPayload && (e.eager.has(from) || e.lazy.has(from)) {
 		// A greeting from a neighbour this node already has: its place
 		// (eager, or lazy after a prune) stands.
@@ -723,6 +793,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	delete(e.quiet, id)
 	delete(e.ties, id)
 	delete(e.pruned, id)
+	delete(e.asked, id)
 	var retry []MessageID
 	for mid, mm := range e.missing {
 		i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == id })

@@ -1,0 +1,211 @@
+package gossip
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// lazyFanoutEngine returns an engine with LANConfig's fanouts (3 eager, 6
+// lazy) among 15 members and 12 lazy neighbours: the 6 it picked and 6 that
+// picked it (links go both ways). Announcements leave one per IHave frame.
+func lazyFanoutEngine(t *testing.T, seed uint64) (*paperEngine, Config) {
+	t.Helper()
+	cfg := LANConfig()
+	cfg.IHaveBatchSize = 1
+	cfg.ExchangeInterval = 0
+	members := make([]int, 15)
+	for i := range members {
+		members[i] = i + 1
+	}
+	pe := &paperEngine{t: t}
+	e, err := NewEngine(EngineOptions[int]{Self: 0, Config: cfg, Seed: seed,
+		Deliver: func(d RawDelivery[int]) bool { pe.delivered = append(pe.delivered, d); return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe.e = e
+	e.SetMembers(t0, members)
+	for _, m := range members {
+		if !e.eager.has(m) && !e.lazy.has(m) {
+			// A node that picked this one greets it: it becomes lazy.
+			e.Receive(t0, m, &Msg[int]{Kind: KindIHave})
+		}
+	}
+	e.Outbox()
+	if e.eager.len() != 3 || e.lazy.len() != 12 {
+		t.Fatalf("%d eager and %d lazy neighbours, want 3 and 12", e.eager.len(), e.lazy.len())
+	}
+	return pe, cfg
+}
+
+// announced maps each message to the peers its announcements went to.
+func announced(t *testing.T, sends []Send[int]) map[MessageID][]int {
+	t.Helper()
+	got := map[MessageID][]int{}
+	for _, s := range only(sends, KindIHave) {
+		for _, a := range s.Msg.Announcements {
+			id := MessageID(a.ID)
+			if slices.Contains(got[id], s.To) {
+				t.Fatalf("message announced to %d twice", s.To)
+			}
+			got[id] = append(got[id], s.To)
+		}
+	}
+	return got
+}
+
+// Each message is announced to at most LazyFanout lazy neighbours, a fresh
+// random choice per message, not to every lazy neighbour: a node's lazy set
+// also holds the nodes that picked it, about twice LazyFanout, and
+// announcing everything to all of them made IHave the largest cost after
+// the payloads. Over many messages every lazy neighbour hears of some, so
+// every lazy link can still repair the tree.
+func TestAnnouncementsCappedAtLazyFanout(t *testing.T) {
+	pe, cfg := lazyFanoutEngine(t, 1)
+	lazy := pe.e.LazyPeers()
+	const count = 300
+	perPeer := map[int]int{}
+	for range count {
+		id, err := pe.e.Broadcast(t0, Payload{Data: []byte("m")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := announced(t, pe.out())[id]
+		if len(to) != cfg.LazyFanout {
+			t.Fatalf("message announced to %d peers %v, want LazyFanout (%d) of the 12 lazy ones", len(to), sorted(to), cfg.LazyFanout)
+		}
+		for _, p := range to {
+			if !slices.Contains(lazy, p) {
+				t.Fatalf("announcement to %d, not a lazy neighbour", p)
+			}
+			perPeer[p]++
+		}
+	}
+	// Each lazy neighbour's share is binomial(300, 1/2): below 100 with a
+	// probability under 1e-8; the choice is seeded, so the test is
+	// deterministic anyway.
+	for _, p := range lazy {
+		if perPeer[p] < 100 {
+			t.Errorf("lazy neighbour %d got %d of %d announcements, want about half", p, perPeer[p], count)
+		}
+	}
+	t.Logf("announcements per lazy neighbour over %d messages: %v", count, perPeer)
+}
+
+// A forwarded message is announced to at most LazyFanout lazy neighbours
+// that do not have it: not to the neighbours that announced it before its
+// payload came, nor to the sender.
+func TestAnnouncementsSkipPeersThatHaveIt(t *testing.T) {
+	pe, cfg := lazyFanoutEngine(t, 2)
+	lazy := sorted(pe.e.LazyPeers())
+	parent := pe.e.EagerPeers()[0]
+	for i := range 50 {
+		var id MessageID
+		id[0], id[1] = byte(i), 0xAA
+		// Four lazy neighbours announce it; then the parent pushes it.
+		had := slices.Clone(lazy[i%8 : i%8+4])
+		for _, p := range had {
+			pe.e.Receive(t0, p, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 3}}})
+		}
+		pe.e.Receive(t0, parent, gossipMsg(id, 3))
+		to := announced(t, pe.out())[id]
+		if len(to) != cfg.LazyFanout {
+			t.Fatalf("message announced to %v, want LazyFanout (%d) of the 8 lazy neighbours without it", sorted(to), cfg.LazyFanout)
+		}
+		for _, p := range to {
+			if slices.Contains(had, p) || p == parent {
+				t.Fatalf("message announced to %d, which has it (announcers %v, parent %d)", p, had, parent)
+			}
+		}
+	}
+}
+
+// A lazy neighbour that grafted this node (say its eager picks had no room
+// for it, so no one pushes to it) hears of every message for
+// MessageCacheTTL, on top of the random choice among the others: left to
+// the choice, it missed whole messages until the periodic exchange.
+func TestAnnouncementsToPeerThatGrafted(t *testing.T) {
+	pe, cfg := lazyFanoutEngine(t, 3)
+	lazy := sorted(pe.e.LazyPeers())
+	needy := lazy[0]
+	m0, _ := pe.e.Broadcast(t0, Payload{Data: []byte("m0")}, nil)
+	pe.out()
+	pe.e.Receive(t0, needy, &Msg[int]{Kind: KindGraft, ID: m0, WantPayload: true})
+	pe.out()
+	if !pe.e.lazy.has(needy) {
+		// LANConfig has room: the graft made it eager. Push it back to
+		// lazy, as a duplicate would; the mark stays.
+		pe.e.prune(t0, needy)
+		pe.out()
+	}
+	at := t0
+	for i := range 100 {
+		at = t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		id, _ := pe.e.Broadcast(at, Payload{Data: []byte("m")}, nil)
+		to := announced(t, pe.out())[id]
+		if !slices.Contains(to, needy) {
+			t.Fatalf("message %d announced to %v, not to %d, which grafted this node", i, sorted(to), needy)
+		}
+		if len(to) != cfg.LazyFanout {
+			t.Fatalf("message %d announced to %d peers %v, want LazyFanout (%d)", i, len(to), sorted(to), cfg.LazyFanout)
+		}
+	}
+	// The mark expires MessageCacheTTL after the graft: the neighbour is
+	// back in the random choice, and some messages pass it by.
+	skipped := 0
+	for i := range 50 {
+		id, _ := pe.e.Broadcast(t0.Add(cfg.MessageCacheTTL+time.Duration(i)*time.Millisecond), Payload{Data: []byte("late")}, nil)
+		if !slices.Contains(announced(t, pe.out())[id], needy) {
+			skipped++
+		}
+	}
+	if skipped == 0 {
+		t.Fatalf("after MessageCacheTTL %d still heard of all 50 messages", needy)
+	}
+}
+
+// With LazyFanout 0 there is no cap: every lazy neighbour (here: the ones
+// that picked this node) hears of every message.
+func TestAnnouncementsUncappedAtLazyFanoutZero(t *testing.T) {
+	cfg := LANConfig()
+	cfg.LazyFanout, cfg.IHaveBatchSize, cfg.ExchangeInterval = 0, 1, 0
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4, 5, 6, 7)
+	for p := 1; p <= 7; p++ {
+		if !pe.e.eager.has(p) {
+			pe.e.Receive(t0, p, &Msg[int]{Kind: KindIHave}) // it picked this node
+		}
+	}
+	pe.out()
+	lazy := sorted(pe.e.LazyPeers())
+	if len(lazy) != 4 {
+		t.Fatalf("lazy neighbours %v, want 4", lazy)
+	}
+	id, _ := pe.e.Broadcast(t0, Payload{Data: []byte("m")}, nil)
+	if to := sorted(announced(t, pe.out())[id]); !slices.Equal(to, lazy) {
+		t.Fatalf("announced to %v, want every lazy neighbour %v", to, lazy)
+	}
+}
+
+// The choice is the engine's seeded randomness only: two engines with the
+// same seed and inputs announce alike (the simulator's runs repeat), and
+// choosing allocates nothing once the scratch space has grown.
+func TestAnnouncementChoiceDeterministicAndFree(t *testing.T) {
+	run := func() [][]int {
+		pe, _ := lazyFanoutEngine(t, 7)
+		var r [][]int
+		for range 20 {
+			id, _ := pe.e.Broadcast(t0, Payload{Data: []byte("m")}, nil)
+			r = append(r, announced(t, pe.out())[id])
+		}
+		return r
+	}
+	a, b := run(), run()
+	if !slices.EqualFunc(a, b, slices.Equal) {
+		t.Fatalf("same seed, different announcements:\n%v\n%v", a, b)
+	}
+	pe, _ := lazyFanoutEngine(t, 7)
+	if allocs := testing.AllocsPerRun(100, func() { pe.e.announceTargets(t0, -1, nil) }); allocs != 0 {
+		t.Fatalf("%v allocations per choice, want 0", allocs)
+	}
+}
