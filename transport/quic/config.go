@@ -112,7 +112,11 @@ type Config struct {
 	// private key of TLS.Certificates[0] and the bound address, which does
 	// this for a node that keeps its certificate key; a node whose key is
 	// made anew at each start (or that uses GetCertificate) gets no reset
-	// unless this is set. (A clean Close already tells every peer.)
+	// unless this is set, and so does one bound to a wildcard address.
+	// Nodes that share a certificate key (a cluster-wide certificate) must
+	// each set a key of their own: a reset key shared by two nodes lets an
+	// attacker have one node reset the other's connections. (A clean Close
+	// already tells every peer.)
 	StatelessResetKey *qgo.StatelessResetKey
 }
 

@@ -34,6 +34,11 @@ func TestDerivedResetKey(t *testing.T) {
 	if k := derivedResetKey(b, "127.0.0.1:7000"); *k == *k1 {
 		t.Error("another certificate key gave the same reset key")
 	}
+	for _, wild := range []string{"0.0.0.0:7000", "[::]:7000", "not an address"} {
+		if k := derivedResetKey(a, wild); k != nil {
+			t.Errorf("%s: got a reset key; a wildcard address does not tell nodes apart", wild)
+		}
+	}
 	if k := derivedResetKey(&tls.Config{}, "127.0.0.1:7000"); k != nil {
 		t.Errorf("no certificate: got %x, want none", k)
 	}
