@@ -50,7 +50,7 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of -tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA that signs every node's certificate (mutual TLS)")
 	fs.StringVar(&o.devTLS, "dev-tls", "", "UNSAFE, for trying things out: a directory where the first node creates a throwaway CA that the others read")
-	fs.StringVar(&o.secret, "secret", "", "cluster secret: comma-separated base64 keys of 16, 24 or 32 bytes, the first used to send, all to receive (key rotation); keys memberlist, and seals broadcast traffic on udp+tcp and tcp (quic relies on mutual TLS)")
+	fs.StringVar(&o.secret, "secret", "", "cluster secret: comma-separated base64 keys of 16, 24 or 32 bytes, the first used to send, all to receive (key rotation); keys memberlist, and seals broadcast traffic on udp+tcp and tcp with keys derived from these (HKDF-SHA256; quic relies on mutual TLS)")
 	fs.StringVar(&o.secretFile, "secret-file", "", "read -secret from this file instead (keeps keys off the command line): one base64 key per line, the first primary; blank lines and lines starting with # are skipped; read at start")
 	fs.DurationVar(&o.rejoin, "rejoin", 10*time.Second, "how often to join again a node that failed and is still missing, so that a healed partition merges (0: never)")
 	fs.BoolVar(&o.verbose, "v", false, "log what the node and memberlist do")

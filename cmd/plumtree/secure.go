@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -34,17 +36,43 @@ func decodeSecrets(s string) ([][]byte, error) {
 	return keys, nil
 }
 
-// sealTransport wraps the broadcast transport tr (named name) with the keys
-// of secret, for the transports without TLS of their own: udp+tcp and tcp.
-// quic, whose security is mutual TLS, is returned as it is. With no secret,
-// tr is returned as it is. On error tr is closed.
+// sealKeyInfo is the HKDF info string of the seal keys derived from -secret.
+const sealKeyInfo = "plumtree seal v1"
+
+// sealKeys derives the seal's keys from the -secret keys, one each, with
+// HKDF-SHA256 (no salt, info sealKeyInfo, as long as the secret), so that
+// seal and memberlist, which keeps the raw keys (as memberlist's own tools
+// expect), never encrypt under the same AES key. The order, and with it
+// the primary key, is kept.
+func sealKeys(secrets [][]byte) ([][]byte, error) {
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		k, err := hkdf.Key(sha256.New, s, nil, sealKeyInfo, len(s))
+		if err != nil {
+			return nil, fmt.Errorf("-secret: key %d: derive the seal key: %w", i+1, err)
+		}
+		keys[i] = k
+	}
+	return keys, nil
+}
+
+// sealTransport wraps the broadcast transport tr (named name) with keys
+// derived from those of secret (sealKeys), for the transports without TLS
+// of their own: udp+tcp and tcp. quic, whose security is mutual TLS, is
+// returned as it is. With no secret, tr is returned as it is. On error tr
+// is closed.
 func sealTransport(name string, tr transport.Transport, secret string) (transport.Transport, error) {
-	keys, err := decodeSecrets(secret)
-	if err != nil || len(keys) == 0 || name == "quic" {
+	secrets, err := decodeSecrets(secret)
+	if err != nil || len(secrets) == 0 || name == "quic" {
 		if err != nil {
 			tr.Close()
 		}
 		return tr, err
+	}
+	keys, err := sealKeys(secrets)
+	if err != nil {
+		tr.Close()
+		return nil, err
 	}
 	kr, err := seal.NewKeyring(keys[0], keys[1:]...)
 	if err != nil {
@@ -76,8 +104,8 @@ func reportRefused(w io.Writer, name string, tr transport.Transport, stats func(
 	fmt.Fprintf(&b, "node %s: refused:", name)
 	if s, ok := tr.(seal.Transport); ok {
 		r := s.SealStats().Refused
-		fmt.Fprintf(&b, " seal %d (short %d, version %d, unknown key %d, auth %d, window %d);",
-			r.Total(), r.Short, r.Version, r.UnknownKey, r.Auth, r.Window)
+		fmt.Fprintf(&b, " seal %d (short %d, version %d, unknown key %d, auth %d, window %d, replay %d);",
+			r.Total(), r.Short, r.Version, r.UnknownKey, r.Auth, r.Window, r.Replay)
 	}
 	if st, err := stats(); err == nil {
 		fmt.Fprintf(&b, " gossip %d unreadable or unauthenticated frames", st.DecodeErrors)

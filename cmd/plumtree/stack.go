@@ -109,6 +109,8 @@ func joinMemberlistKeyed(name, bind, addr string, seeds []string, secret string,
 		// keep the LAN preset's 10 s.
 		conf.TCPTimeout = memberlist.DefaultLANConfig().TCPTimeout
 	}
+	// The raw keys, as memberlist's own tools expect them; the seal derives
+	// its keys from them (sealKeys), so the two never share an AES key.
 	if len(keys) > 0 { // the first key encrypts, all of them decrypt
 		if conf.Keyring, err = memberlist.NewKeyring(keys, keys[0]); err != nil {
 			return nil, err

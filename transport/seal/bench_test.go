@@ -2,6 +2,7 @@ package seal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -45,6 +46,47 @@ func BenchmarkOpen(b *testing.B) {
 				copy(buf, frame)
 				var why Reason
 				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", true); why != reasonNone {
+					b.Fatal(why)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpenAdmit is BenchmarkOpen followed by what the receive loop
+// does next: the window check and the replay cache (default size). Each
+// iteration stands for a distinct frame: after the open, the benchmark
+// writes a fresh nonce into the header and a later send time (1 µs apart,
+// a clock that follows) before admitting it, with a window of 10 ms so that
+// the cache is in its steady state of about 10,000 frames, forgetting as
+// many as it learns.
+func BenchmarkOpenAdmit(b *testing.B) {
+	kr := fuzzKeyring(b)
+	start := time.Now()
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
+			now := start
+			const window = 10 * time.Millisecond
+			c := &core{
+				o:      options{window: window, now: func() time.Time { return now }},
+				replay: newReplayFilter(int64(window), DefaultReplayCache),
+			}
+			frame, _ := kr.seal(nil, nil, bytes.Repeat([]byte{'p'}, n), transport.PathDatagram, "127.0.0.1:7946", true, now)
+			buf := make([]byte, len(frame))
+			ad := make([]byte, 0, 64)
+			var i uint64
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				copy(buf, frame)
+				var why Reason
+				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", true); why != reasonNone {
+					b.Fatal(why)
+				}
+				i++
+				binary.BigEndian.PutUint64(buf[1+idLen:], i)
+				now = now.Add(time.Microsecond)
+				if why = c.admit(buf, now.UnixNano()); why != reasonNone {
 					b.Fatal(why)
 				}
 			}

@@ -17,7 +17,8 @@
 //
 // Only holders of a key can send anything that is delivered: a frame from
 // anyone else, a frame with a byte changed, or a frame sealed by another
-// sender address or for the other path is refused. Refused frames are
+// sender address or for the other path is refused, and so is a second
+// copy of a frame within the replay window (see Replay). Refused frames are
 // counted by reason (SealStats) and never logged, so that a flood does not
 // flood the logs. Payloads are encrypted, so their content is hidden from
 // observers of the network; their sizes and timing are not.
@@ -30,16 +31,25 @@
 //
 // # Replay
 //
-// An observer can capture a sealed frame and send it again. Each frame
-// carries its send time, sealed; a frame more than the replay window away
-// from the receiver's clock (2 minutes by default, WithWindow) is refused,
-// so clocks must agree within the window (NTP does). A frame replayed within
-// the window opens, and the gossip layer drops it as a duplicate: it carries
-// a message ID the node has seen, as long as the gossip layer's seen-set
-// TTL (gossip.Config.SeenTTL) is longer than the window plus the largest
-// clock difference between nodes: the presets' are 3 minutes or more
-// against the default window of 2. Window 0 turns the check off, leaving
-// only the seen set.
+// An observer can capture a sealed frame and send it again, under the
+// sender's address: a spoofed source address over UDP, or any From address
+// it claims in a TCP handshake. Each
+// frame carries its send time, sealed; a frame more than the replay window
+// away from the receiver's clock (2 minutes by default, WithWindow) is
+// refused (Refused.Window), so clocks must agree within the window (NTP
+// does). Within the window, a replay cache remembers the key ID and nonce
+// of every frame that opened, and refuses a second copy (Refused.Replay):
+// each sealed frame opens at most once per receiver, whatever it carries:
+// data, or control frames (Prune, Graft, IHave) that the gossip layer does
+// not deduplicate. Once per receiver: the destination is not sealed into a
+// frame, so a frame captured on its way to one node opens once at any other
+// node that has not seen it (as if its sender had sent it there too). The cache is bounded (WithReplayCache: 1<<20 frames,
+// about 55 MB when full, by default); when full it forgets the earliest
+// frames and refuses every frame sent as early as those (counted as
+// Window), so replays stay refused and the window shrinks instead.
+// Window 0 turns the window and the replay cache off: replay protection is
+// then off too, and only the gossip layer's seen set drops repeated data
+// messages.
 //
 // # Frame format and associated data
 //
@@ -52,13 +62,21 @@
 // reports, which the transport contract makes the same string (UDP: the
 // packet's source address; TCP: the address given in the connection's
 // handshake). Neither address is proof of anything on its own; binding it
-// stops a captured frame from being replayed as if another node sent it.
+// stops a captured frame from being passed off as another node's. It does
+// not stop a replay under the same address (a TCP handshake can claim any
+// address): the replay cache does.
 // Where From differs from the sender's LocalAddr (NAT, a wildcard listen
 // address), use WithoutAddressBinding on every node.
 //
-// With random nonces, a key should seal fewer than 2³² frames across the
-// whole cluster (the AES-GCM bound for random nonces); rotate keys well
-// before that.
+// # Nonce budget
+//
+// Nonces are 96 random bits, drawn by each sender with no coordination.
+// AES-GCM with random nonces stays within its bound (a nonce collision, which
+// would leak the authentication key, at odds below 2⁻³²) for 2³² frames per
+// key, counted across the whole cluster, since every node seals with the
+// same key. At 10,000 frames a second across the cluster that is about 5
+// days (at 1,000 a second, 50 days); rotate keys well before, e.g. at a
+// quarter of it (see Keyring).
 //
 // This package must never import the gossip core: it moves opaque bytes.
 package seal

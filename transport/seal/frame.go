@@ -46,7 +46,8 @@ const (
 	ReasonVersion        // an unknown version byte
 	ReasonKey            // a key ID that no installed key has
 	ReasonAuth           // the tag does not verify: wrong key, changed bytes, another sender address or path
-	ReasonWindow         // the send time is outside the replay window
+	ReasonWindow         // the send time is outside the replay window, or too old for the replay cache to tell (see WithReplayCache)
+	ReasonReplay         // a frame that already opened within the window
 )
 
 // String names the reason.
@@ -64,6 +65,8 @@ func (r Reason) String() string {
 		return "auth"
 	case ReasonWindow:
 		return "window"
+	case ReasonReplay:
+		return "replay"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

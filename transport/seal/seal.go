@@ -28,21 +28,39 @@ const (
 type Option func(*options)
 
 type options struct {
-	window   time.Duration
-	now      func() time.Time
-	bindFrom bool
+	window      time.Duration
+	now         func() time.Time
+	bindFrom    bool
+	replayCache int
 }
 
 // WithWindow sets the replay window: a frame whose send time (sealed inside
-// it) is more than d before or after the receiver's clock is refused. 0
-// turns the check off. The default is DefaultWindow (2 minutes). Clocks
-// must agree within less than d. Keep the gossip layer's seen-set TTL
-// (gossip.Config.SeenTTL; 3 minutes or more in the presets) longer than d
-// plus the largest clock difference, so that a frame replayed within the
-// window carries a message ID the node still remembers and is dropped as a
-// duplicate.
+// it) is more than d before or after the receiver's clock is refused, and
+// within the window each sealed frame opens at most once: a second copy is
+// refused (Refused.Replay) by the replay cache (WithReplayCache), whatever
+// the frame carries (data, Prune, Graft, IHave). Clocks must agree within
+// less than d. The default is DefaultWindow (2 minutes). 0 turns both the
+// window and the replay cache off: a captured frame then opens every time
+// it is sent again, and only the gossip layer's seen set drops repeated
+// data messages (not control frames), so keep the default.
 func WithWindow(d time.Duration) Option {
 	return func(o *options) { o.window = max(d, 0) }
+}
+
+// WithReplayCache sets how many opened frames the replay cache remembers
+// (default DefaultReplayCache, 1<<20). An entry costs about 53 bytes, so
+// the default holds about 55 MB when full; it grows with the traffic: a
+// node that receives r frames a second holds about r × (window + clock
+// difference) entries, the default fills at about 8,700 frames a second
+// with the default window, and it gives most of it back once traffic drops.
+// When full, the cache forgets the frames sent earliest (by granules of a
+// 32nd of the window) and from then on refuses every frame sent as early
+// as those that it does not remember, counted as Refused.Window: replays
+// stay refused, and under such load the window shrinks to what the cache
+// holds. n <= 0 turns the cache off, leaving the window check only (a
+// frame replayed within the window opens again).
+func WithReplayCache(n int) Option {
+	return func(o *options) { o.replayCache = n }
 }
 
 // WithClock sets the clock that stamps sent frames and judges received
@@ -81,11 +99,14 @@ type Refused struct {
 	Version    uint64 // an unknown version byte
 	UnknownKey uint64 // sealed with a key not in the keyring (or not sealed at all)
 	Auth       uint64 // the tag did not verify: another key with a colliding ID, changed bytes, another sender address or path
-	Window     uint64 // sent further from the receiver's clock than the replay window
+	Window     uint64 // sent further from the receiver's clock than the replay window, or too early for a full replay cache to tell (WithReplayCache)
+	Replay     uint64 // a frame that already opened within the replay window
 }
 
 // Total is the sum of the counts.
-func (r Refused) Total() uint64 { return r.Short + r.Version + r.UnknownKey + r.Auth + r.Window }
+func (r Refused) Total() uint64 {
+	return r.Short + r.Version + r.UnknownKey + r.Auth + r.Window + r.Replay
+}
 
 // Transport is what Wrap returns. The value also implements
 // transport.Datagram if the inner transport does, and transport.Stream if the
@@ -122,9 +143,13 @@ func Wrap(t transport.Transport, kr *Keyring, opts ...Option) (Transport, error)
 	if t == nil || kr == nil {
 		return nil, errors.New("seal: Wrap needs a transport and a keyring")
 	}
-	o := options{window: DefaultWindow, now: time.Now, bindFrom: true}
+	o := options{window: DefaultWindow, now: time.Now, bindFrom: true, replayCache: DefaultReplayCache}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	var replay *replayFilter
+	if o.window > 0 && o.replayCache > 0 {
+		replay = newReplayFilter(int64(o.window), o.replayCache)
 	}
 	dg, _ := t.(transport.Datagram)
 	st, _ := t.(transport.Stream)
@@ -138,7 +163,7 @@ func Wrap(t transport.Transport, kr *Keyring, opts ...Option) (Transport, error)
 		return nil, fmt.Errorf("seal: the inner frame limit of %d bytes leaves no room for the %d bytes of the seal", st.MaxFrameSize(), Overhead)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &core{inner: t, dg: dg, st: st, kr: kr, o: o, local: t.LocalAddr(), ctx: ctx, cancel: cancel}
+	c := &core{inner: t, dg: dg, st: st, kr: kr, o: o, replay: replay, local: t.LocalAddr(), ctx: ctx, cancel: cancel}
 	if dg != nil {
 		c.dgrams = make(chan transport.Message, datagramQueue)
 		c.wg.Add(1)
@@ -199,6 +224,7 @@ type core struct {
 	st     transport.Stream
 	kr     *Keyring
 	o      options
+	replay *replayFilter // nil with window 0 or no replay cache
 	local  string
 	dgrams chan transport.Message
 	frames chan transport.Message
@@ -211,7 +237,7 @@ type core struct {
 
 	dgCount, frCount counters
 	sealed, opened   atomic.Uint64
-	refused          [ReasonWindow + 1]atomic.Uint64
+	refused          [ReasonReplay + 1]atomic.Uint64
 }
 
 // LocalAddr is the inner transport's address.
@@ -269,6 +295,7 @@ func (c *core) SealStats() Stats {
 			UnknownKey: c.refused[ReasonKey].Load(),
 			Auth:       c.refused[ReasonAuth].Load(),
 			Window:     c.refused[ReasonWindow].Load(),
+			Replay:     c.refused[ReasonReplay].Load(),
 		},
 		Inner: c.innerStats(),
 	}
@@ -307,9 +334,10 @@ func (c *core) receive(in <-chan transport.Message, out chan<- transport.Message
 			sent int64
 			why  Reason
 		)
-		m.Data, sent, why, ad = c.kr.open(m.Data, ad, path, m.From, c.o.bindFrom)
-		if why == reasonNone && !inWindow(sent, c.o.now(), c.o.window) {
-			why = ReasonWindow
+		frame := m.Data
+		m.Data, sent, why, ad = c.kr.open(frame, ad, path, m.From, c.o.bindFrom)
+		if why == reasonNone {
+			why = c.admit(frame, sent)
 		}
 		if why != reasonNone {
 			c.refused[why].Add(1)
@@ -325,6 +353,20 @@ func (c *core) receive(in <-chan transport.Message, out chan<- transport.Message
 			return
 		}
 	}
+}
+
+// admit judges a frame that opened (its header is intact) by its send
+// time: outside the window, or a replay, it is refused. Called only after
+// the tag verified, so that only key holders' frames fill the replay cache.
+func (c *core) admit(frame []byte, sent int64) Reason {
+	now := c.o.now()
+	if !inWindow(sent, now, c.o.window) {
+		return ReasonWindow
+	}
+	if c.replay != nil {
+		return c.replay.check(frame, sent, now.UnixNano())
+	}
+	return reasonNone
 }
 
 // sendBuf is a pooled buffer for sealing; the inner transport does not keep

@@ -366,8 +366,9 @@ func newClock(t time.Time) *clock    { c := new(clock); c.set(t); return c }
 func (c *clock) add(d time.Duration) { c.now.Add(int64(d)) }
 
 // A captured frame replayed later than the window after it was sent, or
-// stamped further ahead than the window, is refused; within the window it
-// opens (the gossip layer's seen set drops it). Window 0 never refuses.
+// stamped further ahead than the window, is refused as outside the window;
+// within the window it opened once and is refused as a replay. Window 0
+// never refuses: no replay protection at all.
 func TestReplayWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := mem.NewNetwork(mem.Config{})
@@ -395,19 +396,20 @@ func TestReplayWindow(t *testing.T) {
 			want bool
 		}{
 			{0, true},
-			{window, true},
+			{window, false}, // a replay
 			{window + 1, false},
 			{time.Hour, false},
-			{-window, true}, // the receiver's clock behind the sender's
+			{-window, false}, // the receiver's clock behind the sender's: a replay
 			{-window - 1, false},
 		} {
 			if got := try(b, c.at); got != c.want {
 				t.Errorf("replayed %v after it was sent, with a window of %v: opened %v, want %v", c.at, window, got, c.want)
 			}
 		}
-		if got := b.SealStats().Refused; got != (seal.Refused{Window: 3}) {
-			t.Errorf("refused %+v; want 3 outside the window", got)
+		if got := b.SealStats().Refused; got != (seal.Refused{Window: 3, Replay: 2}) {
+			t.Errorf("refused %+v; want 3 outside the window, 2 replays", got)
 		}
+
 		for _, at := range []time.Duration{0, time.Hour, -time.Hour} {
 			if !try(off, at) {
 				t.Errorf("with window 0, a frame replayed %v later was refused", at)
@@ -422,6 +424,113 @@ func TestReplayWindow(t *testing.T) {
 		synctest.Wait()
 		if got := drain(b.(transport.Datagram).Datagrams()); len(got) != 1 || string(got[0].Data) != "fresh" {
 			t.Errorf("a fresh datagram an hour later: got %v", got)
+		}
+	})
+}
+
+// Within the window each sealed frame opens once per receiver: a copy sent
+// again from the sender's address (as over TCP, whose handshake may claim
+// any address) is refused as a replay, on both paths, whatever it carries
+// (the seal cannot tell a data frame from a Prune). Another receiver, which
+// has not seen it, opens it once: the destination is not sealed. With the
+// replay cache off, every copy opens.
+func TestReplay(t *testing.T) {
+	for _, path := range []transport.Path{transport.PathDatagram, transport.PathStream} {
+		t.Run(path.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := mem.NewNetwork(mem.Config{})
+				kr := keyring(t, testKey(1))
+				a := wrap(t, listenMem(t, n, "a"), kr)
+				b := wrap(t, listenMem(t, n, "b"), kr)
+				c := wrap(t, listenMem(t, n, "c"), kr)
+				off := wrap(t, listenMem(t, n, "d"), kr, seal.WithReplayCache(0))
+				tap := listenMem(t, n, "tap")
+				defer tap.Close()
+				received := func(s seal.Transport) []transport.Message {
+					synctest.Wait()
+					if path == transport.PathDatagram {
+						return drain(s.(transport.Datagram).Datagrams())
+					}
+					return drain(s.(transport.Stream).Frames())
+				}
+				raw := capture(t, a, tap, []byte("prune"), path)
+				for range 3 {
+					inject(t, a.Unwrap(), "b", bytes.Clone(raw), path)
+				}
+				if got := received(b); len(got) != 1 || string(got[0].Data) != "prune" {
+					t.Errorf("3 copies: delivered %v; want 1", got)
+				}
+				if got := b.SealStats(); got.Refused != (seal.Refused{Replay: 2}) || got.Opened != 1 {
+					t.Errorf("3 copies: opened %d, refused %+v; want 1 opened, 2 replays", got.Opened, got.Refused)
+				}
+				// A fresh frame with the same payload has a fresh nonce.
+				inject(t, a.Unwrap(), "b", capture(t, a, tap, []byte("prune"), path), path)
+				if got := received(b); len(got) != 1 {
+					t.Errorf("a fresh frame: delivered %d", len(got))
+				}
+				for range 2 {
+					inject(t, a.Unwrap(), "c", bytes.Clone(raw), path)
+					inject(t, a.Unwrap(), "d", bytes.Clone(raw), path)
+				}
+				if got := received(c); len(got) != 1 || c.SealStats().Refused != (seal.Refused{Replay: 1}) {
+					t.Errorf("another receiver: delivered %d, refused %+v; want 1 and 1 replay", len(got), c.SealStats().Refused)
+				}
+				if got := received(off); len(got) != 2 || off.SealStats().Refused.Total() != 0 {
+					t.Errorf("without a replay cache: delivered %d, refused %+v; want both copies", len(got), off.SealStats().Refused)
+				}
+			})
+		})
+	}
+}
+
+// A full replay cache forgets the granule sent earliest (a 32nd of the
+// window) and refuses, as outside the window, every frame sent in it from
+// then on: the window shrinks, and a replay is still refused. Frames sent
+// later open.
+func TestReplayCacheFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := mem.NewNetwork(mem.Config{})
+		kr := keyring(t, testKey(1))
+		const window = 32 * time.Second // granules of 1 s
+		clk := newClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		opts := []seal.Option{seal.WithClock(clk.Now), seal.WithWindow(window), seal.WithReplayCache(4)}
+		a := wrap(t, listenMem(t, n, "a"), kr, opts...)
+		b := wrap(t, listenMem(t, n, "b"), kr, opts...)
+		tap := listenMem(t, n, "tap")
+		defer tap.Close()
+		send := func() []byte {
+			t.Helper()
+			raw := capture(t, a, tap, []byte("data"), transport.PathDatagram)
+			inject(t, a.Unwrap(), "b", bytes.Clone(raw), transport.PathDatagram)
+			return raw
+		}
+		delivered := func() int {
+			synctest.Wait()
+			return len(drain(b.(transport.Datagram).Datagrams()))
+		}
+		first := send()
+		for range 3 {
+			send()
+		}
+		if got := delivered(); got != 4 {
+			t.Fatalf("4 frames into a cache of 4: delivered %d", got)
+		}
+		send() // the cache forgets the second they were all sent in
+		inject(t, a.Unwrap(), "b", bytes.Clone(first), transport.PathDatagram)
+		if got := delivered(); got != 0 {
+			t.Errorf("a fifth frame and a replay of the first: delivered %d; want 0", got)
+		}
+		if got := b.SealStats().Refused; got != (seal.Refused{Window: 2}) {
+			t.Errorf("refused %+v; want 2 outside the (shrunk) window", got)
+		}
+		clk.add(time.Second)
+		raw := send()
+		inject(t, a.Unwrap(), "b", bytes.Clone(raw), transport.PathDatagram)
+		if got := delivered(); got != 1 {
+			t.Errorf("a frame sent a second later and its replay: delivered %d; want 1", got)
+		}
+		if got := b.SealStats().Refused; got != (seal.Refused{Window: 2, Replay: 1}) {
+			t.Errorf("refused %+v; want 2 outside the window and 1 replay", got)
 		}
 	})
 }
