@@ -86,12 +86,21 @@
 // that never merge again by themselves. With Config.RejoinInterval set, the
 // adapter does what serf's reconnect does: it remembers the memberlist
 // address of every node that failed (was declared dead without a leaving
-// notice), and every RejoinInterval it joins one of them, picked at random,
-// until the node is alive again, leaves, or has been missing for
-// RejoinTimeout. When it knows no other live node at all, it also tries
-// Config.Join. One successful join is enough for memberlist's push/pull to
-// merge the two views; the refutations that follow bring back every node of
-// the other side. A node that left with Close is never rejoined.
+// notice) until the node is alive again, leaves, or has been missing for
+// RejoinTimeout; those addresses, and Config.Join's while it knows no other
+// live node at all, are its candidates. Every RejoinInterval it joins one
+// candidate, the next one in turn (in address order, wrapping around), so
+// that each is tried within as many intervals as there are candidates and
+// one unreachable address delays the others by one attempt only. One
+// successful join is enough for memberlist's push/pull to merge the two
+// views; the refutations that follow bring back every node of the other
+// side. A node that left with Close is never rejoined.
+//
+// A failed node's address is retried until RejoinTimeout (a day by
+// default), and by then it may belong to a node of another cluster: a
+// successful join would merge the two clusters. Clusters that share a
+// network must therefore keep their memberlists apart, with a different
+// memberlist Label or a different SecretKey (or Keyring) each.
 //
 // # Beside memberlist's own gossip
 //
@@ -118,7 +127,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -186,13 +194,27 @@ type Config[ID comparable] struct {
 	// DefaultEventBuffer.
 	EventBuffer int
 	// RejoinInterval, if positive, is how often the adapter joins again one
-	// node that failed and is still missing (or Join, when no other node is
-	// alive), so that the two sides of a partition that outlasted failure
-	// detection find each other again when it heals (see the package doc).
-	// serf's reconnect uses 30 seconds. Each attempt is one memberlist Join
-	// (a TCP push/pull) to one address, on a goroutine of the adapter that
-	// Close and Shutdown wait for: at most memberlist's TCPTimeout. 0 turns
-	// rejoining off, as memberlist alone behaves.
+	// address: of a node that failed and is still missing, or of Join when
+	// no other node is alive, each in turn, so that the two sides of a
+	// partition that outlasted failure detection find each other again when
+	// it heals (see the package doc). serf's reconnect uses 30 seconds. 0
+	// turns rejoining off, as memberlist alone behaves.
+	//
+	// Each attempt is one memberlist Join of one address, on a goroutine of
+	// the adapter. memberlist's Join cannot be interrupted, so Close and
+	// Shutdown wait for the attempt in progress: for an unreachable IP
+	// address, one memberlist TCPTimeout (10 s with DefaultLANConfig), the
+	// bound of its TCP connect. A node that accepts the connection but does
+	// not answer holds it for up to two more TCPTimeouts (memberlist bounds
+	// the push/pull's send and its reply by one each), and a Join entry
+	// that is a host name is resolved by memberlist, which tries every IP
+	// address it resolves to, each with its own TCPTimeout: give IP
+	// addresses in Join to keep the wait at one TCPTimeout.
+	//
+	// Clusters that share a network must set a different memberlist Label,
+	// or a different SecretKey, each: a failed node's address is retried
+	// until RejoinTimeout, and may by then belong to another cluster, which
+	// the join would merge with this one.
 	RejoinInterval time.Duration
 	// RejoinTimeout is how long a failed node is tried again before it is
 	// forgotten. 0 means DefaultRejoinTimeout.
@@ -424,69 +446,89 @@ func (m *Membership[ID]) Attach(ml *memberlist.Memberlist) error {
 	m.early = nil
 	if m.cfg.RejoinInterval > 0 {
 		m.rejoinDone.Add(1)
-		go m.rejoinLoop(ml)
+		go m.rejoinLoop(local.Address(), ml.Join)
 	}
 	m.mu.Unlock()
 	return m.join(local.Address())
 }
 
-// rejoinLoop joins one failed node (or Join, when alone) every
-// RejoinInterval until stop.
-func (m *Membership[ID]) rejoinLoop(ml *memberlist.Memberlist) {
+// rejoinLoop joins one rejoin candidate every RejoinInterval, the next one
+// in turn, until stop. join is memberlist's Join (a test's stand-in in
+// tests); it is given one address at a time, so that the attempt that stop
+// waits for is bounded by one address, and an unreachable candidate delays
+// the others by one interval only.
+func (m *Membership[ID]) rejoinLoop(local string, join func(addrs []string) (int, error)) {
 	defer m.rejoinDone.Done()
 	tick := time.NewTicker(m.cfg.RejoinInterval)
 	defer tick.Stop()
+	last := ""
 	for {
 		select {
 		case <-m.rejoinStop:
 			return
 		case <-tick.C:
 		}
-		addrs := m.rejoinTargets(time.Now(), ml.LocalNode().Address())
-		if len(addrs) == 0 {
+		// An attempt that outlasted the interval leaves a tick ready beside
+		// stop, and select picks at random: stop first, so that stop waits
+		// for one attempt at most.
+		select {
+		case <-m.rejoinStop:
+			return
+		default:
+		}
+		addr, ok := m.rejoinTarget(time.Now(), local, last)
+		if !ok {
 			continue
 		}
-		n, err := ml.Join(addrs)
-		if n > 0 {
-			m.log.Info("memberlist: rejoined", "addrs", addrs)
+		last = addr
+		if n, err := join([]string{addr}); n > 0 {
+			m.log.Info("memberlist: rejoined", "addr", addr)
 		} else {
-			m.log.Debug("memberlist: rejoin failed", "addrs", addrs, "err", err)
+			m.log.Debug("memberlist: rejoin failed", "addr", addr, "err", err)
 		}
 	}
 }
 
-// rejoinTargets returns the addresses to join now: one failed node picked
-// at random, and Config.Join when no other node is alive. It forgets the
-// failed nodes missing for longer than RejoinTimeout.
-func (m *Membership[ID]) rejoinTargets(now time.Time, local string) []string {
+// rejoinTarget returns the address to join now: among the candidates (the
+// failed nodes' addresses, and Config.Join's when no other node is alive,
+// except local), in address order, the first after last, or the first of
+// all when none is after it. Each candidate that stays one is so returned
+// within as many calls as there are candidates. It forgets the failed nodes
+// missing for longer than RejoinTimeout.
+func (m *Membership[ID]) rejoinTarget(now time.Time, local, last string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil
+		return "", false
 	}
 	var candidates []string
+	add := func(a string) {
+		if a != "" && a != local && !slices.Contains(candidates, a) {
+			candidates = append(candidates, a)
+		}
+	}
 	for name, f := range m.failed {
 		if now.Sub(f.since) > m.cfg.RejoinTimeout {
 			delete(m.failed, name)
 			continue
 		}
-		if f.mlAddr != "" && f.mlAddr != local {
-			candidates = append(candidates, f.mlAddr)
-		}
-	}
-	slices.Sort(candidates) // map order is not the random choice
-	var out []string
-	if len(candidates) > 0 {
-		out = append(out, candidates[rand.IntN(len(candidates))])
+		add(f.mlAddr)
 	}
 	if len(m.nodes) == 0 {
 		for _, a := range m.cfg.Join {
-			if a != local && !slices.Contains(out, a) {
-				out = append(out, a)
-			}
+			add(a)
 		}
 	}
-	return out
+	if len(candidates) == 0 {
+		return "", false
+	}
+	slices.Sort(candidates)
+	for _, a := range candidates {
+		if a > last {
+			return a, true
+		}
+	}
+	return candidates[0], true
 }
 
 // join joins the seeds and the saved peers, except the local address.
@@ -622,7 +664,9 @@ func (m *Membership[ID]) stop(leave bool) error {
 	}
 	m.mu.Unlock()
 	close(m.rejoinStop)
-	m.rejoinDone.Wait() // at most one Join in progress: memberlist's TCPTimeout
+	// memberlist's Join cannot be interrupted: wait for the one in progress,
+	// of one address (see Config.RejoinInterval for how long that can take).
+	m.rejoinDone.Wait()
 
 	var errs []error
 	if ml != nil && leave {
