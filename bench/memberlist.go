@@ -72,7 +72,7 @@ func (d memberlistDriver) Start(ctx context.Context, cfg bench.StartConfig, deli
 	}
 	udp := memberlist.DefaultLANConfig().UDPBufferSize
 	if limit := memberlistMaxPayload(udp); cfg.MaxPayload > limit {
-		return nil, fmt.Errorf("memberlist: %d-byte payloads would never be sent: a broadcast travels only inside one gossip datagram of UDPBufferSize %d bytes, which carries at most %d bytes of payload", cfg.MaxPayload, udp, limit)
+		return nil, fmt.Errorf("memberlist: %d-byte payloads would never be sent: a broadcast travels only inside one gossip datagram of UDPBufferSize %d bytes, which carries at most %d bytes of payload: %w", cfg.MaxPayload, udp, limit, bench.ErrUnsupported)
 	}
 	c := &memberlistCluster{}
 	ok := false

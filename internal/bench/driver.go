@@ -12,7 +12,16 @@
 // go.mod, so that the library's requirements stay the library's.
 package bench
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrUnsupported is wrapped by the error of a Start that refuses a workload
+// the system cannot carry at all (memberlist's queue and payloads larger
+// than one gossip datagram): the report shows the reason, and the command
+// does not count it as a failure.
+var ErrUnsupported = errors.New("not supported by this system")
 
 // Driver starts one broadcast system. Drivers are registered by name and
 // run one after another in one invocation, so their numbers share a machine

@@ -175,7 +175,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 					}
 					fmt.Fprintf(stderr, "%s: %v\n", d.Name(), err)
 					r.Err = err.Error()
-					failed = append(failed, d.Name())
+					if !errors.Is(err, ErrUnsupported) {
+						failed = append(failed, d.Name())
+					}
 				}
 				rep.Sweep = append(rep.Sweep, r)
 			}
@@ -211,7 +213,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 				}
 				fmt.Fprintf(stderr, "%s: %v\n", d.Name(), err)
 				r.System, r.Err = d.Name(), err.Error()
-				failed = append(failed, d.Name())
+				if !errors.Is(err, ErrUnsupported) {
+					failed = append(failed, d.Name())
+				}
 			}
 			rep.Results = append(rep.Results, r)
 		}
