@@ -334,6 +334,9 @@ func printResults(out io.Writer, rep Report, w Workload) {
 		if r.Err != "" {
 			fmt.Fprintf(out, "%s failed: %s\n", r.System, r.Err)
 		}
+		if r.WarmupMissing > 0 {
+			fmt.Fprintf(out, "%s: %d warm-up deliveries never arrived (the run went on)\n", r.System, r.WarmupMissing)
+		}
 	}
 	fmt.Fprintln(out, "\ndelivered: share of (broadcasts x (nodes-1)) deliveries; dup: deliveries of a message a node already had;")
 	fmt.Fprintln(out, "p50/p99/max: publish to each delivery; last p50/p99: publish to the last node's delivery, over messages;")
