@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -239,38 +238,14 @@ func TestMain(m *testing.M) {
 // every line of the others exactly once; then SIGINT makes each leave.
 func TestNodeProcesses(t *testing.T) {
 	dir := t.TempDir()
-	type proc struct {
-		name   string
-		cmd    *exec.Cmd
-		in     io.WriteCloser
-		out    *lineWriter
-		status *lineWriter
-	}
-	start := func(name, join string) *proc {
+	start := func(name, join string) *secProc {
 		args := []string{"node", "-name", name, "-listen", "127.0.0.1:0", "-cluster-listen", "127.0.0.1:0", "-dev-tls", dir}
 		if join != "" {
 			args = append(args, "-join", join)
 		}
-		cmd := exec.Command(os.Args[0], args...)
-		cmd.Env = append(os.Environ(), "PLUMTREE_TEST_MAIN=1")
-		p := &proc{name: name, cmd: cmd, out: &lineWriter{ch: make(chan struct{}, 1)}, status: &lineWriter{ch: make(chan struct{}, 1)}}
-		cmd.Stdout, cmd.Stderr = p.out, p.status
-		var err error
-		if p.in, err = cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-			}
-		})
-		return p
+		return startSecProc(t, name, []string{"PLUMTREE_TEST_MAIN=1"}, args...)
 	}
-	var procs []*proc
+	var procs []*secProc
 	wait := func(w *lineWriter, what string, ok func() bool) {
 		t.Helper()
 		timeout := time.After(2 * time.Minute)
@@ -288,12 +263,11 @@ func TestNodeProcesses(t *testing.T) {
 		}
 	}
 	a := start("a", "")
-	procs = []*proc{a}
+	procs = []*secProc{a}
 	wait(a.status, "a to listen", func() bool { return a.status.has("cluster on ") })
-	line := a.status.first("cluster on ")
-	seed := strings.TrimSuffix(strings.Fields(line[strings.Index(line, "cluster on ")+len("cluster on "):])[0], ";")
+	seed := fieldAfter(a.status, "cluster on ")
 	b, c := start("b", seed), start("c", seed)
-	procs = []*proc{a, b, c}
+	procs = []*secProc{a, b, c}
 	for _, p := range procs {
 		wait(p.status, p.name+" to see 3 members", func() bool { return p.status.has("members: 3 ") })
 	}

@@ -133,6 +133,9 @@ type secProc struct {
 	addr   string // broadcast address (nodes)
 }
 
+// startSecProc starts this test binary with args and env (a node with
+// PLUMTREE_TEST_MAIN=1, an intruder with PLUMTREE_TEST_INTRUDER), collecting
+// its standard output and error by line; the test's cleanup kills it.
 func startSecProc(t *testing.T, name string, env []string, args ...string) *secProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
