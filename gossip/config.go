@@ -72,15 +72,30 @@ type Config struct {
 	MaxMissing int
 
 	// OptimizationThreshold is the paper's tree optimization: when a
-	// payload arrives over h hops after a neighbour announced it at h-t hops
-	// with t >= OptimizationThreshold, the node grafts that neighbour; the
-	// slower edge is then pruned by the next duplicate. 0 turns it off.
-	//
-	// It shortens the tree for one sender at the expense of the others: with
-	// many senders the tree never settles (measured on 50 nodes with random
-	// origins: RMR 0.022 at 7, 0.062 at 5, 0.17 at 3, and 0.000 off), so the
-	// presets leave it off. Turn it on when one node, or a few, send.
+	// node holds a message it got over h hops and a neighbour announces it
+	// at h-t hops with t >= OptimizationThreshold (before or after the
+	// payload came), the node grafts that neighbour into the origin's tree;
+	// the slower edge is then pruned by the origin's next duplicate. 0 turns
+	// it off. Trees are kept per origin, so shortening one origin's tree
+	// never costs another's; but each origin's tree pays for its own swaps
+	// (a duplicate each), so with many origins sending rarely it costs more
+	// than it saves: on 50 nodes, random origins, 1 ms links, threshold 3
+	// gave 2,152 swaps in 400 broadcasts. LargeClusterConfig, where trees
+	// are deep and repairs after failures leave them deeper, sets 4.
 	OptimizationThreshold int
+
+	// MaxOrigins bounds the origins a node keeps a tree for (eager peers
+	// per origin, so that one origin's prunes never cut another's tree). An
+	// origin's tree is forgotten when it has been idle for MessageCacheTTL,
+	// or, past MaxOrigins, the least recently used is; a forgotten origin's
+	// next message starts from the shared tree again.
+	MaxOrigins int
+	// ShuffleInterval is how often a node takes a random member that is
+	// not its neighbour in as a lazy neighbour, dropping a lazy neighbour
+	// that no origin's tree uses, so that the neighbour graph stays a
+	// random graph through churn and partitions (two sides that filled
+	// their sets apart link again). 0 turns it off.
+	ShuffleInterval time.Duration
 
 	// MessageCacheTTL and MessageCacheMaxSize bound the payload cache that
 	// grafts are answered from.
@@ -94,15 +109,18 @@ type Config struct {
 	SeenTTL     time.Duration
 	SeenMaxSize int
 
-	// ExchangeInterval is how often a node sends one random neighbour the
-	// IDs of the messages it received recently, so that what announcements
-	// missed (a partition, a lost push) is recovered by grafts. 0 turns the
-	// exchange off.
+	// ExchangeInterval is how often a node sends one random neighbour a
+	// summary of every message it caches (runs of sequence numbers per
+	// origin incarnation), so that what announcements missed (a partition,
+	// a lost push, a backlog of any length) is recovered by grafts. 0 turns
+	// the exchange off.
 	ExchangeInterval time.Duration
 	// ExchangeWindow limits the exchange to messages broadcast (by the
 	// origin's clock) at most this long ago. 0 means MessageCacheTTL.
 	ExchangeWindow time.Duration
-	// ExchangeMaxIDs caps the IDs in one exchange (the newest are sent).
+	// ExchangeMaxIDs caps the ranges in one exchange; past it, successive
+	// exchanges take turns over the ranges, so that every cached message is
+	// summarized within a few intervals.
 	ExchangeMaxIDs int
 
 	// MaxMessageSize is the largest encoded message Broadcast accepts, and
@@ -189,7 +207,9 @@ func DefaultConfig() Config {
 		GraftRateLimitPerSecond: 10, // between the guide's restrictive 5 and permissive 20
 		GraftRateLimitBurst:     20,
 		MaxMissing:              10_000,
-		OptimizationThreshold:   0,                // off: many senders share one tree (see the field)
+		OptimizationThreshold:   0,                // off: each origin's tree would pay its own swaps (see the field)
+		MaxOrigins:              1024,             // about 200 bytes each
+		ShuffleInterval:         10 * time.Second, // one new lazy neighbour per node every 10 s
 		MessageCacheTTL:         60 * time.Second, // between the guide's memory-constrained 30s and 120s
 		MessageCacheMaxSize:     10_000,           // between the guide's 5,000 and 50,000
 		ExchangeInterval:        2 * time.Second,  // one small frame per node per interval
@@ -217,6 +237,7 @@ func LANConfig() Config {
 	c.GraftRateLimitPerSecond = 20 // guide: permissive, trusted network
 	c.GraftRateLimitBurst = 40
 	c.ExchangeInterval = time.Second
+	c.ShuffleInterval = 5 * time.Second // partitions re-merge within seconds
 	return c
 }
 
@@ -236,6 +257,7 @@ func WANConfig() Config {
 	c.MessageCacheTTL = 120 * time.Second // guide: high recovery capability
 	c.MessageCacheMaxSize = 50_000        // guide: high recovery capability
 	c.ExchangeInterval = 5 * time.Second
+	c.ShuffleInterval = 20 * time.Second // fewer new connections over slow links
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // guide: wan().with_compression(zstd(3))
 	return c
 }
@@ -252,6 +274,8 @@ func LargeClusterConfig() Config {
 	c.MaxLazyPeers = 50   // guide: large_cluster max_lazy_peers
 	c.IHaveBatchSize = 32 // guide: reduce IHave storm
 	c.MessageCacheMaxSize = 50_000
+	c.MaxOrigins = 4096                                                    // more senders
+	c.OptimizationThreshold = 4                                            // deep trees: repairs after failures shortened
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // bandwidth over CPU at this size
 	return c
 }
@@ -336,6 +360,10 @@ func (c *Config) Validate() error {
 	positive("MaxMissing", c.MaxMissing)
 	if c.OptimizationThreshold < 0 {
 		bad("OptimizationThreshold", "must not be negative, is %d", c.OptimizationThreshold)
+	}
+	positive("MaxOrigins", c.MaxOrigins)
+	if c.ShuffleInterval < 0 {
+		bad("ShuffleInterval", "must not be negative, is %v", c.ShuffleInterval)
 	}
 	positiveDur("MessageCacheTTL", c.MessageCacheTTL)
 	positive("MessageCacheMaxSize", c.MessageCacheMaxSize)

@@ -3,6 +3,8 @@ package gossip
 import (
 	"bytes"
 	"container/heap"
+	crand "crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,9 +18,14 @@ import (
 type EngineOptions[ID comparable] struct {
 	Self   ID     // this node's ID
 	Config Config // validated by NewEngine
-	// Seed drives message IDs and peer sampling. Two engines of one cluster
-	// must not share a seed (New derives one from the node's ID).
+	// Seed drives peer sampling only. Two engines of one cluster should not
+	// share a seed (New derives one from the node's ID).
 	Seed uint64
+	// Incarnation is the first half of every message ID this engine makes;
+	// the second half counts broadcasts from 1. It must differ between two
+	// runs of one node, so that IDs never repeat: 0 draws one from
+	// crypto/rand. Simulators set it for reproducible IDs.
+	Incarnation uint64
 	// Deliver is called for each message the first time it arrives, before
 	// it is cached or forwarded. Returning false rejects it: it is not
 	// forwarded and a later copy is treated as a duplicate.
@@ -49,8 +56,17 @@ type Engine[ID comparable] struct {
 	obs     Observer
 
 	members peerSet[ID]
-	eager   peerSet[ID]
-	lazy    peerSet[ID]
+	// eager and lazy split the neighbours. eager is the shared tree: what a
+	// node pushes the messages of an origin it has no tree of to, and what
+	// a new origin's tree starts from.
+	eager peerSet[ID]
+	lazy  peerSet[ID]
+	// trees holds a tree per origin (see originTree).
+	trees map[ID]*originTree[ID]
+	treeN uint64 // trees made so far
+
+	incarnation uint64
+	seq         uint64 // sequence number of the last broadcast
 
 	cache   *cache.Store[cached[ID]]
 	seen    *cache.Seen
@@ -62,11 +78,11 @@ type Engine[ID comparable] struct {
 
 	lazyQ    map[ID]*lazyQueue
 	lazyDue  []lazyDue[ID] // queues in the order they became non-empty
-	graftRL  map[ID]*ratelimit.Bucket
+	graftRL  map[ID]*ratelimit.Bucket // grafts a peer may have answered here
+	graftOut map[ID]*ratelimit.Bucket // grafts this node may send a peer: the same rate, so that it is not refused
+	nackRL   map[ID]*ratelimit.Bucket // "not now" answers a peer may get
 	ihaveRL  map[ID]*ratelimit.Bucket
 	quiet    map[ID]int       // neighbours picked by fill that have sent nothing since: greetings left
-	ties     map[ID]time.Time // links a graft went over, and until when duplicates on them do not prune
-	pruned   map[ID]time.Time // when a Prune last went to each peer (see prune)
 	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
 	outbox   []Send[ID]
 	targets  []ID // scratch for announceTargets, reused so that choosing allocates nothing
@@ -74,11 +90,116 @@ type Engine[ID comparable] struct {
 	sweepAt  time.Time
 	sweepGap time.Duration
 	xchgAt   time.Time
+	xchgN    int // exchanges sent: every fourth goes to a member outside the neighbours
+	xchgOff  int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
+	shufAt   time.Time
+	xchgIDs  []MessageID // scratch for exchangeTo
+	stats    counters
+}
+
+// counters are the engine's running totals (see EngineStats).
+type counters struct {
+	shuffles, originsEvicted, nacksSent, nacksReceived uint64
+}
+
+// originTree is one origin's tree as this node sees it: the neighbours it
+// pushes that origin's payloads to. Prune and Graft name the origin, so one
+// origin's duplicates never cut another's tree (riak_core's and partisan's
+// per-root sets). A tree is the shared tree with the origin's own changes
+// on top: peers pruned for it (del) and peers added for it (add), so an
+// origin that never needed a change costs nothing, and a repair of the
+// shared tree (a newcomer's greeting, a lost neighbour refilled) reaches
+// every origin's tree at once. While the tree is young (its first
+// message), what changes it changes the shared tree instead, so that the
+// shared tree settles for origins that send rarely.
+type originTree[ID comparable] struct {
+	add, del []ID
+	ties     []stamp[ID] // links a graft went over, and until when duplicates on them do not prune
+	pruned   []stamp[ID] // when a Prune for this origin last went to a peer
+	tried    []stamp[ID] // announcers the optimization grafted, and until when it leaves them be
+	msgs     int         // messages of the origin seen here, up to youngMsgs+1
+	used     time.Time
+	n        uint64 // creation order
+}
+
+type stamp[ID comparable] struct {
+	peer ID
+	at   time.Time
+}
+
+// youngMsgs is how many of an origin's messages change the shared tree.
+const youngMsgs = 1
+
+func (t *originTree[ID]) young() bool { return t.msgs <= youngMsgs }
+
+// inTree reports whether t pushes to p.
+func (e *Engine[ID]) inTree(t *originTree[ID], p ID) bool {
+	if e.eager.has(p) {
+		return !slices.Contains(t.del, p)
+	}
+	return slices.Contains(t.add, p)
+}
+
+// treeLen is how many peers t pushes to.
+func (e *Engine[ID]) treeLen(t *originTree[ID]) int {
+	n := e.eager.len() + len(t.add)
+	for _, p := range t.del {
+		if e.eager.has(p) {
+			n--
+		}
+	}
+	return n
+}
+
+// treePeers calls fn for each peer t pushes to, in a stable order.
+func (e *Engine[ID]) treePeers(t *originTree[ID], fn func(ID)) {
+	for _, p := range e.eager.list {
+		if len(t.del) == 0 || !slices.Contains(t.del, p) {
+			fn(p)
+		}
+	}
+	for _, p := range t.add {
+		fn(p)
+	}
+}
+
+// forgetPeer drops p from t's own changes (p is no longer a neighbour).
+func (t *originTree[ID]) forgetPeer(p ID) {
+	t.add = slices.DeleteFunc(t.add, func(x ID) bool { return x == p })
+	t.del = slices.DeleteFunc(t.del, func(x ID) bool { return x == p })
+	t.ties = dropStamp(t.ties, p)
+	t.pruned = dropStamp(t.pruned, p)
+	t.tried = dropStamp(t.tried, p)
+}
+
+// find returns p's stamp in ss, dropping it once expired by now.
+func findStamp[ID comparable](ss *[]stamp[ID], p ID) (time.Time, bool) {
+	for _, s := range *ss {
+		if s.peer == p {
+			return s.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func setStamp[ID comparable](ss []stamp[ID], p ID, at time.Time) []stamp[ID] {
+	for i := range ss {
+		if ss[i].peer == p {
+			ss[i].at = at
+			return ss
+		}
+	}
+	return append(ss, stamp[ID]{peer: p, at: at})
+}
+
+func dropStamp[ID comparable](ss []stamp[ID], p ID) []stamp[ID] {
+	return slices.DeleteFunc(ss, func(s stamp[ID]) bool { return s.peer == p })
 }
 
 type cached[ID comparable] struct {
 	recovered bool // arrived through a graft somewhere on its path
 	origin    ID
+	parent    ID // the neighbour it came from (the origin itself at the origin)
 	round     uint32 // hops travelled on arrival; 0 at the origin
 	ts        int64
 	trace     []byte
@@ -88,17 +209,20 @@ type cached[ID comparable] struct {
 type announcer[ID comparable] struct {
 	peer      ID
 	round     uint32
-	exchanged bool // from an exchange, not an IHave: no tree information
+	exchanged bool      // from an exchange, not an IHave: no tree information
+	notBefore time.Time // it refused a graft for now: not asked again before
 }
 
 type missingMsg[ID comparable] struct {
 	creator     ID              // the first announcer: the entry counts against its share
 	announcers  []announcer[ID] // in arrival order
 	next        int             // grafts go to announcers[next % len]: an announcer added later is next in turn
-	attempt     int             // grafts sent so far
+	attempt     int             // grafts sent so far that were not refused for now
+	gen         int             // the graft timer that counts: earlier ones are stale
 	grafted     bool
 	lastGrafted ID
 	firstGraft  time.Time
+	created     time.Time // given up MessageCacheTTL later: no one caches it longer
 }
 
 // announced reports whether p announced the message (mm may be nil).
@@ -130,27 +254,37 @@ func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		return nil, err
 	}
 	cfg := o.Config
+	inc := o.Incarnation
+	for inc == 0 {
+		var b [8]byte
+		if _, err := crand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("gossip: drawing an incarnation: %w", err)
+		}
+		inc = binary.BigEndian.Uint64(b[:])
+	}
 	e := &Engine[ID]{
-		self:      o.Self,
-		cfg:       cfg,
-		rng:       rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
-		deliver:   o.Deliver,
-		retrace:   o.Retrace,
-		obs:       o.Observer,
-		members:   newPeerSet[ID](),
-		eager:     newPeerSet[ID](),
-		lazy:      newPeerSet[ID](),
-		cache:     cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
-		seen:      cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
-		missing:   make(map[MessageID]*missingMsg[ID]),
-		missingBy: make(map[ID]int),
-		lazyQ:     make(map[ID]*lazyQueue),
-		graftRL:   make(map[ID]*ratelimit.Bucket),
-		ihaveRL:   make(map[ID]*ratelimit.Bucket),
-		quiet:     make(map[ID]int),
-		ties:      make(map[ID]time.Time),
-		pruned:    make(map[ID]time.Time),
-		asked:     make(map[ID]time.Time),
+		self:        o.Self,
+		cfg:         cfg,
+		rng:         rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
+		deliver:     o.Deliver,
+		retrace:     o.Retrace,
+		obs:         o.Observer,
+		members:     newPeerSet[ID](),
+		eager:       newPeerSet[ID](),
+		lazy:        newPeerSet[ID](),
+		trees:       make(map[ID]*originTree[ID]),
+		incarnation: inc,
+		cache:       cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
+		seen:        cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
+		missing:     make(map[MessageID]*missingMsg[ID]),
+		missingBy:   make(map[ID]int),
+		lazyQ:       make(map[ID]*lazyQueue),
+		graftRL:     make(map[ID]*ratelimit.Bucket),
+		graftOut:    make(map[ID]*ratelimit.Bucket),
+		nackRL:      make(map[ID]*ratelimit.Bucket),
+		ihaveRL:     make(map[ID]*ratelimit.Bucket),
+		quiet:       make(map[ID]int),
+		asked:       make(map[ID]time.Time),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -174,6 +308,9 @@ func (e *Engine[ID]) start(now time.Time) {
 	if e.cfg.ExchangeInterval > 0 {
 		e.xchgAt = now.Add(e.jitter(e.cfg.ExchangeInterval))
 	}
+	if e.cfg.ShuffleInterval > 0 {
+		e.shufAt = now.Add(e.jitter(e.cfg.ShuffleInterval))
+	}
 }
 
 // jitter returns d scaled by a random factor in [0.75, 1.25), so that
@@ -195,26 +332,28 @@ func (e *Engine[ID]) Outbox() []Send[ID] {
 }
 
 // Broadcast starts the dissemination of payload from this node and returns
-// its new ID. The payload is not delivered locally.
+// its new ID: the engine's incarnation and the next sequence number. The
+// payload is not delivered locally.
 func (e *Engine[ID]) Broadcast(now time.Time, p Payload, trace []byte) (MessageID, error) {
 	e.start(now)
 	if len(p.Data) > e.cfg.MaxMessageSize {
 		return MessageID{}, &MessageTooLargeError{Size: len(p.Data), Limit: e.cfg.MaxMessageSize}
 	}
-	var id MessageID
-	for {
-		a, b := e.rng.Uint64(), e.rng.Uint64()
-		for i := range 8 {
-			id[i], id[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
-		}
-		if !e.seen.Has(id, now) {
-			break
-		}
-	}
-	c := cached[ID]{origin: e.self, ts: now.UnixNano(), trace: trace, payload: p}
+	e.seq++
+	id := makeID(e.incarnation, e.seq)
+	c := cached[ID]{origin: e.self, parent: e.self, ts: now.UnixNano(), trace: trace, payload: p}
 	e.remember(now, id, c)
-	e.push(now, id, &c, e.self, nil)
+	t := e.tree(now, e.self)
+	t.seen()
+	e.push(now, id, &c, t, e.self, nil)
 	return id, nil
+}
+
+// seen counts one more message of the tree's origin, up to what young needs.
+func (t *originTree[ID]) seen() {
+	if t.msgs <= youngMsgs {
+		t.msgs++
+	}
 }
 
 func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
@@ -226,73 +365,111 @@ func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
 	}
 }
 
-// push sends the message to every eager peer except the one it came from,
-// and queues an announcement for at most LazyFanout lazy peers (see
-// announceTargets). miss, if not nil, is the message's missing entry: its
-// announcers have the message.
-func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], from ID, miss *missingMsg[ID]) {
+// tree returns origin's tree, making it from the shared tree if there is
+// none (and forgetting the least recently used past MaxOrigins).
+func (e *Engine[ID]) tree(now time.Time, origin ID) *originTree[ID] {
+	t := e.trees[origin]
+	if t == nil {
+		if len(e.trees) >= e.cfg.MaxOrigins {
+			e.evictOldestTree()
+		}
+		e.treeN++
+		t = &originTree[ID]{n: e.treeN}
+		e.trees[origin] = t
+	}
+	t.used = now
+	return t
+}
+
+func (e *Engine[ID]) evictOldestTree() {
+	var oldest ID
+	var at time.Time
+	first := true
+	var n uint64
+	for o, t := range e.trees {
+		// Ties broken by creation order, so that the output never
+		// depends on map order.
+		if first || t.used.Before(at) || (t.used.Equal(at) && t.n < n) {
+			oldest, at, n, first = o, t.used, t.n, false
+		}
+	}
+	if !first {
+		delete(e.trees, oldest)
+		e.stats.originsEvicted++
+		e.emit(Event{Kind: EventOriginEvicted, Count: 1})
+	}
+}
+
+// push sends the message to the eager peers of its origin's tree except
+// the one it came from, and queues an announcement for at most LazyFanout
+// other neighbours (see announceTargets). miss, if not nil, is the
+// message's missing entry: its announcers have the message.
+func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], t *originTree[ID], from ID, miss *missingMsg[ID]) {
 	m := Msg[ID]{Kind: KindGossip, ID: id, Round: c.round + 1, Origin: c.origin,
 		Timestamp: c.ts, Trace: c.trace, Payload: c.payload, Recovered: c.recovered}
-	for _, p := range e.eager.list {
+	e.treePeers(t, func(p ID) {
 		if p != from {
 			e.send(p, m)
 		}
-	}
+	})
 	ann := Announcement{ID: id, Round: c.round + 1}
-	for _, p := range e.announceTargets(now, from, miss) {
+	for _, p := range e.announceTargets(now, t, from, miss) {
 		e.announce(now, p, ann)
 	}
 }
 
-// announceTargets returns the lazy peers to announce a message to: those
-// that do not have it (not from, not one of miss's announcers), and of them
-// at most LazyFanout, a fresh random choice for each message (0: no cap),
-// except that a lazy peer that grafted this node within MessageCacheTTL
-// always gets it, on top of the choice if need be.
+// announceTargets returns the neighbours to announce a message to: those
+// outside its origin's tree that do not have it (not from, not one of
+// miss's announcers), and of them at most LazyFanout, a fresh random choice
+// for each message (0: no cap), except that a neighbour that grafted this
+// node within MessageCacheTTL always gets it, on top of the choice if need
+// be.
 //
-// Links go both ways, so a node's lazy set also holds the nodes that picked
-// it: about twice LazyFanout neighbours, each of which would otherwise hear
-// of every message (on 20 nodes with LANConfig, 12.5 announcements per
-// node and message, most of them one datagram each). The paper announces
-// to the lazy part of a small active view; a random LazyFanout of them per
-// message keeps every lazy link in use (any one can repair the tree). But a
-// node that no neighbour pushes to (its eager picks had no room for it)
-// then missed a message whenever none of its neighbours chose it, and waited
-// for the periodic exchange (TestChurn, caps bind: 6 runs in 60 missed a
-// delivery within the settle time); such a node grafts, and a graft marks
-// the link. The result is valid until the next call.
-func (e *Engine[ID]) announceTargets(now time.Time, from ID, miss *missingMsg[ID]) []ID {
-	t := e.targets[:0]
-	asked := 0 // t[:asked] grafted this node recently
-	for _, p := range e.lazy.list {
-		if p == from || miss.announced(p) {
-			continue
-		}
-		t = append(t, p)
-		if len(e.asked) == 0 {
-			continue
-		}
-		if until, ok := e.asked[p]; ok {
-			if now.Before(until) {
-				t[asked], t[len(t)-1] = t[len(t)-1], t[asked]
-				asked++
-			} else {
-				delete(e.asked, p)
+// Links go both ways, so a node's neighbours include the nodes that picked
+// it: about twice LazyFanout lazy neighbours, each of which would otherwise
+// hear of every message (on 20 nodes with LANConfig, 12.5 announcements
+// per node and message, most of them one datagram each). The paper
+// announces to the lazy part of a small active view; a random LazyFanout of
+// them per message keeps every lazy link in use (any one can repair the
+// tree). But a node that no neighbour pushes to (its eager picks had no
+// room for it) then missed a message whenever none of its neighbours chose
+// it, and waited for the periodic exchange (TestChurn, caps bind: 6 runs in
+// 60 missed a delivery within the settle time); such a node grafts, and a
+// graft marks the link. The result is valid until the next call.
+func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], from ID, miss *missingMsg[ID]) []ID {
+	c := e.targets[:0]
+	asked := 0 // c[:asked] grafted this node recently
+	for _, list := range [2][]ID{e.eager.list, e.lazy.list} {
+		for _, p := range list {
+			if p == from || e.inTree(t, p) || miss.announced(p) {
+				continue
+			}
+			c = append(c, p)
+			if len(e.asked) == 0 {
+				continue
+			}
+			if until, ok := e.asked[p]; ok {
+				if now.Before(until) {
+					c[asked], c[len(c)-1] = c[len(c)-1], c[asked]
+					asked++
+				} else {
+					delete(e.asked, p)
+				}
 			}
 		}
 	}
-	e.targets = t
+	e.targets = c
 	k := max(e.cfg.LazyFanout, asked)
-	if e.cfg.LazyFanout <= 0 || len(t) <= k {
-		return t
+	if e.cfg.LazyFanout <= 0 || len(c) <= k {
+		return c
 	}
-	// A partial Fisher-Yates shuffle of the rest: t[asked:k] is a uniform
+	// A partial Fisher-Yates shuffle of the rest: c[asked:k] is a uniform
 	// choice among them.
 	for i := asked; i < k; i++ {
-		j := i + e.rng.IntN(len(t)-i)
-		t[i], t[j] = t[j], t[i]
+		j := i + e.rng.IntN(len(c)-i)
+		c[i], c[j] = c[j], c[i]
 	}
-	return t[:k]
+	return c[:k]
 }
 
 func (e *Engine[ID]) announce(now time.Time, p ID, a Announcement) {
@@ -334,8 +511,36 @@ func (e *Engine[ID]) flush(p ID, q *lazyQueue) {
 	e.emit(Event{Kind: EventIHaveSent, Count: len(anns)})
 }
 
-// makeEager moves p to the eager set within the caps. Only members are
-// neighbours, so a late message from a departed peer never re-inserts it.
+// neighbour reports whether p is in the eager or the lazy set.
+func (e *Engine[ID]) neighbour(p ID) bool { return e.eager.has(p) || e.lazy.has(p) }
+
+// neighbours is how many neighbours the node has.
+func (e *Engine[ID]) neighbours() int { return e.eager.len() + e.lazy.len() }
+
+// target is how many neighbours a node picks itself.
+func (e *Engine[ID]) target() int { return min(e.cfg.EagerFanout+e.cfg.LazyFanout, e.cfg.MaxPeers) }
+
+// softCap is how many neighbours a node takes in before it drops one for
+// each newcomer: its own picks and about as many that picked it.
+func (e *Engine[ID]) softCap() int {
+	return min(2*(e.cfg.EagerFanout+max(e.cfg.LazyFanout, e.cfg.EagerFanout)), e.cfg.MaxPeers)
+}
+
+// addLazy makes p a lazy neighbour if there is room.
+func (e *Engine[ID]) addLazy(p ID) bool {
+	if e.neighbour(p) {
+		return true
+	}
+	if !e.members.has(p) || e.lazy.len() >= e.cfg.MaxLazyPeers || e.neighbours() >= e.cfg.MaxPeers {
+		return false
+	}
+	e.lazy.add(p)
+	return true
+}
+
+// makeEager moves p to the shared eager set within the caps. Only members
+// are neighbours, so a late message from a departed peer never re-inserts
+// it.
 func (e *Engine[ID]) makeEager(p ID) bool {
 	if e.eager.has(p) {
 		return true
@@ -343,7 +548,7 @@ func (e *Engine[ID]) makeEager(p ID) bool {
 	if !e.members.has(p) || e.eager.len() >= e.cfg.MaxEagerPeers {
 		return false
 	}
-	if !e.lazy.remove(p) && e.eager.len()+e.lazy.len() >= e.cfg.MaxPeers {
+	if !e.lazy.remove(p) && e.neighbours() >= e.cfg.MaxPeers {
 		return false
 	}
 	e.eager.add(p)
@@ -351,37 +556,110 @@ func (e *Engine[ID]) makeEager(p ID) bool {
 	return true
 }
 
-// makeLazy moves p out of the eager set and, room permitting, into the lazy
-// set.
+// makeLazy moves p out of the shared eager set and, room permitting, into
+// the lazy set.
 func (e *Engine[ID]) makeLazy(p ID) {
 	if e.lazy.has(p) || !e.members.has(p) {
 		return
 	}
 	wasEager := e.eager.remove(p)
-	if e.lazy.len() < e.cfg.MaxLazyPeers && e.eager.len()+e.lazy.len() < e.cfg.MaxPeers {
+	if e.lazy.len() < e.cfg.MaxLazyPeers && e.neighbours() < e.cfg.MaxPeers {
 		e.lazy.add(p)
+	} else if wasEager {
+		e.dropNeighbour(p)
 	}
 	if wasEager {
 		e.emit(Event{Kind: EventDemoted})
 	}
 }
 
-// prune makes p lazy and tells it so, at most once per GraftTimeout: the
-// payloads p pushed before the first Prune reached it are duplicates that
-// say nothing new, and a peer sending duplicates or grafts on purpose would
-// otherwise get one Prune back for every frame. A Prune that was lost is sent
-// again on the first duplicate after the interval.
-func (e *Engine[ID]) prune(now time.Time, p ID) {
-	e.makeLazy(p)
-	if at, ok := e.pruned[p]; ok && now.Sub(at) < e.cfg.GraftTimeout {
+// link makes p an eager peer of origin's tree t (of the shared tree while
+// t is young), within MaxEagerPeers and the neighbour caps. It reports
+// whether t took p.
+func (e *Engine[ID]) link(t *originTree[ID], p ID) bool {
+	if t.young() {
+		e.makeEager(p)
+	}
+	if e.inTree(t, p) {
+		return true
+	}
+	if !e.members.has(p) || e.treeLen(t) >= e.cfg.MaxEagerPeers {
+		return false
+	}
+	if e.eager.has(p) {
+		t.del = slices.DeleteFunc(t.del, func(x ID) bool { return x == p })
+	} else {
+		if !e.neighbour(p) && !e.addLazy(p) {
+			return false
+		}
+		t.add = append(t.add, p)
+	}
+	e.emit(Event{Kind: EventPromoted})
+	return true
+}
+
+// cut takes p out of t (out of the shared tree while t is young).
+func (e *Engine[ID]) cut(t *originTree[ID], p ID) {
+	if t.young() {
+		e.makeLazy(p)
+	}
+	if !e.inTree(t, p) {
 		return
 	}
-	if e.members.has(p) {
-		e.pruned[p] = now
+	if e.eager.has(p) {
+		t.del = append(t.del, p)
+	} else {
+		t.add = slices.DeleteFunc(t.add, func(x ID) bool { return x == p })
 	}
-	e.send(p, Msg[ID]{Kind: KindPrune})
+	t.ties = dropStamp(t.ties, p)
+	e.emit(Event{Kind: EventDemoted})
+}
+
+// prune cuts p out of origin's tree and tells it so, at most once per
+// GraftTimeout and origin: the payloads p pushed before the first Prune
+// reached it are duplicates that say nothing new, and a peer sending
+// duplicates or grafts on purpose would otherwise get one Prune back for
+// every frame. A Prune that was lost is sent again on the first duplicate
+// after the interval.
+func (e *Engine[ID]) prune(now time.Time, t *originTree[ID], origin, p ID) {
+	e.cut(t, p)
+	if at, ok := findStamp(&t.pruned, p); ok && now.Sub(at) < e.cfg.GraftTimeout {
+		return
+	}
+	t.pruned = setStamp(t.pruned, p, now)
+	if len(t.pruned) > 2*e.cfg.MaxPeers {
+		// Keep the list short: the oldest stamps have long expired.
+		t.pruned = slices.DeleteFunc(t.pruned, func(s stamp[ID]) bool { return now.Sub(s.at) >= e.cfg.GraftTimeout })
+	}
+	e.send(p, Msg[ID]{Kind: KindPrune, Origin: origin})
 	e.emit(Event{Kind: EventPruneSent})
 }
+
+// tie keeps the link to p in t from being pruned for a while: a graft went
+// over it, so some node needed it to get a message of that origin. Several
+// messages of one origin in flight could otherwise cut the edge that one
+// of them just grafted (riak_core#378), leaving a hole that the next
+// message grafts again.
+func (e *Engine[ID]) tie(now time.Time, t *originTree[ID], p ID) {
+	t.ties = setStamp(t.ties, p, now.Add(e.cfg.GraftTimeout*tieFactor))
+}
+
+// tied reports whether duplicates from p must not prune t's link now.
+func (e *Engine[ID]) tied(now time.Time, t *originTree[ID], p ID) bool {
+	until, ok := findStamp(&t.ties, p)
+	if !ok {
+		return false
+	}
+	if !now.Before(until) {
+		t.ties = dropStamp(t.ties, p)
+		return false
+	}
+	return true
+}
+
+// tieFactor times GraftTimeout is how long a link a graft went over is kept
+// from pruning in that origin's tree.
+const tieFactor = 5
 
 // Receive processes a message from peer from.
 func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
@@ -391,16 +669,24 @@ func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 	case KindGossip:
 		e.onGossip(now, from, m)
 	case KindIHave:
-		e.onAnnouncements(now, from, m.Announcements, true)
+		e.onAnnouncements(now, from, m.Announcements)
 	case KindExchange:
-		e.onAnnouncements(now, from, m.Announcements, false)
+		e.onExchange(now, from, m.Ranges)
 	case KindGraft:
 		e.onGraft(now, from, m)
 	case KindPrune:
 		e.emit(Event{Kind: EventPruneReceived})
-		if e.eager.has(from) {
-			e.makeLazy(from)
+		if m.Shared {
+			if e.eager.has(from) {
+				e.makeLazy(from)
+			}
+			return
 		}
+		if t := e.trees[m.Origin]; t != nil {
+			e.cut(t, from)
+		}
+	case KindNack:
+		e.onNack(now, from, m)
 	}
 }
 
@@ -411,10 +697,16 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		// Paper: a duplicate payload means a redundant tree edge: prune it.
 		// Only a duplicate that races the first copy says so. One that comes
 		// later than a graft would have been sent is an old message that
-		// some node recovered and passed on over today's tree: pruning for
-		// it would cut the edges the tree needs now.
-		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout && !e.tied(now, from) {
-			e.prune(now, from)
+		// some node recovered and passed on over today's tree, and one
+		// that passed through a graft took a path chosen to recover it:
+		// pruning for either would cut the edges the tree needs now.
+		if m.Recovered || m.GraftReply {
+			return
+		}
+		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout {
+			if t := e.tree(now, m.Origin); !e.tied(now, t, from) {
+				e.prune(now, t, m.Origin, from)
+			}
 		}
 		return
 	}
@@ -429,6 +721,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		Recovered: m.Recovered || (miss != nil && miss.grafted)}
 	if !e.deliver(rd) {
 		e.seen.Add(m.ID, now)
+		e.forget(m.ID, miss)
 		e.emit(Event{Kind: EventRejected, Message: m.ID})
 		return
 	}
@@ -437,18 +730,27 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	if len(trace) > 0 && e.retrace != nil {
 		trace = e.retrace(rd)
 	}
-	c := cached[ID]{origin: m.Origin, round: m.Round, ts: m.Timestamp, trace: trace,
+	c := cached[ID]{origin: m.Origin, parent: from, round: m.Round, ts: m.Timestamp, trace: trace,
 		payload: m.Payload, recovered: rd.Recovered}
 	e.forget(m.ID, miss)
 	if miss != nil && miss.grafted {
 		e.emit(Event{Kind: EventRecovered, Message: m.ID, Latency: now.Sub(miss.firstGraft)})
 	}
 	e.remember(now, m.ID, c)
-	e.push(now, m.ID, &c, from, miss)
+	t := e.tree(now, m.Origin)
+	t.seen()
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
-	// this node's parent in the tree. Past the eager cap, refuse the edge.
-	if !e.makeEager(from) && e.members.has(from) {
-		e.prune(now, from)
+	// this node's parent in the origin's tree. Past the eager cap, refuse
+	// the edge. Made before the push so that the push skips it.
+	parent := e.link(t, from)
+	if parent && miss != nil && miss.grafted && miss.lastGrafted == from {
+		// The link a graft went over: some node needed it, so its
+		// duplicates do not prune it for a while (see tie).
+		e.tie(now, t, from)
+	}
+	e.push(now, m.ID, &c, t, from, miss)
+	if !parent && e.members.has(from) {
+		e.prune(now, t, m.Origin, from)
 		return
 	}
 	// Paper, optimization: an announcer that had it sooner is a shorter path.
@@ -463,7 +765,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		}
 		if best >= 0 {
 			a := miss.announcers[best]
-			e.optimize(m.ID, from, a.peer, m.Round, a.round)
+			e.optimize(now, t, m.ID, from, a.peer, m.Round, a.round)
 		}
 	}
 }
@@ -484,18 +786,30 @@ func (e *Engine[ID]) forget(id MessageID, mm *missingMsg[ID]) {
 // maxMissingPerPeer is one peer's share of MaxMissing.
 func (e *Engine[ID]) maxMissingPerPeer() int { return max(1, e.cfg.MaxMissing/4) }
 
-// optimize grafts announcer when its path is at least OptimizationThreshold
-// hops shorter than the one the payload took (paper, Algorithm 2). The paper
-// also prunes the parent at once; here the duplicate rule does it, with the
-// next payload that reaches this node both ways, because a prune sent on a
-// guess cut nodes off the tree when the announcer's eager set was full or
-// many origins were sending (the announcer then prunes the graft back, and
-// the node is left with neither edge).
-func (e *Engine[ID]) optimize(id MessageID, parent, announcer ID, round, announced uint32) {
+// optimize grafts announcer into the origin's tree when its path is at
+// least OptimizationThreshold hops shorter than the one the payload took
+// (paper, Algorithm 2). The paper also prunes the parent at once; here the
+// duplicate rule does it, with the origin's next payload that reaches this
+// node both ways, because a prune sent on a guess cut nodes off the tree
+// when the announcer's eager set was full (the announcer then prunes the
+// graft back, and the node is left with neither edge).
+//
+// Hop counts are not latencies: the new edge can turn out the slower, and
+// then its duplicates prune it again. Each announcer is tried once per
+// MessageCacheTTL and origin, so that such a pair cannot flap.
+func (e *Engine[ID]) optimize(now time.Time, t *originTree[ID], id MessageID, parent, announcer ID, round, announced uint32) {
 	if parent == announcer || announced >= round || int(round-announced) < e.cfg.OptimizationThreshold {
 		return
 	}
-	if !e.eager.has(parent) || !e.makeEager(announcer) {
+	if !e.inTree(t, parent) || e.inTree(t, announcer) {
+		return
+	}
+	if until, ok := findStamp(&t.tried, announcer); ok && now.Before(until) {
+		return
+	}
+	t.tried = slices.DeleteFunc(t.tried, func(s stamp[ID]) bool { return !now.Before(s.at) })
+	t.tried = setStamp(t.tried, announcer, now.Add(e.cfg.MessageCacheTTL))
+	if !e.link(t, announcer) {
 		return
 	}
 	e.send(announcer, Msg[ID]{Kind: KindGraft, ID: id, Round: announced})
@@ -503,23 +817,36 @@ func (e *Engine[ID]) optimize(id MessageID, parent, announcer ID, round, announc
 	e.emit(Event{Kind: EventOptimized, Message: id, Hops: round - announced})
 }
 
-func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement, isIHave bool) {
+// admit makes an announcer that is not a neighbour a lazy one, while the
+// node has fewer than softCap neighbours. A new neighbour may have missed
+// recent messages while no one sent it anything: it is told what they
+// were, or, with nothing to tell, greeted back so that it stops greeting.
+func (e *Engine[ID]) admit(now time.Time, from ID) {
+	if e.neighbour(from) || e.neighbours() >= e.softCap() {
+		return
+	}
+	if e.addLazy(from) && !e.exchangeTo(now, from) {
+		e.send(from, Msg[ID]{Kind: KindIHave})
+	}
+}
+
+func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement) {
 	if !e.members.has(from) {
 		e.emit(Event{Kind: EventIHaveDropped, Count: len(anns)})
 		return
 	}
-	if !e.eager.has(from) {
-		known := e.lazy.has(from)
-		e.makeLazy(from) // an announcer is a neighbour (room permitting)
-		if !known && e.lazy.has(from) {
-			// A new neighbour may have missed recent messages while no one
-			// sent it anything: tell it what they were, or, with nothing
-			// to tell, greet it back so that it stops greeting.
-			if !e.exchangeTo(now, from) {
-				e.send(from, Msg[ID]{Kind: KindIHave})
-			}
+	if len(anns) == 0 && !e.neighbour(from) {
+		// A greeting: a member picked this node as a neighbour (fill or
+		// shuffle). Take it in, dropping a spare lazy neighbour past
+		// softCap, so that links stay two-way and the sets stay a random
+		// graph.
+		if e.neighbours() >= e.softCap() {
+			e.dropSpare()
 		}
+		e.admit(now, from)
+		return
 	}
+	e.admit(now, from)
 	rl := e.ihaveRL[from]
 	if rl == nil {
 		rl = &ratelimit.Bucket{}
@@ -533,22 +860,76 @@ func (e *Engine[ID]) onAnnouncements(now time.Time, from ID, anns []Announcement
 		id := MessageID(a.ID)
 		if e.seen.Has(id, now) {
 			e.unannounce(from, id)
+			e.lateAnnouncement(now, from, id, a.Round)
 			continue
 		}
-		mm := e.missing[id]
-		if mm == nil {
-			if len(e.missing) >= e.cfg.MaxMissing || e.missingBy[from] >= e.maxMissingPerPeer() {
-				e.emit(Event{Kind: EventIHaveDropped, Count: 1})
+		e.missingFrom(now, from, id, a.Round, false)
+	}
+}
+
+// lateAnnouncement runs the optimization for an announcement of a message
+// this node already has: if from had it at least OptimizationThreshold hops
+// sooner, its path is the shorter one for the origin's later messages.
+// The paper looks only at announcements that come before the payload;
+// with announcements batched, a shorter lazy path is usually announced
+// after the payload came, and trees repaired by grafts stayed deep.
+func (e *Engine[ID]) lateAnnouncement(now time.Time, from ID, id MessageID, round uint32) {
+	if e.cfg.OptimizationThreshold <= 0 {
+		return
+	}
+	c, ok := e.cache.Get(id, now)
+	if !ok || c.recovered || c.origin == e.self {
+		return
+	}
+	t := e.trees[c.origin]
+	if t == nil {
+		return
+	}
+	e.optimize(now, t, id, c.parent, from, c.round, round)
+}
+
+// missingFrom records that from has id. It reports false when the
+// missing-message limits refused a new entry.
+func (e *Engine[ID]) missingFrom(now time.Time, from ID, id MessageID, round uint32, exchanged bool) bool {
+	mm := e.missing[id]
+	if mm == nil {
+		if len(e.missing) >= e.cfg.MaxMissing || e.missingBy[from] >= e.maxMissingPerPeer() {
+			e.emit(Event{Kind: EventIHaveDropped, Count: 1})
+			return false
+		}
+		mm = &missingMsg[ID]{creator: from, created: now}
+		e.missing[id] = mm
+		e.missingBy[from]++
+		heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout), id: id})
+	}
+	if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
+		len(mm.announcers) < e.cfg.MaxPeers {
+		mm.announcers = append(mm.announcers, announcer[ID]{peer: from, round: round, exchanged: exchanged})
+	}
+	return true
+}
+
+// onExchange grafts, in time, every message in the ranges that this node
+// has not seen. The missing-message limits bound how many are taken in
+// at once; the next exchange brings the rest.
+func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
+	if !e.members.has(from) {
+		e.emit(Event{Kind: EventIHaveDropped, Count: len(ranges)})
+		return
+	}
+	e.admit(now, from)
+	budget := 2 * e.cfg.MessageCacheMaxSize // IDs looked at, whatever the ranges claim
+	for _, r := range ranges {
+		inc := binary.BigEndian.Uint64(r.Prefix[:])
+		for s := r.First; s-r.First < r.N && budget > 0; s++ {
+			budget--
+			id := makeID(inc, s)
+			if e.seen.Has(id, now) {
 				continue
 			}
-			mm = &missingMsg[ID]{creator: from}
-			e.missing[id] = mm
-			e.missingBy[from]++
-			heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout), id: id})
-		}
-		if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
-			len(mm.announcers) < e.cfg.MaxPeers {
-			mm.announcers = append(mm.announcers, announcer[ID]{peer: from, round: a.Round, exchanged: !isIHave})
+			if !e.missingFrom(now, from, id, 0, true) {
+				return
+			}
 		}
 	}
 }
@@ -559,42 +940,129 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		e.emit(Event{Kind: EventUnknownPeer, Type: KindGraft, Message: m.ID})
 		return
 	}
-	// A peer that grafts wants pushes, or missed a message: while it is
-	// lazy here it hears of every message (see announceTargets).
-	e.asked[from] = now.Add(e.cfg.MessageCacheTTL)
-	if m.ID == (MessageID{}) && !m.WantPayload && (e.eager.has(from) || e.lazy.has(from)) {
-		// A greeting from a neighbour this node already has: its place
-		// (eager, or lazy after a prune) stands.
+	if m.ID == (MessageID{}) && !m.WantPayload {
+		e.onGreeting(now, from)
 		return
 	}
-	accepted := e.makeEager(from)
-	if m.WantPayload {
-		e.tie(now, from)
-		rl := e.graftRL[from]
-		if rl == nil {
-			rl = &ratelimit.Bucket{}
-			e.graftRL[from] = rl
-		}
-		switch c, ok := e.cache.Get(m.ID, now); {
-		case !rl.Allow(now, 1, e.cfg.GraftRateLimitPerSecond, e.cfg.GraftRateLimitBurst):
+	// The rate limit comes before any look-up: a peer flooding grafts
+	// costs a bucket check each, whatever the IDs.
+	rl := e.graftRL[from]
+	if rl == nil {
+		rl = &ratelimit.Bucket{}
+		e.graftRL[from] = rl
+	}
+	if !rl.Allow(now, 1, e.cfg.GraftRateLimitPerSecond, e.cfg.GraftRateLimitBurst) {
+		if m.WantPayload {
 			e.emit(Event{Kind: EventGraftRateLimited, Message: m.ID})
-		case !ok:
-			e.emit(Event{Kind: EventGraftMiss, Message: m.ID})
-		default:
-			// The reply carries this node's own hop count plus one: the
-			// hops the payload has really travelled.
-			e.send(from, Msg[ID]{Kind: KindGossip, ID: m.ID, Round: c.round + 1, Origin: c.origin,
-				Timestamp: c.ts, Trace: c.trace, Payload: c.payload, GraftReply: true, Recovered: true})
-			e.emit(Event{Kind: EventGraftAnswered, Message: m.ID})
+			// "Not now", so that the requester waits and does not wait
+			// out its backoff; at most as many as grafts are answered, so
+			// that a flood is not echoed.
+			nb := e.nackRL[from]
+			if nb == nil {
+				nb = &ratelimit.Bucket{}
+				e.nackRL[from] = nb
+			}
+			if nb.Allow(now, 1, e.cfg.GraftRateLimitPerSecond, e.cfg.GraftRateLimitBurst) {
+				e.nack(from, m.ID, rl.Wait(now, 1, e.cfg.GraftRateLimitPerSecond))
+			}
 		}
+		return
+	}
+	c, ok := e.cache.Get(m.ID, now)
+	if !ok {
+		if m.WantPayload {
+			e.emit(Event{Kind: EventGraftMiss, Message: m.ID})
+			e.nack(from, m.ID, 0) // not here: ask another holder at once
+		}
+		return
+	}
+	t := e.tree(now, c.origin)
+	accepted := e.link(t, from)
+	if m.WantPayload {
+		// A peer that grafts missed a message: while it is not in a
+		// message's tree it hears of every message (see announceTargets).
+		e.asked[from] = now.Add(e.cfg.MessageCacheTTL)
+		e.tie(now, t, from)
+		// The reply carries this node's own hop count plus one: the hops
+		// the payload has really travelled.
+		e.send(from, Msg[ID]{Kind: KindGossip, ID: m.ID, Round: c.round + 1, Origin: c.origin,
+			Timestamp: c.ts, Trace: c.trace, Payload: c.payload, GraftReply: true, Recovered: true})
+		e.emit(Event{Kind: EventGraftAnswered, Message: m.ID})
 	}
 	if !accepted {
-		e.prune(now, from) // over the eager cap: answered, but not a tree edge
+		e.prune(now, t, c.origin, from) // over the eager cap: answered, but not a tree edge
 	}
 }
 
+// onGreeting handles a graft that names no message: a member picked this
+// node as an eager neighbour. Links go both ways: it joins the shared
+// tree, and so every origin's tree, as a leaf (a leaf makes no cycle; if
+// it greeted several nodes, its duplicates prune the extra edges per
+// origin). A neighbour this node already has keeps its place.
+func (e *Engine[ID]) onGreeting(now time.Time, from ID) {
+	if e.neighbour(from) {
+		return
+	}
+	if e.neighbours() >= e.softCap() {
+		e.dropSpare()
+	}
+	if !e.makeEager(from) {
+		e.send(from, Msg[ID]{Kind: KindPrune, Shared: true})
+		e.emit(Event{Kind: EventPruneSent})
+	}
+}
+
+func (e *Engine[ID]) nack(to ID, id MessageID, retry time.Duration) {
+	e.send(to, Msg[ID]{Kind: KindNack, ID: id, Retry: retry})
+	e.stats.nacksSent++
+	ev := Event{Kind: EventNackSent, Message: id}
+	if retry > 0 {
+		ev.Count = 1
+	}
+	e.emit(ev)
+}
+
+// onNack moves a graft the peer could not answer on: to the next
+// announcer at once if the peer does not have the message (it is dropped
+// from the announcers), or after the wait the peer asked for.
+func (e *Engine[ID]) onNack(now time.Time, from ID, m *Msg[ID]) {
+	e.stats.nacksReceived++
+	ev := Event{Kind: EventNackReceived, Message: m.ID}
+	if m.Retry > 0 {
+		ev.Count = 1
+	}
+	e.emit(ev)
+	mm := e.missing[m.ID]
+	if mm == nil || !mm.grafted || mm.lastGrafted != from {
+		return
+	}
+	i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == from })
+	if m.Retry <= 0 {
+		if i >= 0 {
+			mm.announcers = slices.Delete(mm.announcers, i, i+1)
+			if i < mm.next {
+				mm.next--
+			}
+		}
+		e.schedule(mm, m.ID, now)
+		return
+	}
+	wait := min(m.Retry, e.cfg.GraftMaxBackoff)
+	if i >= 0 {
+		mm.announcers[i].notBefore = now.Add(wait)
+	}
+	mm.attempt-- // refused for now is not a failed attempt
+	e.schedule(mm, m.ID, now)
+}
+
+// schedule arms mm's graft timer at at; an earlier timer goes stale.
+func (e *Engine[ID]) schedule(mm *missingMsg[ID], id MessageID, at time.Time) {
+	mm.gen++
+	heap.Push(&e.timers, graftTimer{at: at, id: id, gen: mm.gen})
+}
+
 // Tick runs what is due at now: announcement batches, graft timers, the
-// exchange and the cache sweep.
+// exchange, the shuffle and the cache sweep.
 func (e *Engine[ID]) Tick(now time.Time) {
 	e.start(now)
 	for len(e.lazyDue) > 0 {
@@ -619,6 +1087,10 @@ func (e *Engine[ID]) Tick(now time.Time) {
 		e.greet()
 		e.xchgAt = now.Add(e.jitter(e.cfg.ExchangeInterval))
 	}
+	if !e.shufAt.IsZero() && !now.Before(e.shufAt) {
+		e.shuffle()
+		e.shufAt = now.Add(e.jitter(e.cfg.ShuffleInterval))
+	}
 	if !now.Before(e.sweepAt) {
 		e.sweep(now)
 	}
@@ -626,43 +1098,78 @@ func (e *Engine[ID]) Tick(now time.Time) {
 
 func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
 	mm := e.missing[t.id]
-	if mm == nil || mm.attempt != t.attempt {
+	if mm == nil || mm.gen != t.gen {
 		return // delivered, or superseded by a newer timer
 	}
 	if e.seen.Has(t.id, now) {
 		e.forget(t.id, mm)
 		return
 	}
-	// Announcers that left were removed by PeerDown.
-	if mm.attempt > e.cfg.GraftMaxRetries || len(mm.announcers) == 0 {
+	// Announcers that left were removed by PeerDown, and those that do not
+	// have it by their Nack.
+	if mm.attempt > e.cfg.GraftMaxRetries || len(mm.announcers) == 0 || now.Sub(mm.created) > e.cfg.MessageCacheTTL {
 		e.forget(t.id, mm)
 		e.emit(Event{Kind: EventGraftFailed, Message: t.id, Count: mm.attempt})
 		return
 	}
-	a := mm.announcers[mm.next%len(mm.announcers)]
-	mm.next++
+	// The next announcer in turn that may be asked now: not one that
+	// refused for now, and within the graft rate a peer answers, so that a
+	// backlog is asked for at the pace it can be answered.
+	var a announcer[ID]
+	var later time.Time
+	found := false
+	for range len(mm.announcers) {
+		c := mm.announcers[mm.next%len(mm.announcers)]
+		mm.next++
+		at := c.notBefore
+		if !now.Before(at) {
+			b := e.graftOut[c.peer]
+			if b == nil {
+				b = &ratelimit.Bucket{}
+				e.graftOut[c.peer] = b
+			}
+			if b.Allow(now, 1, e.cfg.GraftRateLimitPerSecond, e.cfg.GraftRateLimitBurst) {
+				a, found = c, true
+				break
+			}
+			at = now.Add(b.Wait(now, 1, e.cfg.GraftRateLimitPerSecond))
+		}
+		if later.IsZero() || at.Before(later) {
+			later = at
+		}
+	}
+	if !found {
+		// Never at now: Tick would run this timer again in the same call.
+		e.schedule(mm, t.id, later.Add(time.Millisecond))
+		return
+	}
 	mm.attempt++
 	if !mm.grafted {
 		mm.grafted, mm.firstGraft = true, now
 	}
 	mm.lastGrafted = a.peer
-	// The graft goes even if the eager set is full: the payload is needed.
-	// The link then stays lazy here, and a later push on it is pruned.
-	e.makeEager(a.peer)
-	e.tie(now, a.peer)
 	e.send(a.peer, Msg[ID]{Kind: KindGraft, ID: t.id, Round: a.round, WantPayload: true})
 	e.emit(Event{Kind: EventGraftSent, Message: t.id, Count: mm.attempt})
 	wait := e.cfg.GraftTimeout << min(mm.attempt-1, 20)
 	if wait > e.cfg.GraftMaxBackoff || wait <= 0 {
 		wait = e.cfg.GraftMaxBackoff
 	}
-	heap.Push(&e.timers, graftTimer{at: now.Add(wait), id: t.id, attempt: mm.attempt})
+	e.schedule(mm, t.id, now.Add(wait))
 }
 
-// exchange sends one random neighbour the IDs of recent messages, newest
-// first, so that it grafts whatever it missed.
+// exchange sends a summary of the cache to one random neighbour, and every
+// fourth time to a random member that is not a neighbour (anti-entropy
+// across the overlay's edges: a partition's two sides, when the membership
+// never noticed it, or sets that froze).
 func (e *Engine[ID]) exchange(now time.Time) {
-	n := e.eager.len() + e.lazy.len()
+	e.xchgN++
+	if e.xchgN%4 == 0 {
+		if p, ok := e.randomOutsider(); ok {
+			e.exchangeTo(now, p)
+			return
+		}
+	}
+	n := e.neighbours()
 	if n == 0 {
 		return
 	}
@@ -675,28 +1182,135 @@ func (e *Engine[ID]) exchange(now time.Time) {
 	e.exchangeTo(now, to)
 }
 
-// exchangeTo sends to the IDs of recent messages, and reports whether
-// there were any.
+// exchangeTo sends to a summary of every message cached here and
+// broadcast within ExchangeWindow: runs of sequence numbers per origin
+// incarnation, so one entry covers any backlog of one origin. It reports
+// whether there was anything to send.
 func (e *Engine[ID]) exchangeTo(now time.Time, to ID) bool {
 	if e.cfg.ExchangeInterval <= 0 {
 		return false
 	}
 	oldest := now.Add(-e.cfg.exchangeWindow()).UnixNano()
-	var anns []Announcement
-	scanned := 0
+	ids := e.xchgIDs[:0]
 	e.cache.Newest(now, func(k cache.Key, _ time.Time, c *cached[ID]) bool {
-		scanned++
 		if c.ts >= oldest {
-			anns = append(anns, Announcement{ID: k, Round: c.round + 1})
+			ids = append(ids, MessageID(k))
 		}
-		return len(anns) < e.cfg.ExchangeMaxIDs && scanned < 4*e.cfg.ExchangeMaxIDs
+		return true
 	})
-	if len(anns) == 0 {
+	e.xchgIDs = ids
+	if len(ids) == 0 {
 		return false
 	}
-	e.send(to, Msg[ID]{Kind: KindExchange, Announcements: anns})
-	e.emit(Event{Kind: EventExchangeSent, Count: len(anns)})
+	slices.SortFunc(ids, func(a, b MessageID) int { return bytes.Compare(a[:], b[:]) })
+	var ranges []Range
+	for i := 0; i < len(ids); {
+		j := i + 1
+		for j < len(ids) && ids[j].Incarnation() == ids[i].Incarnation() && ids[j].Seq() == ids[j-1].Seq()+1 {
+			j++
+		}
+		var r Range
+		copy(r.Prefix[:], ids[i][:8])
+		r.First, r.N = ids[i].Seq(), uint64(j-i)
+		ranges = append(ranges, r)
+		i = j
+	}
+	if max := e.cfg.ExchangeMaxIDs; len(ranges) > max {
+		// Take turns: this exchange from where the last one stopped.
+		off := e.xchgOff % len(ranges)
+		ranges = append(ranges[off:], ranges[:off]...)[:max]
+		e.xchgOff = off + max
+	}
+	e.send(to, Msg[ID]{Kind: KindExchange, Ranges: ranges})
+	e.emit(Event{Kind: EventExchangeSent, Count: len(ranges)})
 	return true
+}
+
+// randomOutsider samples a member that is not a neighbour, if it finds one
+// in a few tries (a sample, not a scan: memberships reach 10,000 members).
+func (e *Engine[ID]) randomOutsider() (ID, bool) {
+	var zero ID
+	if e.members.len() <= e.neighbours() {
+		return zero, false
+	}
+	for range 8 {
+		p := e.members.list[e.rng.IntN(e.members.len())]
+		if !e.neighbour(p) {
+			return p, true
+		}
+	}
+	return zero, false
+}
+
+// shuffle is overlay maintenance: it takes a random member that is not a
+// neighbour in as a lazy neighbour and greets it, dropping a spare lazy
+// neighbour (one no origin's tree uses) once the node has its own picks'
+// worth. Neighbour sets that were filled apart, the two sides of a
+// partition that the membership reported failed, link again this way
+// whatever their sizes: sets that were only topped up when below their
+// target froze (HyParView's passive view and shuffle serve the same end).
+func (e *Engine[ID]) shuffle() {
+	p, ok := e.randomOutsider()
+	if !ok {
+		return
+	}
+	e.swapIn(p)
+}
+
+// swapIn makes p a lazy neighbour, dropping a spare one if the node
+// already has its own picks' worth, and greets it.
+func (e *Engine[ID]) swapIn(p ID) {
+	dropped := 0
+	if e.neighbours() >= e.target() && e.dropSpare() {
+		dropped = 1
+	}
+	if !e.addLazy(p) {
+		return
+	}
+	e.quiet[p] = greetings
+	e.send(p, Msg[ID]{Kind: KindIHave})
+	e.stats.shuffles++
+	e.emit(Event{Kind: EventShuffled, Count: dropped})
+}
+
+// dropSpare drops a random lazy neighbour that no origin's tree pushes
+// to, if it finds one in a few tries. It reports whether it dropped one.
+func (e *Engine[ID]) dropSpare() bool {
+	for range 4 {
+		if e.lazy.len() == 0 {
+			return false
+		}
+		p := e.lazy.list[e.rng.IntN(e.lazy.len())]
+		if e.inTrees(p) {
+			continue
+		}
+		e.dropNeighbour(p)
+		return true
+	}
+	return false
+}
+
+// inTrees reports whether some origin's tree pushes to p.
+func (e *Engine[ID]) inTrees(p ID) bool {
+	for _, t := range e.trees {
+		if e.inTree(t, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropNeighbour takes p out of every set and tree; it stays a member.
+func (e *Engine[ID]) dropNeighbour(p ID) {
+	if e.eager.remove(p) {
+		e.emit(Event{Kind: EventDemoted})
+	}
+	e.lazy.remove(p)
+	for _, t := range e.trees {
+		t.forgetPeer(p)
+	}
+	delete(e.lazyQ, p)
+	delete(e.quiet, p)
 }
 
 func (e *Engine[ID]) sweep(now time.Time) {
@@ -707,6 +1321,18 @@ func (e *Engine[ID]) sweep(now time.Time) {
 	}
 	if rs > 0 {
 		e.emit(Event{Kind: EventSeenEvicted, Count: rs})
+	}
+	// Origins idle for MessageCacheTTL: their trees are forgotten.
+	idle := 0
+	for o, t := range e.trees {
+		if o != e.self && now.Sub(t.used) >= e.cfg.MessageCacheTTL {
+			delete(e.trees, o)
+			idle++
+		}
+	}
+	if idle > 0 {
+		e.stats.originsEvicted += uint64(idle)
+		e.emit(Event{Kind: EventOriginEvicted, Count: idle})
 	}
 	switch {
 	case moreC || moreS:
@@ -735,6 +1361,7 @@ func (e *Engine[ID]) NextDeadline() time.Time {
 		earlier(e.timers[0].at)
 	}
 	earlier(e.xchgAt)
+	earlier(e.shufAt)
 	earlier(e.sweepAt)
 	return t
 }
@@ -755,28 +1382,55 @@ func (e *Engine[ID]) SetMembers(now time.Time, ids []ID) {
 			e.PeerDown(now, id)
 		}
 	}
+	var added []ID
 	for _, id := range ids {
-		if id != e.self {
-			e.members.add(id)
+		if id != e.self && e.members.add(id) {
+			added = append(added, id)
 		}
 	}
+	if len(added) == 0 {
+		return
+	}
+	// Picks are a random sample of the whole view, not the first members
+	// listed: fill once, then take the rest in as PeerUp would.
 	e.fill()
+	for _, id := range added {
+		if !e.neighbour(id) {
+			e.takeIn(id)
+		}
+	}
 }
 
-// PeerUp adds a member. Paper: a new neighbour starts eager; here, while the
-// eager set is below EagerFanout, then lazy while the lazy set is below
-// LazyFanout, else it waits outside both sets as a spare.
+// takeIn makes a new member a neighbour with probability
+// LazyFanout/members, in place of a spare lazy neighbour, when the node
+// already has its picks' worth (see PeerUp).
+func (e *Engine[ID]) takeIn(id ID) {
+	if e.cfg.ShuffleInterval > 0 && e.rng.IntN(e.members.len()) < max(e.cfg.LazyFanout, 1) {
+		e.swapIn(id)
+	}
+}
+
+// PeerUp adds a member. Paper: a new neighbour starts eager; here, while
+// the eager set is below EagerFanout, then lazy while the node has fewer
+// than EagerFanout+LazyFanout neighbours. Past that the member is taken in
+// anyway with probability LazyFanout/members, in place of a spare lazy
+// neighbour, so that members coming back from a partition are linked at
+// once, as many as a random choice of lazy neighbours would hold.
 func (e *Engine[ID]) PeerUp(now time.Time, id ID) {
 	e.start(now)
 	if id == e.self || !e.members.add(id) {
 		return
 	}
-	e.fill()
+	if e.neighbours() < e.target() {
+		e.fill()
+		return
+	}
+	e.takeIn(id)
 }
 
-// PeerDown removes a member from every set, from the announcers of missing
-// messages, and moves a graft in flight to it on to the next announcer.
-// Spare members replace it.
+// PeerDown removes a member from every set and tree, from the announcers
+// of missing messages, and moves a graft in flight to it on to the next
+// announcer. Spare members replace it.
 func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	e.start(now)
 	if !e.members.remove(id) {
@@ -786,13 +1440,16 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 		e.emit(Event{Kind: EventDemoted})
 	}
 	e.lazy.remove(id)
+	for _, t := range e.trees {
+		t.forgetPeer(id)
+	}
 	delete(e.lazyQ, id)
 	delete(e.missingBy, id)
 	delete(e.graftRL, id)
+	delete(e.graftOut, id)
+	delete(e.nackRL, id)
 	delete(e.ihaveRL, id)
 	delete(e.quiet, id)
-	delete(e.ties, id)
-	delete(e.pruned, id)
 	delete(e.asked, id)
 	var retry []MessageID
 	for mid, mm := range e.missing {
@@ -811,7 +1468,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	// Sorted so that the engine's output does not depend on map order.
 	slices.SortFunc(retry, func(a, b MessageID) int { return bytes.Compare(a[:], b[:]) })
 	for _, mid := range retry {
-		heap.Push(&e.timers, graftTimer{at: now, id: mid, attempt: e.missing[mid].attempt})
+		e.schedule(e.missing[mid], mid, now)
 	}
 	e.fill()
 }
@@ -822,13 +1479,13 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 // neighbours, not eager ones: a pruned link stays a (lazy) neighbour, and
 // topping the eager set up again would undo the tree.
 func (e *Engine[ID]) fill() {
-	need := min(e.cfg.EagerFanout+e.cfg.LazyFanout, e.cfg.MaxPeers) - e.eager.len() - e.lazy.len()
-	if need <= 0 || e.members.len() == e.eager.len()+e.lazy.len() {
+	need := e.target() - e.neighbours()
+	if need <= 0 || e.members.len() == e.neighbours() {
 		return
 	}
 	spare := make([]ID, 0, e.members.len())
 	for _, id := range e.members.list {
-		if !e.eager.has(id) && !e.lazy.has(id) {
+		if !e.neighbour(id) {
 			spare = append(spare, id)
 		}
 	}
@@ -836,6 +1493,8 @@ func (e *Engine[ID]) fill() {
 	for _, id := range spare[:min(need, len(spare))] {
 		switch {
 		case e.eager.len() < e.cfg.EagerFanout && e.eager.len() < e.cfg.MaxEagerPeers:
+			// Every origin's tree takes it too: a tree that lost a
+			// neighbour is whole again without a graft per origin.
 			e.eager.add(id)
 			e.emit(Event{Kind: EventPromoted})
 		case e.lazy.len() < e.cfg.MaxLazyPeers:
@@ -891,32 +1550,56 @@ func (e *Engine[ID]) greet() {
 	}
 }
 
-// EngineStats is a snapshot of the engine's sizes.
+// EngineStats is a snapshot of the engine's sizes and running totals.
 type EngineStats struct {
-	Members, Eager, Lazy int // known members, and the eager and lazy sets
+	Members, Eager, Lazy int // known members, and the shared tree's eager and lazy sets
 	CacheSize, SeenSize  int // messages cached for grafts, IDs in the seen set
 	Missing              int // announced messages not yet received
 	LazyQueued           int // announcements waiting to be sent
+	// Origins is how many origins have a tree of their own here (at most
+	// MaxOrigins); OriginsEvicted counts the trees forgotten so far.
+	Origins        int
+	OriginsEvicted uint64
+	// Shuffles counts the neighbours overlay maintenance took in.
+	Shuffles uint64
+	// NacksSent and NacksReceived count grafts that could not be answered
+	// (the message was not cached, or the graft rate limit refused it).
+	NacksSent, NacksReceived uint64
 }
 
 // Stats returns the engine's current sizes.
 func (e *Engine[ID]) Stats() EngineStats {
 	s := EngineStats{Members: e.members.len(), Eager: e.eager.len(), Lazy: e.lazy.len(),
-		CacheSize: e.cache.Len(), SeenSize: e.seen.Len(), Missing: len(e.missing)}
+		CacheSize: e.cache.Len(), SeenSize: e.seen.Len(), Missing: len(e.missing),
+		Origins: len(e.trees), OriginsEvicted: e.stats.originsEvicted, Shuffles: e.stats.shuffles,
+		NacksSent: e.stats.nacksSent, NacksReceived: e.stats.nacksReceived}
 	for _, q := range e.lazyQ {
 		s.LazyQueued += len(q.anns)
 	}
 	return s
 }
 
-// EagerPeers returns a copy of the eager set.
+// EagerPeers returns a copy of the shared tree's eager set.
 func (e *Engine[ID]) EagerPeers() []ID { return e.eager.snapshot() }
+
+// OriginEagerPeers returns a copy of origin's tree (the peers this node
+// pushes origin's messages to), and false if origin has no tree here.
+func (e *Engine[ID]) OriginEagerPeers(origin ID) ([]ID, bool) {
+	t := e.trees[origin]
+	if t == nil {
+		return nil, false
+	}
+	var out []ID
+	e.treePeers(t, func(p ID) { out = append(out, p) })
+	return out, true
+}
 
 // LazyPeers returns a copy of the lazy set.
 func (e *Engine[ID]) LazyPeers() []ID { return e.lazy.snapshot() }
 
 // checkInvariants returns an error if the engine's sets break a rule: eager
-// and lazy are disjoint, within their caps, and hold members only.
+// and lazy are disjoint, within their caps, and hold members only; every
+// origin's tree holds neighbours only, within MaxEagerPeers.
 func (e *Engine[ID]) checkInvariants() error {
 	for _, p := range e.eager.list {
 		if e.lazy.has(p) {
@@ -932,17 +1615,30 @@ func (e *Engine[ID]) checkInvariants() error {
 		}
 	}
 	if e.eager.len() > e.cfg.MaxEagerPeers || e.lazy.len() > e.cfg.MaxLazyPeers ||
-		e.eager.len()+e.lazy.len() > e.cfg.MaxPeers {
+		e.neighbours() > e.cfg.MaxPeers {
 		return fmt.Errorf("sets over their caps: eager %d (max %d), lazy %d (max %d), max peers %d",
 			e.eager.len(), e.cfg.MaxEagerPeers, e.lazy.len(), e.cfg.MaxLazyPeers, e.cfg.MaxPeers)
+	}
+	if len(e.trees) > e.cfg.MaxOrigins {
+		return fmt.Errorf("%d origin trees, MaxOrigins %d", len(e.trees), e.cfg.MaxOrigins)
+	}
+	for o, t := range e.trees {
+		if n := e.treeLen(t); n > e.cfg.MaxEagerPeers {
+			return fmt.Errorf("origin %v's tree has %d eager peers (max %d)", o, n, e.cfg.MaxEagerPeers)
+		}
+		for _, p := range t.add {
+			if !e.neighbour(p) {
+				return fmt.Errorf("origin %v's tree adds %v, not a neighbour", o, p)
+			}
+		}
 	}
 	return nil
 }
 
 type graftTimer struct {
-	at      time.Time
-	id      MessageID
-	attempt int
+	at  time.Time
+	id  MessageID
+	gen int
 }
 
 type timerHeap []graftTimer
@@ -961,35 +1657,4 @@ func (h *timerHeap) Pop() any {
 	t := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return t
-}
-
-// tieFactor times GraftTimeout is how long a link a graft went over is kept
-// from pruning. Measured on 50 nodes with 1-3 ms links, broadcasts from
-// random origins at 50/s and 200/s: without it 3 of 5 runs (at 50/s) and
-// every run (at 200/s) never settled, each broadcast grafting about 12
-// times with RMR 0.5-0.7; with 5, every run settled to RMR 0 and no
-// grafts; with 10 and more, redundant links outlived the window often
-// enough to leave RMR above 2 in some runs (TestManySendersSettle).
-const tieFactor = 5
-
-// tie keeps the link to p from being pruned for a while: a graft went over
-// it, so some node needed it to get a message. With many origins sending, a
-// duplicate for one message would otherwise prune an edge another message
-// just grafted, leaving a hole that the next message grafts again: the
-// tree flaps.
-func (e *Engine[ID]) tie(now time.Time, p ID) {
-	e.ties[p] = now.Add(e.cfg.GraftTimeout * tieFactor)
-}
-
-// tied reports whether duplicates from p must not prune the link now.
-func (e *Engine[ID]) tied(now time.Time, p ID) bool {
-	until, ok := e.ties[p]
-	if !ok {
-		return false
-	}
-	if !now.Before(until) {
-		delete(e.ties, p)
-		return false
-	}
-	return true
 }

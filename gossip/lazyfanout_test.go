@@ -133,10 +133,10 @@ func TestAnnouncementsToPeerThatGrafted(t *testing.T) {
 	pe.out()
 	pe.e.Receive(t0, needy, &Msg[int]{Kind: KindGraft, ID: m0, WantPayload: true})
 	pe.out()
-	if !pe.e.lazy.has(needy) {
-		// LANConfig has room: the graft made it eager. Push it back to
-		// lazy, as a duplicate would; the mark stays.
-		pe.e.prune(t0, needy)
+	if tr := pe.e.trees[pe.e.self]; pe.e.inTree(tr, needy) {
+		// LANConfig has room: the graft made it eager in this origin's
+		// tree. Push it back out, as a duplicate would; the mark stays.
+		pe.e.prune(t0, tr, pe.e.self, needy)
 		pe.out()
 	}
 	at := t0
@@ -205,7 +205,8 @@ func TestAnnouncementChoiceDeterministicAndFree(t *testing.T) {
 		t.Fatalf("same seed, different announcements:\n%v\n%v", a, b)
 	}
 	pe, _ := lazyFanoutEngine(t, 7)
-	if allocs := testing.AllocsPerRun(100, func() { pe.e.announceTargets(t0, -1, nil) }); allocs != 0 {
+	tr := pe.e.tree(t0, pe.e.self)
+	if allocs := testing.AllocsPerRun(100, func() { pe.e.announceTargets(t0, tr, -1, nil) }); allocs != 0 {
 		t.Fatalf("%v allocations per choice, want 0", allocs)
 	}
 }

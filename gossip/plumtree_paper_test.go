@@ -196,17 +196,42 @@ func TestPaperLateDuplicateDoesNotPrune(t *testing.T) {
 }
 
 func TestPaperPruneReceived(t *testing.T) {
-	// "Receive(PRUNE, sender): eager \= {sender}; lazy ∪= {sender}"
+	// "Receive(PRUNE, sender): eager \= {sender}; lazy ∪= {sender}", per
+	// origin (package doc): a prune for one origin's tree takes the sender
+	// out of that tree only, and out of the shared tree while that origin
+	// is young (its first message).
 	pe := newPaperEngine(t, testConfig(), 1, 2, 3, 4)
-	p := pe.e.EagerPeers()[0]
-	pe.e.Receive(t0, p, &Msg[int]{Kind: KindPrune})
+	eager := sorted(pe.e.EagerPeers())
+	p, q := eager[0], eager[1]
+	// Origin 99's first message came from q: its tree is young.
+	pe.e.Receive(t0, q, gossipMsg(MessageID{1, 1}, 1))
+	pe.e.Receive(t0, p, &Msg[int]{Kind: KindPrune, Origin: 99})
 	if slices.Contains(pe.e.EagerPeers(), p) || !slices.Contains(pe.e.LazyPeers(), p) {
-		t.Fatalf("after a prune from %d: eager %v lazy %v", p, pe.e.EagerPeers(), pe.e.LazyPeers())
+		t.Fatalf("after a prune from %d for a young origin: eager %v lazy %v", p, pe.e.EagerPeers(), pe.e.LazyPeers())
+	}
+	if tr, _ := pe.e.OriginEagerPeers(99); slices.Contains(tr, p) {
+		t.Fatalf("after a prune from %d, origin 99's tree still pushes to it: %v", p, tr)
+	}
+	// Origin 99's second message: its tree is its own now. A prune for it
+	// leaves the shared tree alone.
+	pe.e.Receive(t0, q, gossipMsg(MessageID{1, 2}, 1))
+	pe.e.Receive(t0, q, &Msg[int]{Kind: KindPrune, Origin: 99})
+	if tr, _ := pe.e.OriginEagerPeers(99); slices.Contains(tr, q) {
+		t.Fatalf("after a prune from %d, origin 99's tree still pushes to it: %v", q, tr)
+	}
+	if !slices.Contains(pe.e.EagerPeers(), q) {
+		t.Fatalf("a prune for a settled origin's tree cut the shared tree: eager %v", pe.e.EagerPeers())
 	}
 	// A prune from a peer that is not a member must not re-insert it.
-	pe.e.Receive(t0, 77, &Msg[int]{Kind: KindPrune})
+	pe.e.Receive(t0, 77, &Msg[int]{Kind: KindPrune, Origin: 99})
+	pe.e.Receive(t0, 77, &Msg[int]{Kind: KindPrune, Shared: true})
 	if slices.Contains(pe.e.LazyPeers(), 77) {
 		t.Fatal("a prune from a non-member made it a neighbour")
+	}
+	// A shared prune takes the sender out of the shared tree.
+	pe.e.Receive(t0, q, &Msg[int]{Kind: KindPrune, Shared: true})
+	if slices.Contains(pe.e.EagerPeers(), q) {
+		t.Fatalf("after a shared prune from %d: eager %v", q, pe.e.EagerPeers())
 	}
 }
 
@@ -235,9 +260,6 @@ func TestPaperIHaveTimerGraftAndRetries(t *testing.T) {
 	g := only(pe.out(), KindGraft)
 	if len(g) != 1 || g[0].To != lazy[0] || g[0].Msg.Round != 2 || !g[0].Msg.WantPayload {
 		t.Fatalf("first graft %+v, want to the first announcer %d for round 2 with payload", g, lazy[0])
-	}
-	if !slices.Contains(pe.e.EagerPeers(), lazy[0]) {
-		t.Fatal("the grafted announcer was not made eager")
 	}
 	// Backoff: the next graft waits GraftTimeout, then twice that.
 	waits := []time.Duration{cfg.GraftTimeout, 2 * cfg.GraftTimeout}
@@ -395,7 +417,9 @@ func TestExchangeRunsAndRecovers(t *testing.T) {
 		a.e.Tick(now)
 		ex = only(a.out(), KindExchange)
 	}
-	if len(ex) != 1 || len(ex[0].Msg.Announcements) != 1 || MessageID(ex[0].Msg.Announcements[0].ID) != id {
+	want := Range{First: id.Seq(), N: 1}
+	copy(want.Prefix[:], id[:8])
+	if len(ex) != 1 || len(ex[0].Msg.Ranges) != 1 || ex[0].Msg.Ranges[0] != want {
 		t.Fatalf("no exchange listing the message within 3 intervals: %+v", ex)
 	}
 	b := newPaperEngineAs(t, ex[0].To, cfg, 0, 1, 2, 3, 4)

@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,8 +81,11 @@ type Options[ID comparable, M any] struct {
 	Observer Observer
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
-	// Seed, if not 0, makes peer sampling and message IDs reproducible
-	// (mixed with the node's ID so that nodes differ).
+	// Seed, if not 0, makes peer sampling reproducible (mixed with the
+	// node's ID so that nodes differ); 0 draws one from crypto/rand.
+	// Message IDs never depend on it: each start draws a new incarnation
+	// from crypto/rand, so a node restarted with the same Seed and ID never
+	// repeats an ID (see MessageID).
 	Seed uint64
 }
 
@@ -215,7 +220,11 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	p.limits.MaxPayload = cfg.MaxMessageSize
 	seed := o.Seed
 	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
+		var b [8]byte
+		if _, err := crand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("gossip: drawing a seed: %w", err)
+		}
+		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	seed ^= xxhash.Sum64(self)
 	eo := EngineOptions[ID]{Self: o.ID, Config: cfg, Seed: seed, Deliver: p.deliver, Observer: o.Observer}
@@ -636,12 +645,35 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		m.Timestamp, m.Trace = f.Timestamp, f.Trace
 		m.Payload = Payload{Compressor: f.Compressor, Data: f.Payload}
 		m.Recovered = f.Recovered
-	case wire.TypeIHave, wire.TypeExchange:
+	case wire.TypeIHave:
 		m.Announcements = f.Announcements
+	case wire.TypeExchange:
+		m.Ranges = f.Ranges
 	case wire.TypeGraft:
 		m.WantPayload = f.WantPayload
+	case wire.TypePrune:
+		if len(f.Origin) == 0 {
+			m.Shared = true
+		} else if m.Origin, err = p.decodeID(f.Origin); err != nil {
+			p.decodeError(tm, fmt.Errorf("origin ID: %w", err))
+			return
+		}
+	case wire.TypeNack:
+		m.Retry = time.Duration(min(f.Retry, uint64(time.Hour/time.Millisecond))) * time.Millisecond
 	}
 	p.eng.Receive(p.clock.Now(), from, &m)
+}
+
+// idWire is id's wire form: a member's or this node's as already encoded,
+// any other encoded now.
+func (p *Plumtree[ID, M]) idWire(id ID) ([]byte, error) {
+	if pr := p.peers[id]; pr != nil {
+		return pr.idWire, nil
+	}
+	if id == p.o.ID {
+		return p.selfWire, nil
+	}
+	return p.o.IDCodec.Append(nil, id)
 }
 
 // decodeID decodes a node ID from the wire. A member's is looked up, which
@@ -683,18 +715,18 @@ func (p *Plumtree[ID, M]) flushOutbox() {
 // caller's.
 func (p *Plumtree[ID, M]) encode(m *Msg[ID]) (*frameBuf, error) {
 	f := wire.Frame{Type: wire.Type(m.Kind), Sender: p.selfWire, ID: m.ID, Round: m.Round,
-		Announcements: m.Announcements, WantPayload: m.WantPayload}
-	if m.Kind == KindGossip {
-		if pr := p.peers[m.Origin]; pr != nil {
-			f.Origin = pr.idWire
-		} else if m.Origin == p.o.ID {
-			f.Origin = p.selfWire
-		} else {
-			var err error
-			if f.Origin, err = p.o.IDCodec.Append(nil, m.Origin); err != nil {
-				return nil, err
-			}
+		Announcements: m.Announcements, Ranges: m.Ranges, WantPayload: m.WantPayload}
+	if m.Kind == KindNack {
+		// Rounded up: a wait of less than a millisecond is still a wait.
+		f.Retry = uint64((m.Retry + time.Millisecond - 1) / time.Millisecond)
+	}
+	if m.Kind == KindGossip || (m.Kind == KindPrune && !m.Shared) {
+		var err error
+		if f.Origin, err = p.idWire(m.Origin); err != nil {
+			return nil, err
 		}
+	}
+	if m.Kind == KindGossip {
 		f.Timestamp, f.Trace = m.Timestamp, m.Trace
 		f.Compressor, f.Payload = m.Payload.Compressor, m.Payload.Data
 		f.Recovered = m.Recovered
@@ -753,18 +785,25 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	} else {
 		limit = min(limit, p.st.MaxFrameSize())
 	}
-	per := (limit - wire.AnnouncementsHeaderSize(len(p.selfWire))) / (wire.IDSize + 5)
+	item := wire.IDSize + 5 // an announcement at most
+	if m.Kind == KindExchange {
+		item = wire.PrefixSize + 2*binary.MaxVarintLen64 // a range at most
+	}
+	per := (limit - wire.AnnouncementsHeaderSize(len(p.selfWire))) / item
 	if per < 1 {
 		p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
 		return
 	}
-	anns := m.Announcements
+	anns, ranges := m.Announcements, m.Ranges
 	// At least one frame: an empty IHave is a greeting (see Engine.fill).
-	for first := true; first || len(anns) > 0; first = false {
-		n := min(per, len(anns))
+	for first := true; first || len(anns) > 0 || len(ranges) > 0; first = false {
 		part := *m
+		n := min(per, len(anns))
 		part.Announcements = anns[:n]
 		anns = anns[n:]
+		n = min(per, len(ranges))
+		part.Ranges = ranges[:n]
+		ranges = ranges[n:]
 		fb, err := p.encode(&part)
 		if err != nil {
 			p.sendError(m.Kind, err)

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -9,9 +10,26 @@ import (
 	"github.com/plumtree-go/plumtree/transport"
 )
 
-// MessageID identifies one broadcast. IDs are random, never derived from the
+// MessageID identifies one broadcast: the origin's incarnation (8 bytes
+// drawn from crypto/rand when the node starts) followed by its sequence
+// number (8 bytes, big-endian, from 1). IDs never repeat, not even across a
+// restart with the same Options.Seed, and are never derived from the
 // payload, so two broadcasts of the same bytes are two messages.
 type MessageID [16]byte
+
+// Incarnation is the origin's incarnation: the first 8 bytes of the ID.
+func (id MessageID) Incarnation() uint64 { return binary.BigEndian.Uint64(id[:8]) }
+
+// Seq is the origin's sequence number of the message: the last 8 bytes.
+func (id MessageID) Seq() uint64 { return binary.BigEndian.Uint64(id[8:]) }
+
+// makeID is the ID of the seq-th message of an incarnation.
+func makeID(incarnation, seq uint64) MessageID {
+	var id MessageID
+	binary.BigEndian.PutUint64(id[:8], incarnation)
+	binary.BigEndian.PutUint64(id[8:], seq)
+	return id
+}
 
 // String is the ID in hex.
 func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
@@ -25,15 +43,20 @@ const (
 	KindIHave    = Kind(wire.TypeIHave)    // announcements of payloads
 	KindGraft    = Kind(wire.TypeGraft)    // "make me eager" (and send me a payload)
 	KindPrune    = Kind(wire.TypePrune)    // "make me lazy"
-	KindExchange = Kind(wire.TypeExchange) // periodic list of recent messages
+	KindExchange = Kind(wire.TypeExchange) // periodic summary of the messages a node caches
+	KindNack     = Kind(wire.TypeNack)     // "I cannot answer your graft": not here, or not now
 )
 
-// String is the type's name: gossip, ihave, graft, prune, exchange.
+// String is the type's name: gossip, ihave, graft, prune, exchange, nack.
 func (k Kind) String() string { return wire.Type(k).String() }
 
 // Announcement names a message and the hop count at which the receiver of the
 // announcement would get it.
 type Announcement = wire.Announcement
+
+// Range names the message IDs of one incarnation with sequence numbers
+// First to First+N-1: an Exchange summarizes what a node caches as ranges.
+type Range = wire.Range
 
 // Payload is a message's body as it travels: possibly compressed.
 type Payload struct {
@@ -46,10 +69,14 @@ type Payload struct {
 // depends on Kind. Byte slices in a Msg are shared and must not be modified.
 type Msg[ID comparable] struct {
 	Kind  Kind      // which protocol message
-	ID    MessageID // Gossip, Graft
+	ID    MessageID // Gossip, Graft, Nack
 	Round uint32    // Gossip: hops travelled on arrival; Graft: the announced hops
 
-	Origin    ID      // Gossip
+	// Origin is the node that broadcast the message (Gossip), or whose tree
+	// a Prune concerns. A Prune with Shared set concerns the shared tree
+	// instead, the one a node uses for origins it has no tree of.
+	Origin    ID      // Gossip, Prune
+	Shared    bool    // Prune
 	Timestamp int64   // Gossip: the origin's wall clock at broadcast, Unix ns
 	Trace     []byte  // Gossip: optional trace context
 	Payload   Payload // Gossip: the body
@@ -62,9 +89,14 @@ type Msg[ID comparable] struct {
 	// optimization ignores it.
 	Recovered bool
 
-	Announcements []Announcement // IHave, Exchange
+	Announcements []Announcement // IHave
+	Ranges        []Range        // Exchange
 
 	WantPayload bool // Graft
+
+	// Retry is how long a grafting node should wait before it asks this
+	// peer again (Nack); 0 means the message is not here at all.
+	Retry time.Duration
 }
 
 // Send is a message the engine wants sent.
@@ -129,6 +161,10 @@ const (
 	EventDecodeError  // a frame from the network could not be read
 	EventSendError    // a frame could not be handed to the transport
 	EventUnknownPeer  // a frame to a peer with no known address was dropped
+	EventShuffled     // overlay maintenance took a new neighbour in (Count: neighbours dropped for it)
+	EventNackSent     // a graft could not be answered: Message; Count 1 when it may be asked again later
+	EventNackReceived // a graft was refused: Message; Count 1 when it may be asked again later
+	EventOriginEvicted // Count origin trees forgotten (idle, or over MaxOrigins)
 )
 
 var eventNames = [...]string{
@@ -140,7 +176,8 @@ var eventNames = [...]string{
 	EventDemoted: "demoted", EventOptimized: "optimized", EventIHaveSent: "ihave_sent",
 	EventIHaveDropped: "ihave_dropped", EventExchangeSent: "exchange_sent", EventCacheEvicted: "cache_evicted",
 	EventSeenEvicted: "seen_evicted", EventDecodeError: "decode_error", EventSendError: "send_error",
-	EventUnknownPeer: "unknown_peer",
+	EventUnknownPeer: "unknown_peer", EventShuffled: "shuffled", EventNackSent: "nack_sent",
+	EventNackReceived: "nack_received", EventOriginEvicted: "origin_evicted",
 }
 
 // String is the event's name, as in metrics and logs.

@@ -417,6 +417,7 @@ type sim struct {
 	acts    []func()
 	ovRng   *rand.Rand // overlay construction and repair
 	scRng   *rand.Rand // origins, failures, churn, detection delays
+	engines uint64     // engines made so far
 	netRng  *rand.Rand // loss and jitter
 	byID    map[gossip.MessageID]int32
 	bc      []*bstate
@@ -510,8 +511,12 @@ func (s *sim) engineSeed(i int) uint64 {
 }
 
 func (s *sim) newEngine(i int) error {
+	// Every engine made, a restarted node's too, has an incarnation of its
+	// own, as a real node draws from crypto/rand, but reproducibly.
+	s.engines++
+	inc := mix(s.cfg.Seed^mix(s.engines+0x1ca7)) | 1
 	e, err := gossip.NewEngine(gossip.EngineOptions[int32]{Self: int32(i), Config: s.ecfg,
-		Seed: s.engineSeed(i), Observer: observer{s}})
+		Seed: s.engineSeed(i), Incarnation: inc, Observer: observer{s}})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}

@@ -172,8 +172,10 @@ func NewSeen(ttl time.Duration, limit int) *Seen {
 }
 
 func (s *Seen) shard(k Key) *Store[struct{}] {
-	// Message IDs are random, so their first bytes spread evenly.
-	return s.shards[binary.LittleEndian.Uint64(k[:8])%SeenShards]
+	// A message ID is an incarnation and a sequence number: mix both
+	// halves, so that one origin's messages spread over every shard.
+	h := (binary.LittleEndian.Uint64(k[:8]) ^ binary.BigEndian.Uint64(k[8:])) * 0x9e3779b97f4a7c15
+	return s.shards[h>>60%SeenShards]
 }
 
 // Has reports whether k was added and has not expired.

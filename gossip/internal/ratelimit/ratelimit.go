@@ -26,3 +26,19 @@ func (b *Bucket) Allow(now time.Time, n, rate float64, burst int) bool {
 	b.tokens -= n
 	return true
 }
+
+// Wait is how long from now until the bucket holds n tokens at rate per
+// second (0 if it holds them now). It does not take them.
+func (b *Bucket) Wait(now time.Time, n, rate float64) time.Duration {
+	if b.last.IsZero() {
+		return 0
+	}
+	have := b.tokens
+	if el := now.Sub(b.last); el > 0 {
+		have += el.Seconds() * rate
+	}
+	if have >= n {
+		return 0
+	}
+	return time.Duration((n - have) / rate * float64(time.Second))
+}

@@ -7,9 +7,19 @@
 //	Gossip:   id[16] round:uvarint origin:bytes timestamp:varint flags:u8 (FlagTrace, FlagRecovered)
 //	          [trace:bytes if flags&FlagTrace] compressor:u8 payload:bytes
 //	IHave:    count:uvarint { id[16] round:uvarint } * count
-//	Exchange: same layout as IHave
+//	Exchange: count:uvarint { prefix[8] first:uvarint n:uvarint } * count
 //	Graft:    id[16] round:uvarint flags:u8 (FlagWantPayload)
-//	Prune:    nothing
+//	Prune:    origin:bytes (empty: the shared tree only)
+//	Nack:     id[16] retry:uvarint (milliseconds; 0: not here)
+//
+// A message ID is the origin's incarnation (8 random bytes drawn when the
+// node starts) followed by its sequence number (8 bytes, big-endian), so
+// an Exchange summarizes the messages a node caches as runs of sequence
+// numbers per incarnation: Range{Prefix, First, N} covers the IDs
+// Prefix||First to Prefix||First+N-1.
+//
+// Version 2 (this one) added the origin to Prune, the Nack type and the
+// Exchange's ranges; a version 1 frame is refused with a VersionError.
 //
 // where bytes is a uvarint length followed by that many bytes. Decode rejects
 // an unknown version, an unknown type, truncated or trailing bytes, lengths
@@ -28,7 +38,7 @@ import (
 )
 
 // Version is the frame format version this package writes and reads.
-const Version = 1
+const Version = 2
 
 // Type is a frame type.
 type Type uint8
@@ -40,6 +50,7 @@ const (
 	TypeGraft    Type = 3
 	TypePrune    Type = 4
 	TypeExchange Type = 5
+	TypeNack     Type = 6
 )
 
 func (t Type) String() string {
@@ -54,6 +65,8 @@ func (t Type) String() string {
 		return "prune"
 	case TypeExchange:
 		return "exchange"
+	case TypeNack:
+		return "nack"
 	default:
 		return fmt.Sprintf("type(%d)", uint8(t))
 	}
@@ -79,6 +92,20 @@ type Announcement struct {
 // announcementMinSize is the smallest encoding of an Announcement.
 const announcementMinSize = IDSize + 1
 
+// PrefixSize is the length of a message ID's incarnation prefix.
+const PrefixSize = 8
+
+// Range names the message IDs Prefix||First .. Prefix||First+N-1, the
+// sequence numbers big-endian.
+type Range struct {
+	Prefix [PrefixSize]byte
+	First  uint64
+	N      uint64
+}
+
+// rangeMinSize is the smallest encoding of a Range.
+const rangeMinSize = PrefixSize + 2
+
 // Frame is one decoded frame. Which fields mean something depends on Type.
 // After Decode, the byte slices alias the decoded input.
 type Frame struct {
@@ -95,9 +122,12 @@ type Frame struct {
 	Payload    []byte // Gossip
 	Recovered  bool   // Gossip: FlagRecovered
 
-	Announcements []Announcement // IHave, Exchange
+	Announcements []Announcement // IHave
+	Ranges        []Range        // Exchange
 
 	WantPayload bool // Graft
+
+	Retry uint64 // Nack: milliseconds until a graft may be answered; 0: the message is not here
 }
 
 // Limits bound what Decode accepts.
@@ -154,12 +184,20 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 		}
 		dst = append(dst, f.Compressor)
 		dst = appendBytes(dst, f.Payload)
-	case TypeIHave, TypeExchange:
+	case TypeIHave:
 		dst = binary.AppendUvarint(dst, uint64(len(f.Announcements)))
 		for i := range f.Announcements {
 			a := &f.Announcements[i]
 			dst = append(dst, a.ID[:]...)
 			dst = binary.AppendUvarint(dst, uint64(a.Round))
+		}
+	case TypeExchange:
+		dst = binary.AppendUvarint(dst, uint64(len(f.Ranges)))
+		for i := range f.Ranges {
+			r := &f.Ranges[i]
+			dst = append(dst, r.Prefix[:]...)
+			dst = binary.AppendUvarint(dst, r.First)
+			dst = binary.AppendUvarint(dst, r.N)
 		}
 	case TypeGraft:
 		dst = append(dst, f.ID[:]...)
@@ -170,6 +208,10 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 		}
 		dst = append(dst, flags)
 	case TypePrune:
+		dst = appendBytes(dst, f.Origin)
+	case TypeNack:
+		dst = append(dst, f.ID[:]...)
+		dst = binary.AppendUvarint(dst, f.Retry)
 	default:
 		return dst, &TypeError{Type: byte(f.Type)}
 	}
@@ -188,13 +230,22 @@ func Size(f *Frame) int {
 			n += bytesSize(f.Trace)
 		}
 		n += 1 + bytesSize(f.Payload)
-	case TypeIHave, TypeExchange:
+	case TypeIHave:
 		n += uvarintLen(uint64(len(f.Announcements)))
 		for i := range f.Announcements {
 			n += AnnouncementSize(f.Announcements[i])
 		}
+	case TypeExchange:
+		n += uvarintLen(uint64(len(f.Ranges)))
+		for i := range f.Ranges {
+			n += RangeSize(f.Ranges[i])
+		}
 	case TypeGraft:
 		n += IDSize + uvarintLen(uint64(f.Round)) + 1
+	case TypePrune:
+		n += bytesSize(f.Origin)
+	case TypeNack:
+		n += IDSize + uvarintLen(f.Retry)
 	}
 	return n
 }
@@ -213,6 +264,11 @@ func varintLen(v int64) int {
 // AnnouncementSize is the encoded size of a.
 func AnnouncementSize(a Announcement) int {
 	return IDSize + uvarintLen(uint64(a.Round))
+}
+
+// RangeSize is the encoded size of r.
+func RangeSize(r Range) int {
+	return PrefixSize + uvarintLen(r.First) + uvarintLen(r.N)
 }
 
 // AnnouncementsHeaderSize is the size of an IHave or Exchange frame with no
@@ -236,8 +292,8 @@ func appendBytes(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-// Decode decodes src into f, reusing f.Announcements' storage. The byte
-// slices of f alias src.
+// Decode decodes src into f, reusing the storage of f.Announcements and
+// f.Ranges. The byte slices of f alias src.
 func Decode(src []byte, f *Frame, lim Limits) error {
 	d := decoder{b: src}
 	if len(src) < 2 {
@@ -248,7 +304,7 @@ func Decode(src []byte, f *Frame, lim Limits) error {
 	}
 	typ := Type(src[1])
 	d.b = src[2:]
-	anns := f.Announcements[:0]
+	anns, ranges := f.Announcements[:0], f.Ranges[:0]
 	*f = Frame{Type: typ}
 	var err error
 	if f.Sender, err = d.bytes(lim.MaxIDLen, "sender"); err != nil {
@@ -287,7 +343,7 @@ func Decode(src []byte, f *Frame, lim Limits) error {
 		if f.Payload, err = d.bytes(lim.MaxPayload, "payload"); err != nil {
 			return err
 		}
-	case TypeIHave, TypeExchange:
+	case TypeIHave:
 		n, err := d.uvarint()
 		if err != nil {
 			return err
@@ -312,6 +368,39 @@ func Decode(src []byte, f *Frame, lim Limits) error {
 			anns = append(anns, a)
 		}
 		f.Announcements = anns
+	case TypeExchange:
+		n, err := d.uvarint()
+		if err != nil {
+			return err
+		}
+		if n > uint64(lim.MaxAnnouncements) {
+			return fmt.Errorf("%w: %d ranges (limit %d)", ErrTooLarge, n, lim.MaxAnnouncements)
+		}
+		if n > uint64(len(d.b)/rangeMinSize) {
+			return fmt.Errorf("%w: %d ranges in %d bytes", ErrTruncated, n, len(d.b))
+		}
+		if cap(ranges) < int(n) {
+			ranges = make([]Range, 0, n)
+		}
+		for range n {
+			var r Range
+			if len(d.b) < PrefixSize {
+				return ErrTruncated
+			}
+			copy(r.Prefix[:], d.b[:PrefixSize])
+			d.b = d.b[PrefixSize:]
+			if r.First, err = d.uvarint(); err != nil {
+				return err
+			}
+			if r.N, err = d.uvarint(); err != nil {
+				return err
+			}
+			if r.N == 0 || r.First+r.N < r.First {
+				return fmt.Errorf("%w: range of %d from %d", ErrMalformed, r.N, r.First)
+			}
+			ranges = append(ranges, r)
+		}
+		f.Ranges = ranges
 	case TypeGraft:
 		if err = d.id(&f.ID); err != nil {
 			return err
@@ -328,6 +417,16 @@ func Decode(src []byte, f *Frame, lim Limits) error {
 		}
 		f.WantPayload = flags&FlagWantPayload != 0
 	case TypePrune:
+		if f.Origin, err = d.bytes(lim.MaxIDLen, "origin"); err != nil {
+			return err
+		}
+	case TypeNack:
+		if err = d.id(&f.ID); err != nil {
+			return err
+		}
+		if f.Retry, err = d.uvarint(); err != nil {
+			return err
+		}
 	default:
 		return &TypeError{Type: byte(typ)}
 	}

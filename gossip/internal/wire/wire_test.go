@@ -15,10 +15,13 @@ func sampleFrames() []Frame {
 		{Type: TypeGossip, Sender: []byte("n"), ID: id, Round: 0, Origin: []byte("n"),
 			Timestamp: -5, Trace: []byte{0, 1, 2, 3}, Compressor: 7, Payload: []byte{}, Recovered: true},
 		{Type: TypeIHave, Sender: []byte("node-2"), Announcements: []Announcement{{ID: id, Round: 1}, {ID: [IDSize]byte{9}, Round: 300}}},
-		{Type: TypeExchange, Sender: []byte("node-3"), Announcements: []Announcement{{ID: id, Round: 1 << 31}}},
+		{Type: TypeExchange, Sender: []byte("node-3"), Ranges: []Range{{Prefix: [PrefixSize]byte{1, 2}, First: 1, N: 300}, {First: 1 << 40, N: 1}}},
 		{Type: TypeGraft, Sender: []byte("node-4"), ID: id, Round: 2, WantPayload: true},
 		{Type: TypeGraft, Sender: []byte("node-4"), ID: id, Round: 9},
 		{Type: TypePrune, Sender: []byte("node-5")},
+		{Type: TypePrune, Sender: []byte("node-5"), Origin: []byte("node-0")},
+		{Type: TypeNack, Sender: []byte("node-6"), ID: id},
+		{Type: TypeNack, Sender: []byte("node-6"), ID: id, Retry: 1500},
 	}
 }
 
@@ -31,6 +34,9 @@ func normalize(f Frame) Frame {
 	}
 	if len(f.Announcements) == 0 {
 		f.Announcements = nil
+	}
+	if len(f.Ranges) == 0 {
+		f.Ranges = nil
 	}
 	return f
 }
@@ -67,11 +73,20 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"one byte", []byte{Version}, ErrTruncated},
-		{"unknown version", append([]byte{9}, good[1:]...), &VersionError{}},
+		{"unknown version", append([]byte{9}, good[1:]...), &VersionError{Version: 9}},
 		{"unknown type", []byte{Version, 77, 0}, &TypeError{}},
 		{"trailing byte", append(append([]byte(nil), good...), 0), ErrTrailing},
 		{"truncated gossip", good[:len(good)-1], ErrTruncated},
 		{"truncated ihave", ihave[:len(ihave)-3], ErrTruncated},
+		{"version 1", append([]byte{1}, good[1:]...), &VersionError{Version: 1}},
+		{"empty range", func() []byte {
+			b, _ := Append(nil, &Frame{Type: TypeExchange, Sender: []byte("x"), Ranges: []Range{{First: 3, N: 0}}})
+			return b
+		}(), ErrMalformed},
+		{"range past 2^64", func() []byte {
+			b, _ := Append(nil, &Frame{Type: TypeExchange, Sender: []byte("x"), Ranges: []Range{{First: 1 << 63, N: 1 << 63}}})
+			return b
+		}(), ErrMalformed},
 		{"unknown gossip flag", func() []byte {
 			f := sampleFrames()[0]
 			b, _ := Append(nil, &f)
@@ -97,8 +112,8 @@ func TestDecodeRejects(t *testing.T) {
 			switch want := c.want.(type) {
 			case *VersionError:
 				var ve *VersionError
-				if !errors.As(err, &ve) || ve.Version != 9 {
-					t.Fatalf("got %v, want a VersionError for version 9", err)
+				if !errors.As(err, &ve) || ve.Version != want.Version {
+					t.Fatalf("got %v, want a VersionError for version %d", err, want.Version)
 				}
 			case *TypeError:
 				var te *TypeError
