@@ -257,7 +257,7 @@ func WANConfig() Config {
 	c.MessageCacheTTL = 120 * time.Second // guide: high recovery capability
 	c.MessageCacheMaxSize = 50_000        // guide: high recovery capability
 	c.ExchangeInterval = 5 * time.Second
-	c.ShuffleInterval = 20 * time.Second // fewer new connections over slow links
+	c.ShuffleInterval = 20 * time.Second                                   // fewer new connections over slow links
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // guide: wan().with_compression(zstd(3))
 	return c
 }

@@ -77,7 +77,7 @@ type Engine[ID comparable] struct {
 	timers    timerHeap
 
 	lazyQ    map[ID]*lazyQueue
-	lazyDue  []lazyDue[ID] // queues in the order they became non-empty
+	lazyDue  []lazyDue[ID]            // queues in the order they became non-empty
 	graftRL  map[ID]*ratelimit.Bucket // grafts a peer may have answered here
 	graftOut map[ID]*ratelimit.Bucket // grafts this node may send a peer: the same rate, so that it is not refused
 	nackRL   map[ID]*ratelimit.Bucket // "not now" answers a peer may get
@@ -199,7 +199,7 @@ func dropStamp[ID comparable](ss []stamp[ID], p ID) []stamp[ID] {
 type cached[ID comparable] struct {
 	recovered bool // arrived through a graft somewhere on its path
 	origin    ID
-	parent    ID // the neighbour it came from (the origin itself at the origin)
+	parent    ID     // the neighbour it came from (the origin itself at the origin)
 	round     uint32 // hops travelled on arrival; 0 at the origin
 	ts        int64
 	trace     []byte

@@ -150,20 +150,20 @@ const (
 	EventRecovered                  // a missing message arrived after a graft: Latency since the first graft
 	EventPruneSent
 	EventPruneReceived
-	EventPromoted     // a peer moved to the eager set
-	EventDemoted      // a peer moved to the lazy set
-	EventOptimized    // the tree optimization swapped a parent
-	EventIHaveSent    // Count announcements in one frame
-	EventIHaveDropped // Count announcements refused by the rate or missing limit
-	EventExchangeSent // Count message IDs
-	EventCacheEvicted // Count entries removed from the message cache
-	EventSeenEvicted  // Count entries removed from the seen set
-	EventDecodeError  // a frame from the network could not be read
-	EventSendError    // a frame could not be handed to the transport
-	EventUnknownPeer  // a frame to a peer with no known address was dropped
-	EventShuffled     // overlay maintenance took a new neighbour in (Count: neighbours dropped for it)
-	EventNackSent     // a graft could not be answered: Message; Count 1 when it may be asked again later
-	EventNackReceived // a graft was refused: Message; Count 1 when it may be asked again later
+	EventPromoted      // a peer moved to the eager set
+	EventDemoted       // a peer moved to the lazy set
+	EventOptimized     // the tree optimization swapped a parent
+	EventIHaveSent     // Count announcements in one frame
+	EventIHaveDropped  // Count announcements refused by the rate or missing limit
+	EventExchangeSent  // Count message IDs
+	EventCacheEvicted  // Count entries removed from the message cache
+	EventSeenEvicted   // Count entries removed from the seen set
+	EventDecodeError   // a frame from the network could not be read
+	EventSendError     // a frame could not be handed to the transport
+	EventUnknownPeer   // a frame to a peer with no known address was dropped
+	EventShuffled      // overlay maintenance took a new neighbour in (Count: neighbours dropped for it)
+	EventNackSent      // a graft could not be answered: Message; Count 1 when it may be asked again later
+	EventNackReceived  // a graft was refused: Message; Count 1 when it may be asked again later
 	EventOriginEvicted // Count origin trees forgotten (idle, or over MaxOrigins)
 )
 
