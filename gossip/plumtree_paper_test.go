@@ -368,25 +368,67 @@ func TestPaperNeighbourDownMovesGraft(t *testing.T) {
 func TestPaperOptimizationThreshold(t *testing.T) {
 	// Algorithm 2: "if ∃(id, node, r) ∈ missing: id = mID ∧ r < round ∧
 	// round - r ≥ threshold: Send(GRAFT(null, r), node)". Both sides of the
-	// boundary.
+	// boundary, per origin: the origin's first message (its tree is young
+	// and changes the shared tree) is never optimized.
 	for _, tc := range []struct {
 		gap   uint32
+		young bool
 		graft bool
-	}{{3, true}, {2, false}} {
+	}{{3, false, true}, {2, false, false}, {3, true, false}} {
 		cfg := testConfig()
 		cfg.OptimizationThreshold = 3
 		pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
 		parent, announcer := pe.e.EagerPeers()[0], pe.e.LazyPeers()[0]
-		id := MessageID{7}
+		if !tc.young {
+			pe.e.Receive(t0, parent, gossipMsg(MessageID{7, 0}, 2))
+			pe.out()
+		}
+		id := MessageID{7, 1}
 		pe.e.Receive(t0, announcer, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 2}}})
 		pe.e.Receive(t0.Add(time.Millisecond), parent, gossipMsg(id, 2+tc.gap))
 		g := only(pe.out(), KindGraft)
 		if got := len(g) == 1 && g[0].To == announcer && !g[0].Msg.WantPayload; got != tc.graft {
-			t.Fatalf("gap %d with threshold 3: grafts %+v, want graft=%v", tc.gap, g, tc.graft)
+			t.Fatalf("gap %d with threshold 3 (young %v): grafts %+v, want graft=%v", tc.gap, tc.young, g, tc.graft)
 		}
-		if tc.graft && !slices.Contains(pe.e.EagerPeers(), announcer) {
-			t.Fatal("the shorter path's announcer was not made eager")
+		if tr, _ := pe.e.OriginEagerPeers(99); tc.graft && !slices.Contains(tr, announcer) {
+			t.Fatalf("the shorter path's announcer was not made eager in the origin's tree: %v", tr)
 		}
+		if tc.graft && slices.Contains(pe.e.EagerPeers(), announcer) {
+			t.Fatal("the optimization of one origin's tree changed the shared tree")
+		}
+	}
+}
+
+// The optimization also acts on an announcement that comes after the
+// payload (batched announcements usually do): the announcer's path is
+// shorter by the same rule, and each announcer is tried once per
+// MessageCacheTTL, so that a pair whose hop counts and latencies disagree
+// cannot flap.
+func TestOptimizationOnLateAnnouncement(t *testing.T) {
+	cfg := testConfig()
+	cfg.OptimizationThreshold = 3
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	parent, announcer := pe.e.EagerPeers()[0], pe.e.LazyPeers()[0]
+	pe.e.Receive(t0, parent, gossipMsg(MessageID{7, 0}, 6))
+	pe.e.Receive(t0, parent, gossipMsg(MessageID{7, 1}, 6))
+	pe.out()
+	pe.e.Receive(t0, announcer, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: MessageID{7, 1}, Round: 4}}})
+	if g := only(pe.out(), KindGraft); len(g) != 0 {
+		t.Fatalf("gap 2 grafted: %+v", g)
+	}
+	pe.e.Receive(t0, announcer, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: MessageID{7, 1}, Round: 3}}})
+	g := only(pe.out(), KindGraft)
+	if len(g) != 1 || g[0].To != announcer || g[0].Msg.WantPayload {
+		t.Fatalf("gap 3 after the payload: grafts %+v, want one to %d without payload", g, announcer)
+	}
+	// The new edge turned out slower: its duplicate prunes it...
+	pe.e.Receive(t0.Add(time.Second), parent, gossipMsg(MessageID{7, 2}, 6))
+	pe.e.Receive(t0.Add(time.Second+time.Millisecond), announcer, gossipMsg(MessageID{7, 2}, 3))
+	pe.out()
+	// ...and the same announcer is not tried again within the TTL.
+	pe.e.Receive(t0.Add(2*time.Second), announcer, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: MessageID{7, 2}, Round: 2}}})
+	if g := only(pe.out(), KindGraft); len(g) != 0 {
+		t.Fatalf("the optimization tried the same announcer again: %+v", g)
 	}
 }
 
