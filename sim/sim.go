@@ -608,20 +608,8 @@ func Run(cfg Config) (*Result, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 
-	s := &sim{cfg: cfg, ecfg: cfg.engineConfig(),
-		ovRng:   rand.New(rand.NewPCG(cfg.Seed, 1)),
-		scRng:   rand.New(rand.NewPCG(cfg.Seed, 2)),
-		netRng:  rand.New(rand.NewPCG(cfg.Seed, 3)),
-		byID:    make(map[gossip.MessageID]int32),
-		stream:  make(map[uint64]int64),
-		payload: make([]byte, cfg.PayloadSize),
-		curB:    -1,
-		dgMax:   min(s0(cfg.Engine.GossipDatagramMaxSize), 1400),
-	}
-	s.target = cfg.Degree
-	if cfg.Overlay == OverlayFull {
-		s.target = cfg.Engine.EagerFanout
-	}
+	s := &sim{cfg: cfg, ecfg: cfg.engineConfig()}
+	s.init()
 	if err := s.build(); err != nil {
 		return nil, err
 	}
@@ -645,6 +633,23 @@ func Run(cfg Config) (*Result, error) {
 	}
 	runtime.KeepAlive(s)
 	return r, nil
+}
+
+// init sets up the generators and tables of a sim whose cfg is set.
+func (s *sim) init() {
+	cfg := &s.cfg
+	s.ovRng = rand.New(rand.NewPCG(cfg.Seed, 1))
+	s.scRng = rand.New(rand.NewPCG(cfg.Seed, 2))
+	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 3))
+	s.byID = make(map[gossip.MessageID]int32)
+	s.stream = make(map[uint64]int64)
+	s.payload = make([]byte, cfg.PayloadSize)
+	s.curB = -1
+	s.dgMax = min(s0(cfg.Engine.GossipDatagramMaxSize), 1400)
+	s.target = cfg.Degree
+	if cfg.Overlay == OverlayFull {
+		s.target = cfg.Engine.EagerFanout
+	}
 }
 
 func s0(n int) int { return max(n, 0) }
