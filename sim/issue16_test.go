@@ -207,11 +207,23 @@ func TestIssue16Backlog(t *testing.T) {
 
 // Many senders, broadcasts overlapping in flight: 1,000 nodes, one every
 // 20 ms from a random node, 2 ms jitter: RMR at most 0.2 after the first
-// 100 broadcasts, in every window of 100.
+// 100 broadcasts, in every window of 100 (600 broadcasts; 2,000 with
+// -sim.large).
 func TestIssue16Senders(t *testing.T) {
 	needIssue16(t)
+	senders(t, 600)
+}
+
+func TestIssue16SendersLarge(t *testing.T) {
+	needIssue16(t)
+	needLarge(t)
+	senders(t, 2000)
+}
+
+func senders(t *testing.T, broadcasts int) {
+	t.Helper()
 	r := run(t, Config{Nodes: 1000, Scenario: Senders, Interval: 20 * time.Millisecond, Jitter: 2 * time.Millisecond,
-		Warmup: -1, Broadcasts: 2000, Window: 100, Seed: 16})
+		Warmup: -1, Broadcasts: broadcasts, Window: 100, Seed: 16})
 	logWindows(t, r)
 	for _, w := range r.Windows[1:] {
 		if w.RMRMean > 0.2 || w.ReliabilityMin < 1 {
