@@ -196,24 +196,26 @@ func partitionAware(t *testing.T, n, k int) {
 func TestIssue16ClusterBacklog(t *testing.T) {
 	needIssue16(t)
 	for _, traffic := range []bool{true, false} {
-		t.Run(fmt.Sprintf("traffic=%v", traffic), func(t *testing.T) { backlog(t, traffic) })
+		t.Run(fmt.Sprintf("traffic=%v", traffic), func(t *testing.T) { backlog(t, traffic, 100, 10) })
 	}
 }
 
-func backlog(t *testing.T, traffic bool) {
+// backlog cuts 20 nodes in halves for cutSecs seconds at rate broadcasts a
+// second.
+func backlog(t *testing.T, traffic bool, rate, cutSecs int) {
 	synctest.Test(t, func(t *testing.T) {
-		const n, rate = 20, 100
+		const n = 20
 		cfg := LANConfig()
 		c := newCluster(t, n, cfg, mem.Config{Latency: time.Millisecond}, 1620)
-		gap := time.Second / rate
+		gap := time.Second / time.Duration(rate)
 		c.broadcastMany(2*rate, gap)
 		a, b := c.split(n / 2)
 		c.cut(a, b, false)
-		during := c.broadcastMany(10*rate, gap)
+		during := c.broadcastMany(cutSecs*rate, gap)
 		healAt := time.Now()
 		c.heal(a, b, false)
 		if traffic {
-			c.broadcastMany(10*rate, gap)
+			c.broadcastMany(cutSecs*rate, gap)
 		}
 		// Poll once a second for 70 s after the heal: when was the cut's
 		// backlog recovered?

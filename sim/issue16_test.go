@@ -66,7 +66,7 @@ func TestCutSeversTheSides(t *testing.T) {
 						return
 					}
 					st := s.bc[b]
-					if st.cut && now < s.healAt+1 && s.cutOn && s.nodes[node].side != s.nodes[st.origin].side {
+					if st.cut && s.cutOn && s.nodes[node].side != s.nodes[st.origin].side {
 						crossed++
 					}
 				}
