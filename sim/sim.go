@@ -150,7 +150,8 @@ type Config struct {
 	// Window, if positive, summarizes the measured broadcasts in windows of
 	// this many (Result.Windows), aligned so that a window starts at the
 	// failure (FailAt) or the heal (default 100 in the Senders scenario,
-	// 10 in Failure, Partition and Backlog).
+	// 10 in Failure, a twentieth of Broadcasts but at least 10 in Partition
+	// and Backlog).
 	Window int
 	// Seed makes the run reproducible: the same Config gives the same
 	// Result.
@@ -418,8 +419,10 @@ func (c Config) WithDefaults() Config {
 		switch c.Scenario {
 		case Senders:
 			c.Window = 100
-		case Failure, Partition, Backlog:
+		case Failure:
 			c.Window = 10
+		case Partition, Backlog:
+			c.Window = max(10, c.Broadcasts/20)
 		}
 	}
 	return c

@@ -27,7 +27,7 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	cutFor := fs.Int("cut-for", 0, "broadcasts sent during the cut (0: a fifth of -broadcasts); -cut-at plus -cut-for equal to -broadcasts: no traffic after the heal")
 	watch := fs.Duration("watch", 70*time.Second, "how long the run goes on after the heal at least (virtual)")
 	senders := fs.Int("senders", 0, "how many nodes broadcast (scenario senders; 0: every node)")
-	window := fs.Int("window", 0, "summarize the measured broadcasts this many at a time (0: 100 for senders, 10 for failure, partition and backlog, none otherwise)")
+	window := fs.Int("window", 0, "summarize the measured broadcasts this many at a time (0: 100 for senders, 10 for failure, a twentieth of -broadcasts but at least 10 for partition and backlog, none otherwise)")
 	fail := fs.Float64("fail", 0.4, "share of nodes that fail at once (scenario failure)")
 	failAt := fs.Int("fail-at", 0, "measured broadcast before which the failure happens (0: a tenth of -broadcasts)")
 	churn := fs.Float64("churn", 1, "leave-and-join events per second (scenario churn)")
