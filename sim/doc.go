@@ -40,6 +40,27 @@
 // them all at one time after that delay. The member set costs O(N) per node,
 // so O(N²) in all: measure it with Perf before running 10,000 nodes.
 //
+// # Partitions and many senders
+//
+// Partition splits the nodes in two sides of any ratio (Split), cuts every
+// link between them (messages already in flight still arrive) and, after
+// the detection delay, has the membership report the other side failed
+// on each side: on OverlayFull every member of it goes down (PeerDown); on
+// OverlayPaper the neighbours across are dropped and replaced from the
+// node's side. At the heal the links come back and, after the detection
+// delay, so does the other side (PeerUp of every member of it; on
+// OverlayPaper the lost neighbours are linked again, room permitting).
+// Backlog is the same cut with the membership unaware: nobody is declared
+// failed, the links just drop everything. Result.Cut says what crossed:
+// the cut's broadcasts that reached every node, those that did while
+// still cached (within the engine's MessageCacheTTL of being sent), what
+// was never recovered, the recovery time after the heal, and the links
+// across the sides at the end. Senders draws the origins from Senders
+// nodes with a short interval (20 ms by default), so that broadcasts
+// overlap in flight. Result.Windows summarizes the measured broadcasts
+// Window at a time, aligned at the failure or the heal, to see whether
+// and when a tree settles.
+//
 // # Measures
 //
 // Computed as DESIGN.md's "Measures everyone uses" says, per broadcast:

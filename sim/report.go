@@ -31,6 +31,12 @@ type RunInfo struct {
 	FailAt       int      `json:"fail_at,omitempty"`
 	DetectMS     float64  `json:"detect_ms"`
 	ChurnRate    float64  `json:"churn_rate,omitempty"`
+	Split        float64  `json:"split,omitempty"`
+	CutAt        int      `json:"cut_at,omitempty"`
+	CutFor       int      `json:"cut_for,omitempty"`
+	WatchMS      float64  `json:"watch_ms,omitempty"`
+	Senders      int      `json:"senders,omitempty"`
+	Window       int      `json:"window,omitempty"`
 	Seed         uint64   `json:"seed"`
 }
 
@@ -77,7 +83,12 @@ func info(c Config) RunInfo {
 		ri.FailFraction, ri.FailAt = c.FailFraction, c.FailAt
 	case Churn:
 		ri.ChurnRate = c.ChurnRate
+	case Partition, Backlog:
+		ri.Split, ri.CutAt, ri.CutFor, ri.WatchMS = c.Split, c.CutAt, c.CutFor, ms(int64(c.Watch))
+	case Senders:
+		ri.Senders = c.Senders
 	}
+	ri.Window = c.Window
 	return ri
 }
 
@@ -109,6 +120,13 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
+func msOrNever(x float64) string {
+	if x < 0 {
+		return "never"
+	}
+	return time.Duration(x * 1e6).Round(time.Millisecond).String()
+}
+
 func ff(x float64, prec int) string { return strconv.FormatFloat(x, 'f', prec, 64) }
 func i64(x int64) string            { return strconv.FormatInt(x, 10) }
 
@@ -132,6 +150,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 	case Churn:
 		fmt.Fprintf(&b, "churn: %g leave-and-join events per second after the warm-up; detection after %v\n",
 			c.ChurnRate, time.Duration(c.DetectMS*1e6))
+	case Partition, Backlog:
+		aware := "the membership reports the other side failed, then back, after"
+		if c.Scenario == Backlog {
+			aware = "the membership unaware; detection delay unused:"
+		}
+		fmt.Fprintf(&b, "%s: %.0f%% of the nodes on side A, cut before measured broadcast %d for %d broadcasts, run watched %v after the heal; %s %v\n",
+			c.Scenario, c.Split*100, c.CutAt, c.CutFor, time.Duration(c.WatchMS*1e6), aware, time.Duration(c.DetectMS*1e6))
+	case Senders:
+		n := "every node"
+		if c.Senders > 0 {
+			n = fmt.Sprintf("%d nodes", c.Senders)
+		}
+		fmt.Fprintf(&b, "senders: origins drawn from %s, jitter %v\n", n, time.Duration(c.JitterMS*1e6))
 	}
 	b.WriteString("\n")
 	b.WriteString("    #  origin |")
@@ -166,6 +197,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "  %-8s reliability mean %.4f min %.4f, %d/%d complete (all complete from %s); prompt mean %.4f min %.4f; RMR mean %.4f max %.4f; LDH mean %.2f max %d; payloads %.0f, control %.0f per broadcast; last delivery %.1f ms\n",
 			res.Protocol, s.ReliabilityMean, s.ReliabilityMin, s.FullyReliable, s.Measured, from, s.PromptMean, s.PromptMin,
 			s.RMRMean, s.RMRMax, s.LDHMean, s.LDHMax, s.PayloadsMean, s.ControlMean, s.LastDeliveryMeanMS)
+	}
+	for _, res := range r.Results {
+		if len(res.Windows) > 0 {
+			fmt.Fprintf(&b, "\n%s per window of %d measured broadcasts:\n     from    to  reliab.min  RMR mean   RMR max  LDH mean  LDH max  grafts  last ms max\n", res.Protocol, c.Window)
+			for _, w := range res.Windows {
+				fmt.Fprintf(&b, "    %5d %5d  %10.4f  %8.4f  %8.4f  %8.2f  %7d  %6.2f  %11.1f\n",
+					w.From, w.To, w.ReliabilityMin, w.RMRMean, w.RMRMax, w.LDHMean, w.LDHMax, w.GraftsMean, w.LastDeliveryMax)
+			}
+		}
+		if cs := res.Cut; cs != nil {
+			fmt.Fprintf(&b, "\n%s cut: sides %d/%d, cut at %.0f ms, heal at %.0f ms; %d broadcasts during the cut, %d reached every node, %d of them while cached; %d measured broadcasts never complete (%d deliveries missing); recovery %s after the heal; every broadcast complete from %s after the heal (%d after it, worst reliability %.4f); %d links across the sides at the end\n",
+				res.Protocol, cs.SideA, cs.SideB, cs.CutAtMS, cs.HealAtMS, cs.During, cs.Complete, cs.InCache, cs.NeverRecovered, cs.Lost,
+				msOrNever(cs.RecoveryMS), msOrNever(cs.ReliableAfterMS), cs.AfterHeal, cs.AfterHealReliabilityMin, cs.CrossLinks)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -43,6 +43,23 @@ const (
 	Churn Scenario = "churn"
 	// Loss: as Stable with datagram loss on every link (Loss, 5% if unset).
 	Loss Scenario = "loss"
+	// Partition: the nodes are split in two sides (Split of them on side
+	// A) just before measured broadcast CutAt, for CutFor broadcasts. During
+	// the cut nothing crosses between the sides, and the membership reports
+	// the other side failed on each side (after the detection delay), so
+	// each node's view shrinks to its side; origins alternate between the
+	// sides. At the heal the links come back and the membership reports the
+	// other side back (after the detection delay). Cut reports what crossed.
+	Partition Scenario = "partition"
+	// Backlog: as Partition, but the membership never notices: links drop
+	// everything between the sides and nobody is declared failed. With
+	// CutAt+CutFor equal to Broadcasts there is no traffic after the heal.
+	Backlog Scenario = "backlog"
+	// Senders: as Stable, but the origins are Senders nodes (every node if
+	// 0) and the interval defaults to 20 ms, shorter than a dissemination,
+	// so broadcasts from many origins overlap in flight; add Jitter.
+	// Window (default 100) gives the measures per window of broadcasts.
+	Senders Scenario = "senders"
 )
 
 // Protocol is the broadcast protocol a run simulates.
@@ -116,6 +133,26 @@ type Config struct {
 	// ChurnRate is the number of leave-and-join events per second in the
 	// Churn scenario (default 1).
 	ChurnRate float64
+	// Split is the share of the nodes on side A in the Partition and
+	// Backlog scenarios (default 0.5); the sides are drawn at random.
+	Split float64
+	// CutAt is the measured broadcast before which the cut begins, and
+	// CutFor the number of broadcasts sent during it, half from each side
+	// (defaults: Broadcasts/5 each). The heal comes just before measured
+	// broadcast CutAt+CutFor, or one interval after the last broadcast.
+	CutAt, CutFor int
+	// Watch is how long the run goes on after the heal at least (default
+	// 70s), so that the backlog of the cut can be recovered.
+	Watch time.Duration
+	// Senders is the number of nodes broadcasting in the Senders scenario
+	// (0: every node).
+	Senders int
+	// Window, if positive, summarizes the measured broadcasts in windows of
+	// this many (Result.Windows), aligned so that a window starts at the
+	// failure (FailAt) or the heal (default 100 in the Senders scenario,
+	// 10 in Failure, a twentieth of Broadcasts but at least 10 in Partition
+	// and Backlog).
+	Window int
 	// Seed makes the run reproducible: the same Config gives the same
 	// Result.
 	Seed uint64
@@ -175,6 +212,10 @@ type BroadcastResult struct {
 	Exchange int64 `json:"exchange"`
 	// LastDeliveryMS is the time from the broadcast to its last delivery.
 	LastDeliveryMS float64 `json:"last_delivery_ms"`
+	// Side is the origin's side ("A" or "B") in the Partition and Backlog
+	// scenarios; Cut marks a broadcast sent during the cut.
+	Side string `json:"side,omitempty"`
+	Cut  bool   `json:"cut,omitempty"`
 	// Hops[i] is node i's delivery hop count, -1 if it did not deliver
 	// (0 for the origin); only with Config.RecordHops.
 	Hops []int32 `json:"-"`
@@ -201,15 +242,68 @@ type Summary struct {
 	LastDeliveryMeanMS float64 `json:"last_delivery_mean_ms"`
 }
 
+// Window summarizes measured broadcasts [From, To) (indices among the
+// measured ones).
+type Window struct {
+	From            int     `json:"from"`
+	To              int     `json:"to"`
+	ReliabilityMin  float64 `json:"reliability_min"`
+	RMRMean         float64 `json:"rmr_mean"`
+	RMRMax          float64 `json:"rmr_max"`
+	LDHMean         float64 `json:"ldh_mean"`
+	LDHMax          int     `json:"ldh_max"`
+	GraftsMean      float64 `json:"grafts_mean"`
+	PayloadsMean    float64 `json:"payloads_mean"`
+	LastDeliveryMax float64 `json:"last_delivery_max_ms"`
+}
+
+// CutSummary is what a cut (Partition, Backlog) did. Times are virtual,
+// from the heal.
+type CutSummary struct {
+	SideA    int     `json:"side_a"` // nodes on side A
+	SideB    int     `json:"side_b"` // nodes on side B
+	CutAtMS  float64 `json:"cut_at_ms"`
+	HealAtMS float64 `json:"heal_at_ms"`
+	// During counts the broadcasts sent during the cut; Complete of them
+	// reached every correct node by the end of the run, InCache within the
+	// engine's MessageCacheTTL of being sent (while still cached).
+	During   int `json:"during"`
+	Complete int `json:"complete"`
+	InCache  int `json:"in_cache"`
+	// NeverRecovered counts the measured broadcasts (any, not only those of
+	// the cut) that some correct node never delivered; Lost the missing
+	// (broadcast, node) deliveries.
+	NeverRecovered int `json:"never_recovered"`
+	Lost           int `json:"lost"`
+	// RecoveryMS is from the heal to the last delivery of a broadcast sent
+	// before the heal, once all of them were complete (-1 if some never
+	// was).
+	RecoveryMS float64 `json:"recovery_ms"`
+	// ReliableAfterMS is when (from the heal) the first broadcast was sent
+	// from which every later one reached every correct node; -1 if the
+	// last did not, 0 if there was none after the heal and RecoveryMS
+	// says all.
+	ReliableAfterMS float64 `json:"reliable_after_ms"`
+	// AfterHeal counts the broadcasts sent after the heal, and
+	// AfterHealReliabilityMin is their worst reliability.
+	AfterHeal               int     `json:"after_heal"`
+	AfterHealReliabilityMin float64 `json:"after_heal_reliability_min"`
+	// CrossLinks counts, at the end, the eager and lazy links from a node
+	// to a node of the other side (Plumtree), summed over the nodes.
+	CrossLinks int `json:"cross_links"`
+}
+
 // Totals counts a whole run's traffic.
 type Totals struct {
 	Events        uint64 `json:"events"`
 	PayloadsSent  int64  `json:"payloads_sent"`
 	ControlSent   int64  `json:"control_sent"`
 	DatagramsLost int64  `json:"datagrams_lost"`
-	ToDeadNodes   int64  `json:"to_dead_nodes"`
-	Failed        int    `json:"failed"`
-	Joined        int    `json:"joined"`
+	// CutDropped counts messages dropped by the cut (Partition, Backlog).
+	CutDropped  int64 `json:"cut_dropped,omitempty"`
+	ToDeadNodes int64 `json:"to_dead_nodes"`
+	Failed      int   `json:"failed"`
+	Joined      int   `json:"joined"`
 	// FinalEagerMean is the mean eager-set size of the live nodes at the
 	// end (Plumtree only): about 2 when the tree has formed.
 	FinalEagerMean float64 `json:"final_eager_mean"`
@@ -230,8 +324,12 @@ type Result struct {
 	Protocol   Protocol          `json:"protocol"`   // Plumtree or Flood
 	Broadcasts []BroadcastResult `json:"broadcasts"` // each broadcast, warm-up included
 	Summary    Summary           `json:"summary"`    // over the measured broadcasts
-	Totals     Totals            `json:"totals"`     // the whole run's traffic
-	Perf       Perf              `json:"-"`          // time and memory; not in JSON or CSV
+	// Windows summarize the measured broadcasts Config.Window at a time.
+	Windows []Window `json:"windows,omitempty"`
+	// Cut is what the cut did (Partition and Backlog).
+	Cut    *CutSummary `json:"cut,omitempty"`
+	Totals Totals      `json:"totals"` // the whole run's traffic
+	Perf   Perf        `json:"-"`      // time and memory; not in JSON or CSV
 }
 
 var base = time.Unix(1_800_000_000, 0).UTC()
@@ -272,6 +370,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Interval == 0 {
 		c.Interval = time.Second
+		if c.Scenario == Senders {
+			c.Interval = 20 * time.Millisecond
+		}
 	}
 	if c.Settle == 0 {
 		e := c.Engine
@@ -302,8 +403,33 @@ func (c Config) WithDefaults() Config {
 	if c.ChurnRate == 0 {
 		c.ChurnRate = 1
 	}
+	if c.Split == 0 {
+		c.Split = 0.5
+	}
+	if c.CutAt == 0 {
+		c.CutAt = c.Broadcasts / 5
+	}
+	if c.CutFor == 0 {
+		c.CutFor = max(c.Broadcasts/5, 1)
+	}
+	if c.Watch == 0 {
+		c.Watch = 70 * time.Second
+	}
+	if c.Window == 0 {
+		switch c.Scenario {
+		case Senders:
+			c.Window = 100
+		case Failure:
+			c.Window = 10
+		case Partition, Backlog:
+			c.Window = max(10, c.Broadcasts/20)
+		}
+	}
 	return c
 }
+
+// cutScenario reports whether the scenario cuts the network.
+func (c *Config) cutScenario() bool { return c.Scenario == Partition || c.Scenario == Backlog }
 
 func (c *Config) validate() error {
 	var errs []error
@@ -323,9 +449,23 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("unknown protocol %q (plumtree or flood)", c.Protocol))
 	}
 	switch c.Scenario {
-	case Stable, Failure, Churn, Loss:
+	case Stable, Failure, Churn, Loss, Partition, Backlog, Senders:
 	default:
-		errs = append(errs, fmt.Errorf("unknown scenario %q (stable, failure, churn or loss)", c.Scenario))
+		errs = append(errs, fmt.Errorf("unknown scenario %q (stable, failure, churn, loss, partition, backlog or senders)", c.Scenario))
+	}
+	if c.cutScenario() {
+		if c.Split <= 0 || c.Split >= 1 || int(math.Round(c.Split*float64(c.Nodes))) < 1 || int(math.Round(c.Split*float64(c.Nodes))) >= c.Nodes {
+			errs = append(errs, fmt.Errorf("Split %v must leave at least one node on each side", c.Split))
+		}
+		if c.CutAt < 0 || c.CutFor < 1 || c.CutAt+c.CutFor > c.Broadcasts {
+			errs = append(errs, fmt.Errorf("CutAt %d and CutFor %d must fit in Broadcasts %d", c.CutAt, c.CutFor, c.Broadcasts))
+		}
+		if c.Watch < 0 {
+			errs = append(errs, fmt.Errorf("Watch %v must not be negative", c.Watch))
+		}
+	}
+	if c.Senders < 0 || c.Senders > c.Nodes || c.Window < 0 {
+		errs = append(errs, fmt.Errorf("Senders %d must be in [0, Nodes] and Window %d not negative", c.Senders, c.Window))
 	}
 	if c.Broadcasts < 1 || c.Interval <= 0 || c.Settle <= 0 || c.PayloadSize < 1 || c.DetectDelay < 0 || c.Jitter < 0 {
 		errs = append(errs, fmt.Errorf("Broadcasts, Interval, Settle and PayloadSize must be positive, DetectDelay and Jitter not negative"))
@@ -367,7 +507,9 @@ type node struct {
 	adj      []int32 // overlay neighbours (OverlayPaper; the flood graph)
 	timerAt  int64   // the pending tick, 0 if none
 	joinedAt int64
-	failedAt int64 // math.MaxInt64 while up
+	failedAt int64   // math.MaxInt64 while up
+	side     int8    // 0 side A, 1 side B (Partition, Backlog)
+	lost     []int32 // overlay neighbours lost to the cut (OverlayPaper)
 }
 
 func (n *node) up() bool { return n.failedAt == math.MaxInt64 }
@@ -384,6 +526,7 @@ type bstate struct {
 	last       int64
 	control    [6]int64 // by gossip.Kind
 	hops       []int32
+	cut        bool // sent during the cut
 }
 
 type bitset []uint64
@@ -428,6 +571,13 @@ type sim struct {
 	tot     Totals
 	dgMax   int
 	target  int // overlay degree to maintain
+
+	cutOn         bool  // the network drops messages between the sides
+	viewCut       bool  // the membership reports the other side failed
+	cutAt, healAt int64 // virtual times of the cut and the heal
+	sideN         [2]int
+	sideList      [2][]int32
+	senders       []int32 // the origins (Senders)
 }
 
 // observer attributes engine events to broadcasts.
@@ -462,20 +612,8 @@ func Run(cfg Config) (*Result, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 
-	s := &sim{cfg: cfg, ecfg: cfg.engineConfig(),
-		ovRng:   rand.New(rand.NewPCG(cfg.Seed, 1)),
-		scRng:   rand.New(rand.NewPCG(cfg.Seed, 2)),
-		netRng:  rand.New(rand.NewPCG(cfg.Seed, 3)),
-		byID:    make(map[gossip.MessageID]int32),
-		stream:  make(map[uint64]int64),
-		payload: make([]byte, cfg.PayloadSize),
-		curB:    -1,
-		dgMax:   min(s0(cfg.Engine.GossipDatagramMaxSize), 1400),
-	}
-	s.target = cfg.Degree
-	if cfg.Overlay == OverlayFull {
-		s.target = cfg.Engine.EagerFanout
-	}
+	s := &sim{cfg: cfg, ecfg: cfg.engineConfig()}
+	s.init()
 	if err := s.build(); err != nil {
 		return nil, err
 	}
@@ -499,6 +637,23 @@ func Run(cfg Config) (*Result, error) {
 	}
 	runtime.KeepAlive(s)
 	return r, nil
+}
+
+// init sets up the generators and tables of a sim whose cfg is set.
+func (s *sim) init() {
+	cfg := &s.cfg
+	s.ovRng = rand.New(rand.NewPCG(cfg.Seed, 1))
+	s.scRng = rand.New(rand.NewPCG(cfg.Seed, 2))
+	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 3))
+	s.byID = make(map[gossip.MessageID]int32)
+	s.stream = make(map[uint64]int64)
+	s.payload = make([]byte, cfg.PayloadSize)
+	s.curB = -1
+	s.dgMax = min(s0(cfg.Engine.GossipDatagramMaxSize), 1400)
+	s.target = cfg.Degree
+	if cfg.Overlay == OverlayFull {
+		s.target = cfg.Engine.EagerFanout
+	}
 }
 
 func s0(n int) int { return max(n, 0) }
@@ -609,14 +764,44 @@ func (s *sim) schedule() {
 	c := &s.cfg
 	total := c.Warmup + c.Broadcasts
 	iv := int64(c.Interval)
+	if c.Scenario == Senders {
+		k := len(s.nodes)
+		if c.Senders > 0 {
+			k = c.Senders
+		}
+		s.senders = make([]int32, k)
+		for i, j := range s.scRng.Perm(len(s.nodes))[:k] {
+			s.senders[i] = int32(j)
+		}
+		slices.Sort(s.senders)
+	}
+	cutFrom, healAt := -1, -1
+	if c.cutScenario() {
+		cutFrom, healAt = c.Warmup+c.CutAt, c.Warmup+c.CutAt+c.CutFor
+		s.sides()
+	}
 	for k := range total {
 		t := iv * int64(k+1)
 		if c.Scenario == Failure && k == c.Warmup+c.FailAt {
 			s.action(t, s.massFailure)
 		}
+		if k == cutFrom {
+			s.action(t, s.cut)
+		}
+		if k == healAt {
+			s.action(t, s.heal)
+		}
 		s.action(t, func() { s.broadcast(k) })
 	}
 	s.end = iv*int64(total) + int64(c.Settle)
+	if healAt >= total {
+		// No traffic after the heal: it comes one interval after the last
+		// broadcast.
+		s.action(iv*int64(total+1), s.heal)
+	}
+	if c.cutScenario() {
+		s.end = max(s.end, iv*int64(min(healAt, total)+1)+int64(c.Watch))
+	}
 	if c.Scenario == Churn {
 		step := int64(float64(time.Second) / c.ChurnRate)
 		for t := iv*int64(c.Warmup) + iv/2; t < iv*int64(total); t += max(step, 1) {
@@ -724,6 +909,9 @@ func (s *sim) send(from, to int32, m *gossip.Msg[int32]) {
 		s.tot.ToDeadNodes++
 		return
 	}
+	if s.severed(from, to) {
+		return
+	}
 	t := s.delay(from, to, s.datagram(m.Kind, len(m.Payload.Data)))
 	if t < 0 {
 		return
@@ -776,10 +964,32 @@ func (s *sim) randomUp(r *rand.Rand) int32 {
 	}
 }
 
+// randomUpOn returns a random node of side that is up.
+func (s *sim) randomUpOn(r *rand.Rand, side int8) int32 {
+	for {
+		i := int32(r.IntN(len(s.nodes)))
+		if s.nodes[i].up() && s.nodes[i].side == side {
+			return i
+		}
+	}
+}
+
 func (s *sim) broadcast(k int) {
 	s.curB = k
-	origin := s.randomUp(s.scRng)
-	st := &bstate{origin: origin, at: s.now}
+	var origin int32
+	switch {
+	case s.cutOn:
+		// During the cut the origins alternate between the sides.
+		origin = s.randomUpOn(s.scRng, int8(k%2))
+	case len(s.senders) > 0:
+		origin = s.senders[s.scRng.IntN(len(s.senders))]
+		for !s.nodes[origin].up() {
+			origin = s.senders[s.scRng.IntN(len(s.senders))]
+		}
+	default:
+		origin = s.randomUp(s.scRng)
+	}
+	st := &bstate{origin: origin, at: s.now, cut: s.cutOn}
 	if s.cfg.RecordHops {
 		st.hops = make([]int32, len(s.nodes))
 		for i := range st.hops {
@@ -818,6 +1028,9 @@ func (s *sim) forward(i, from, b int32, hops uint32) {
 		s.tot.PayloadsSent++
 		if !s.nodes[j].up() {
 			s.tot.ToDeadNodes++
+			continue
+		}
+		if s.severed(i, j) {
 			continue
 		}
 		if t := s.delay(i, j, dg); t >= 0 {
@@ -925,7 +1138,12 @@ func (s *sim) detect(y int32, victims []int32, gone map[int32]bool) {
 // degree again (HyParView promotes passive-view members the same way).
 func (s *sim) repair(y int32) {
 	for tries := 0; len(s.nodes[y].adj) < s.target && tries < 64; tries++ {
-		z := s.randomUp(s.ovRng)
+		var z int32
+		if s.viewCut {
+			z = s.randomUpOn(s.ovRng, s.nodes[y].side)
+		} else {
+			z = s.randomUp(s.ovRng)
+		}
 		if len(s.nodes[z].adj) > s.target || !s.link(y, z) {
 			continue
 		}
@@ -1021,9 +1239,17 @@ func (s *sim) result() *Result {
 		br.Prune = st.control[gossip.KindPrune]
 		br.Exchange = st.control[gossip.KindExchange]
 		br.Control = br.IHave + br.Graft + br.Prune + br.Exchange
+		if s.cfg.cutScenario() {
+			br.Side = string(rune('A' + s.nodes[st.origin].side))
+			br.Cut = st.cut
+		}
 		r.Broadcasts = append(r.Broadcasts, br)
 	}
 	r.Summary = summarize(r.Broadcasts)
+	r.Windows = windows(r.Broadcasts, s.cfg.Window, s.cfg.windowAnchor())
+	if s.cfg.cutScenario() {
+		r.Cut = s.cutSummary(r.Broadcasts)
+	}
 	if s.cfg.Protocol == Plumtree {
 		var eager, up int
 		for i := range s.nodes {

@@ -48,10 +48,10 @@ func renderAll(t *testing.T, r *Report) map[string][]byte {
 // random element switched on (latency distribution, jitter, loss).
 func TestDeterministic(t *testing.T) {
 	lat, _ := ParseLatency("lognormal:5ms,0.5")
-	for _, sc := range []Scenario{Stable, Failure, Churn, Loss} {
+	for _, sc := range []Scenario{Stable, Failure, Churn, Loss, Partition, Backlog, Senders} {
 		for _, ov := range []Overlay{OverlayPaper, OverlayFull} {
 			cfg := Config{Nodes: 100, Overlay: ov, Scenario: sc, Warmup: 3, Broadcasts: 6, Latency: lat,
-				Jitter: time.Millisecond, Loss: 0.02, ChurnRate: 3, Seed: 42}
+				Jitter: time.Millisecond, Loss: 0.02, ChurnRate: 3, CutAt: 1, CutFor: 2, Watch: 5 * time.Second, Window: 2, Seed: 42}
 			a, err := Compare(cfg, true)
 			if err != nil {
 				t.Fatal(err)

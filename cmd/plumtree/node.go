@@ -30,6 +30,8 @@ type nodeOptions struct {
 	secret, secretFile                string
 	rejoin                            time.Duration
 	verbose                           bool
+	// Overrides of the preset's neighbour fanouts and caps (0: the preset's).
+	eagerFanout, lazyFanout, maxEager, maxLazy, maxPeers int
 }
 
 // node runs one node until ctx is done or in ends: each line read from in
@@ -54,6 +56,11 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	fs.StringVar(&o.secretFile, "secret-file", "", "read -secret from this file instead (keeps keys off the command line): one base64 key per line, the first primary; blank lines and lines starting with # are skipped; read at start")
 	fs.DurationVar(&o.rejoin, "rejoin", 10*time.Second, "how often to join again a node that failed and is still missing, so that a healed partition merges (0: never)")
 	fs.BoolVar(&o.verbose, "v", false, "log what the node and memberlist do")
+	fs.IntVar(&o.eagerFanout, "eager-fanout", 0, "override the preset's EagerFanout (0: the preset's)")
+	fs.IntVar(&o.lazyFanout, "lazy-fanout", 0, "override the preset's LazyFanout (0: the preset's)")
+	fs.IntVar(&o.maxEager, "max-eager-peers", 0, "override the preset's MaxEagerPeers (0: the preset's)")
+	fs.IntVar(&o.maxLazy, "max-lazy-peers", 0, "override the preset's MaxLazyPeers (0: the preset's)")
+	fs.IntVar(&o.maxPeers, "max-peers", 0, "override the preset's MaxPeers (0: the preset's)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +86,18 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 		return err
 	}
 	if cfg, err = withCompressor(cfg, o.compressor); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		v   int
+		dst *int
+	}{{o.eagerFanout, &cfg.EagerFanout}, {o.lazyFanout, &cfg.LazyFanout}, {o.maxEager, &cfg.MaxEagerPeers},
+		{o.maxLazy, &cfg.MaxLazyPeers}, {o.maxPeers, &cfg.MaxPeers}} {
+		if f.v > 0 {
+			*f.dst = f.v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	tlsConf, err := nodeTLS(o)

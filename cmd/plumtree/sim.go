@@ -21,14 +21,20 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 1000, "cluster size")
 	overlay := fs.String("overlay", "paper", "paper (a few random neighbours per node, as HyParView) or full (every member known, as memberlist)")
 	degree := fs.Int("degree", 4, "neighbours per node in the paper overlay")
-	scenario := fs.String("scenario", "stable", "stable, failure, churn or loss")
+	scenario := fs.String("scenario", "stable", "stable, failure, churn, loss, partition, backlog or senders")
+	split := fs.Float64("split", 0.5, "share of the nodes on side A (scenarios partition and backlog)")
+	cutAt := fs.Int("cut-at", 0, "measured broadcast before which the cut begins (0: a fifth of -broadcasts)")
+	cutFor := fs.Int("cut-for", 0, "broadcasts sent during the cut (0: a fifth of -broadcasts); -cut-at plus -cut-for equal to -broadcasts: no traffic after the heal")
+	watch := fs.Duration("watch", 70*time.Second, "how long the run goes on after the heal at least (virtual)")
+	senders := fs.Int("senders", 0, "how many nodes broadcast (scenario senders; 0: every node)")
+	window := fs.Int("window", 0, "summarize the measured broadcasts this many at a time (0: 100 for senders, 10 for failure, a twentieth of -broadcasts but at least 10 for partition and backlog, none otherwise)")
 	fail := fs.Float64("fail", 0.4, "share of nodes that fail at once (scenario failure)")
 	failAt := fs.Int("fail-at", 0, "measured broadcast before which the failure happens (0: a tenth of -broadcasts)")
 	churn := fs.Float64("churn", 1, "leave-and-join events per second (scenario churn)")
 	loss := fs.Float64("loss", 0, "datagram loss rate on every link (scenario loss: 0.05 if 0)")
 	broadcasts := fs.Int("broadcasts", 50, "measured broadcasts")
 	warmup := fs.Int("warmup", 10, "warm-up broadcasts before the measured ones (0: none)")
-	interval := fs.Duration("interval", time.Second, "time between broadcasts (virtual)")
+	interval := fs.Duration("interval", 0, "time between broadcasts (virtual; 0: 1s, 20ms for scenario senders)")
 	detect := fs.Duration("detect", time.Second, "failure-detection delay (virtual)")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same output")
 	preset := fs.String("preset", "", "engine preset: default, lan, wan or large (default: default for -overlay paper, large for full)")
@@ -86,6 +92,7 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 		Scenario: sim.Scenario(*scenario), Warmup: *warmup, Broadcasts: *broadcasts, Interval: *interval,
 		PayloadSize: *size, Latency: lat, Jitter: *jitter, Loss: *loss, FailFraction: *fail, FailAt: *failAt,
 		DetectDelay: *detect, ChurnRate: *churn, Seed: *seed,
+		Split: *split, CutAt: *cutAt, CutFor: *cutFor, Watch: *watch, Senders: *senders, Window: *window,
 	}
 	if !*quiet {
 		cfg.Progress = progressPrinter(stderr)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,10 +71,22 @@ func TestSimRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-nodes", "1"}, {"-overlay", "ring"}, {"-scenario", "storm"}, {"-latency", "fast"},
 		{"-preset", "huge"}, {"-loss", "1.5"}, {"extra"},
+		{"-scenario", "partition", "-split", "1"}, {"-scenario", "backlog", "-broadcasts", "10", "-cut-at", "8", "-cut-for", "5"},
+		{"-scenario", "senders", "-senders", "-1"}, {"-window", "-1"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := simCmd(append(args, "-q"), &out, &errOut); err == nil {
 			t.Errorf("plumtree sim %v was accepted", args)
 		}
+	}
+}
+
+// The fanout and cap flags of plumtree node reach the configuration: caps
+// below the fanouts are refused, naming the field.
+func TestNodeCapFlags(t *testing.T) {
+	err := node(context.Background(), []string{"-listen", "127.0.0.1:0", "-transport", "udp+tcp", "-eager-fanout", "5", "-max-eager-peers", "2"},
+		strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "MaxEagerPeers") {
+		t.Errorf("-eager-fanout 5 -max-eager-peers 2: %v, want an error naming MaxEagerPeers", err)
 	}
 }
