@@ -651,14 +651,24 @@ type pruneWindow struct {
 	at time.Time
 }
 
-// prune cuts p out of origin's tree and tells it so, at most once per
-// GraftTimeout and origin: the payloads p pushed before the first Prune
-// reached it are duplicates that say nothing new, and a peer sending
+// prune tells p to stop pushing origin's messages to this node, at most
+// once per GraftTimeout and origin: the payloads p pushed before the first
+// Prune reached it are duplicates that say nothing new, and a peer sending
 // duplicates or grafts on purpose would otherwise get one Prune back for
 // every frame. A Prune that was lost is sent again on the first duplicate
 // after the interval.
+//
+// On an origin's own tree a prune is directed: the receiver of the
+// duplicates decides for its side only, and this node keeps pushing to p
+// until p's duplicates prune that side. Pruning both ways at once cut
+// trees whose edges carry messages one way for some messages and the
+// other way for others (jitter flips which copy comes first), leaving
+// both ends without a parent. The shared tree (while the origin is young)
+// is pruned both ways: every origin uses it, in either direction.
 func (e *Engine[ID]) prune(now time.Time, t *originTree[ID], origin, p ID) {
-	e.cut(t, p)
+	if t.young() {
+		e.cut(t, p)
+	}
 	if at, ok := findStamp(&t.pruned, p); ok && now.Sub(at) < e.cfg.GraftTimeout {
 		return
 	}
@@ -776,9 +786,16 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	t := e.tree(now, m.Origin)
 	t.seen()
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
-	// this node's parent in the origin's tree. Past the eager cap, refuse
-	// the edge. Made before the push so that the push skips it.
-	parent := e.link(t, from)
+	// this node's parent in the tree. Past the eager cap, refuse the edge.
+	// Made before the push so that the push skips it. Only on the shared
+	// tree (young origins), which serves every origin in both directions;
+	// an origin's own tree is directed (see prune): pushing each message
+	// back to the parent would cost a duplicate per edge until pruned, as
+	// iroh-gossip and corrosion also found.
+	parent := true
+	if t.young() {
+		parent = e.link(t, from)
+	}
 	if parent && miss != nil && miss.grafted && miss.lastGrafted == from {
 		// The link a graft went over: some node needed it, so its
 		// duplicates do not prune it for a while (see tie).
