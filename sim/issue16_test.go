@@ -303,9 +303,9 @@ func TestTreeStaysExactAndShallow(t *testing.T) {
 		cfg       Config
 		ldhBefore float64
 	}{
-		{Config{Nodes: 1000, Overlay: OverlayPaper, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 30, Seed: 16}, 8},
-		{Config{Nodes: 1000, Overlay: OverlayFull, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 30, Seed: 16}, 29},
-		{Config{Nodes: 1000, Overlay: OverlayPaper, Warmup: 10, Broadcasts: 50, Seed: 16}, 13.5},
+		{Config{Nodes: 500, Overlay: OverlayPaper, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 7},
+		{Config{Nodes: 500, Overlay: OverlayFull, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 27},
+		{Config{Nodes: 500, Overlay: OverlayPaper, Warmup: 10, Broadcasts: 30, Seed: 16}, 12.167},
 	} {
 		r := run(t, tc.cfg)
 		s := r.Summary
