@@ -293,3 +293,29 @@ func depthUnderLoss(t *testing.T, nodes int) {
 		t.Errorf("%d nodes: reliability %.4f under 5%% loss", nodes, lossy.Summary.ReliabilityMin)
 	}
 }
+
+// Issue 16 must keep what works: one sender, one broadcast a second, gives
+// an exact tree after the warm-up (RMR 0, reliability 1), and neither it
+// nor random origins get a deeper tree than the engine before issue 16
+// gave, by more than one hop (its mean LDH for these seeds in ldhBefore).
+func TestTreeStaysExactAndShallow(t *testing.T) {
+	for _, tc := range []struct {
+		cfg       Config
+		ldhBefore float64
+	}{
+		{Config{Nodes: 500, Overlay: OverlayPaper, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 7},
+		{Config{Nodes: 500, Overlay: OverlayFull, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 27},
+		{Config{Nodes: 500, Overlay: OverlayPaper, Warmup: 10, Broadcasts: 30, Seed: 16}, 12.167},
+	} {
+		r := run(t, tc.cfg)
+		s := r.Summary
+		if s.ReliabilityMin != 1 || s.RMRMax != 0 {
+			t.Errorf("%s %s senders %d: reliability min %.4f, RMR max %.4f after the warm-up; want 1 and 0",
+				tc.cfg.Scenario, tc.cfg.Overlay, tc.cfg.Senders, s.ReliabilityMin, s.RMRMax)
+		}
+		if s.LDHMean > tc.ldhBefore+1 {
+			t.Errorf("%s %s senders %d: mean LDH %.2f, before issue 16 %.2f: deeper by more than one hop",
+				tc.cfg.Scenario, tc.cfg.Overlay, tc.cfg.Senders, s.LDHMean, tc.ldhBefore)
+		}
+	}
+}
