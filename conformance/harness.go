@@ -77,6 +77,9 @@ func newSuite(t tT, kind string, subtests []Subtest, opts []Option) *suite {
 	if s.o.watchdog <= 0 {
 		s.o.watchdog = defaultWatchdog
 	}
+	if s.o.idle <= 0 {
+		s.o.idle = DefaultIdle
+	}
 	for _, st := range subtests {
 		s.rules[st.Name] = st
 	}
@@ -125,7 +128,7 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 		h := fnv.New64a()
 		h.Write([]byte(s.kind + "/" + name))
 		ctx, cancel := context.WithTimeout(context.Background(), s.o.watchdog)
-		c := &caseEnv{t: t, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.seed, h.Sum64())), watchdog: s.o.watchdog}
+		c := &caseEnv{t: t, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.seed, h.Sum64())), watchdog: s.o.watchdog, idle: s.o.idle}
 		stop := context.AfterFunc(ctx, c.fire)
 		defer func() {
 			stop()
@@ -140,7 +143,11 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 				t.Errorf("broken rule %s: %s", name, rule.Rule)
 			}
 		}()
-		body(c)
+		// A panic in an adapter's call is that rule's failure, not the
+		// end of the test binary.
+		if err := protectPanic("a call of the case", func() { body(c) }); err != nil {
+			t.Errorf("%v", err)
+		}
 	})
 }
 
@@ -151,6 +158,7 @@ type caseEnv struct {
 	ctx      context.Context
 	rng      *mrand.Rand
 	watchdog time.Duration
+	idle     time.Duration
 
 	spawned sync.WaitGroup
 
@@ -166,7 +174,9 @@ func (c *caseEnv) spawn(f func()) {
 	c.spawned.Add(1)
 	go func() {
 		defer c.spawned.Done()
-		f()
+		if err := protectPanic("a call on the suite's goroutine", f); err != nil {
+			c.bgErrorf("%v", err)
+		}
 	}()
 }
 
@@ -207,7 +217,7 @@ func (c *caseEnv) fire() {
 	fs := append([]func(){}, c.onFire...)
 	c.mu.Unlock()
 	for _, f := range fs {
-		go f()
+		go func() { _ = protectPanic("a close after the watchdog fired", f) }()
 	}
 }
 
@@ -256,7 +266,9 @@ func (c *caseEnv) within(what string, f func()) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f()
+		if err := protectPanic(what, f); err != nil {
+			c.bgErrorf("%v", err)
+		}
 	}()
 	select {
 	case <-done:

@@ -10,6 +10,7 @@ type options struct {
 	seedSet  bool
 	watchdog time.Duration
 	skip     map[string]string
+	idle     time.Duration // how long the after-idle rules leave a link idle
 	equal    any // func(a, b T) bool for TestCodec
 }
 
@@ -47,4 +48,18 @@ func Skip(name, reason string) Option {
 // instance, compare with proto.Equal).
 func EqualFunc[T any](eq func(a, b T) bool) Option {
 	return func(o *options) { o.equal = eq }
+}
+
+// DefaultIdle is how long the after-idle rules of TestTransport leave a link
+// idle before they send again, unless IdleFor says otherwise.
+const DefaultIdle = 250 * time.Millisecond
+
+// IdleFor sets how long the after-idle rules of TestTransport leave a link
+// idle before they send on it again (default DefaultIdle). An adapter that
+// closes idle connections after a timeout should configure a short timeout
+// in its test and give IdleFor a longer duration, so that the rules cross
+// it. Inside a testing/synctest bubble (an adapter with no real sockets, such
+// as transport/mem) the wait costs nothing, so hours are fine there.
+func IdleFor(d time.Duration) Option {
+	return func(o *options) { o.idle = d }
 }
