@@ -48,6 +48,8 @@ var transportSubtests = []Subtest{
 // TransportSubtests lists the rules TestTransport checks, for Skip.
 func TransportSubtests() []Subtest { return append([]Subtest(nil), transportSubtests...) }
 
+func init() { transportSubtests = append(transportSubtests, transportSubtestsMore...) }
+
 // resendEvery paces the resending of datagrams, which the datagram path may
 // lose; it is not a bound on anything.
 const resendEvery = 20 * time.Millisecond
@@ -130,12 +132,12 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 		big := e.tagged(limit + 1)
 		err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(big))
 		checkTooLarge(e.caseEnv, err, transport.PathDatagram, limit+1, limit)
-		// Nothing longer than the limit may arrive before a datagram sent
-		// after it.
+		// Nothing of it may arrive before a datagram sent after it: not
+		// the whole, nor a part.
 		marker := e.tagged(32)
 		e.sendDatagramUntil(a, b, marker, func(m transport.Message) bool {
-			if len(m.Data) > limit {
-				e.t.Errorf("a %d-byte datagram arrived although SendDatagram refused it", len(m.Data))
+			if !bytes.Equal(m.Data, marker) {
+				e.t.Errorf("a %d-byte datagram (starts %x) arrived although SendDatagram refused the only other one sent: was it sent in part?", len(m.Data), head(m.Data))
 			}
 			return bytes.Equal(m.Data, marker)
 		})
@@ -649,6 +651,7 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 			e.t.Errorf("after Close, Stats().Connections is %d and %d; want 0", x.Connections, y.Connections)
 		}
 	})
+	transportRulesMore(run)
 }
 
 // open opens a transport and arranges for it to be closed at the end of the
