@@ -65,6 +65,20 @@ const (
 	leaksGoroutine
 	hangsOnClose
 	mutatesBuffer
+	// The defects below pass the rules that existed before issue 19.
+	reusesReceived   // a received message's Data is one of two buffers used in turn
+	writesOldSlice   // a send writes into the slice given to the previous send
+	sendsRefusedPart // a datagram over the limit is refused, but its first limit bytes are sent
+	truncatesMid     // frames between 64 KiB and the maximum lose their last byte
+	ringLoss         // a frame is lost at each wrap of a 2,500-slot ring
+	waitsOnDeadPeer  // SendDatagram to an address nobody listens on waits 3s for an answer
+	staleAfterIdle   // a link idle for 100ms goes stale: what is sent on it afterwards is lost
+	leaksPending     // a receive goroutine blocked on an unread message outlives Close
+	bytesWithHeader  // BytesSent counts a 4-byte header per frame
+	uncountedDrops   // DatagramsDropped is never counted
+	fakeIdentity     // Message.Identity is the sender's address, though nothing authenticates it
+	declaresNoIdent  // declares that it authenticates, but leaves Identity empty
+	panicsOnSend     // SendFrame and SendDatagram panic on the 5th call
 )
 
 // brokenNet makes transports over one mem network, each with the defect.
@@ -82,17 +96,128 @@ func (bn *brokenNet) make(t testing.TB) ListenFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &brokenTransport{Transport: tr, d: bn.d, release: bn.release}, nil
+		bt := &brokenTransport{Transport: tr, d: bn.d, release: bn.release, done: make(chan struct{})}
+		bt.dgrams, bt.frames = tr.Datagrams(), tr.Frames()
+		switch bn.d {
+		case reusesReceived, leaksPending, fakeIdentity:
+			dg, fr := make(chan transport.Message), make(chan transport.Message)
+			bt.dgrams, bt.frames = dg, fr
+			if bn.d != leaksPending {
+				bt.wg.Add(2)
+			}
+			go bt.forward(tr.Datagrams(), dg)
+			go bt.forward(tr.Frames(), fr)
+		}
+		return bt, nil
 	}
+}
+
+// forward hands the inner transport's messages on, with the defect.
+func (b *brokenTransport) forward(in <-chan transport.Message, out chan<- transport.Message) {
+	defer close(out)
+	if b.d != leaksPending {
+		defer b.wg.Done()
+	}
+	// Two receive buffers, used in turn: message k+2 is written over the
+	// Data of message k. (One buffer would be a data race the race
+	// detector reports; two make the reuse a defect it does not see.)
+	var scratch [2][]byte
+	k := 0
+	for m := range in {
+		switch b.d {
+		case reusesReceived:
+			buf := &scratch[k%2]
+			k++
+			if cap(*buf) < len(m.Data) {
+				*buf = make([]byte, 2*len(m.Data))
+			}
+			m.Data = (*buf)[:copy((*buf)[:len(m.Data)], m.Data)]
+		case fakeIdentity:
+			m.Identity = m.From
+		case leaksPending:
+			// The defect: no case for Close, and Close does not wait.
+			select {
+			case out <- m:
+			case <-b.release:
+				return
+			}
+			continue
+		}
+		select {
+		case out <- m:
+		case <-b.done:
+			return
+		}
+	}
+}
+
+func (b *brokenTransport) Datagrams() <-chan transport.Message { return b.dgrams }
+func (b *brokenTransport) Frames() <-chan transport.Message    { return b.frames }
+
+func (b *brokenTransport) Authenticates() bool { return b.d == declaresNoIdent }
+
+func (b *brokenTransport) Stats() transport.Stats {
+	s := b.Transport.Stats()
+	switch b.d {
+	case bytesWithHeader:
+		s.BytesSent += 4 * s.FramesSent
+	case uncountedDrops:
+		s.DatagramsDropped = 0
+	}
+	return s
+}
+
+// link remembers when addr was last sent to and reports whether the link
+// has been idle long enough to go stale (staleAfterIdle).
+func (b *brokenTransport) stale(addr string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lastSend == nil {
+		b.lastSend = make(map[string]time.Time)
+	}
+	if b.staleTo == nil {
+		b.staleTo = make(map[string]bool)
+	}
+	if last, ok := b.lastSend[addr]; ok && time.Since(last) > 100*time.Millisecond {
+		b.staleTo[addr] = true
+	}
+	b.lastSend[addr] = time.Now()
+	return b.staleTo[addr]
+}
+
+// keep remembers the caller's slice and writes into the previous one
+// (writesOldSlice).
+func (b *brokenTransport) keep(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.prev) > 0 {
+		b.prev[0] ^= 0x80
+	}
+	b.prev = p
+}
+
+func (b *brokenTransport) countCall() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	return b.calls
 }
 
 type brokenTransport struct {
 	*mem.Transport
 	d       defect
 	release chan struct{}
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	dgrams  <-chan transport.Message
+	frames  <-chan transport.Message
 
-	mu      sync.Mutex
-	frames  int
+	mu       sync.Mutex
+	nframes  int
+	calls    int
+	prev     []byte
+	lastSend map[string]time.Time
+	staleTo  map[string]bool
 	pending []byte // a frame held back to be reordered
 	pendTo  string
 }
@@ -102,8 +227,34 @@ const brokenDatagramLimit = 1400
 func (b *brokenTransport) MaxDatagramSize() int { return brokenDatagramLimit }
 
 func (b *brokenTransport) SendDatagram(ctx context.Context, addr string, p []byte) error {
+	if b.d == panicsOnSend && b.countCall() == 5 {
+		panic("brokenTransport: SendDatagram's fifth call")
+	}
 	if b.d != ignoresDatagramLimit && len(p) > brokenDatagramLimit {
+		if b.d == sendsRefusedPart {
+			b.Transport.SendDatagram(ctx, addr, p[:brokenDatagramLimit])
+		}
 		return &transport.TooLargeError{Path: transport.PathDatagram, Size: len(p), Limit: brokenDatagramLimit}
+	}
+	switch b.d {
+	case writesOldSlice:
+		b.keep(p)
+	case staleAfterIdle:
+		if b.stale(addr) {
+			return nil
+		}
+	case waitsOnDeadPeer:
+		before := b.Transport.Stats().DatagramsDropped
+		err := b.Transport.SendDatagram(ctx, addr, p)
+		if b.Transport.Stats().DatagramsDropped > before {
+			// No listener: wait for an answer that never comes.
+			select {
+			case <-time.After(3 * time.Second):
+			case <-ctx.Done():
+			case <-b.release:
+			}
+		}
+		return err
 	}
 	err := b.Transport.SendDatagram(ctx, addr, p)
 	if b.d == mutatesBuffer && len(p) > 0 {
@@ -114,10 +265,28 @@ func (b *brokenTransport) SendDatagram(ctx context.Context, addr string, p []byt
 
 func (b *brokenTransport) SendFrame(ctx context.Context, addr string, p []byte) error {
 	b.mu.Lock()
-	b.frames++
-	k := b.frames
+	b.nframes++
+	k := b.nframes
 	b.mu.Unlock()
 	switch b.d {
+	case panicsOnSend:
+		if b.countCall() == 5 {
+			panic("brokenTransport: SendFrame's fifth call")
+		}
+	case writesOldSlice:
+		b.keep(p)
+	case truncatesMid:
+		if len(p) > 64<<10 && len(p) < b.MaxFrameSize() {
+			p = p[:len(p)-1]
+		}
+	case ringLoss:
+		if k%2500 == 0 {
+			return nil
+		}
+	case staleAfterIdle:
+		if b.stale(addr) && k%2 == 0 {
+			return nil
+		}
 	case dropsFrame:
 		if k%100 == 0 {
 			return nil
@@ -163,7 +332,16 @@ func (b *brokenTransport) Close() error {
 	case hangsOnClose:
 		<-b.release
 	}
-	return b.Transport.Close()
+	b.mu.Lock()
+	select {
+	case <-b.done:
+	default:
+		close(b.done)
+	}
+	b.mu.Unlock()
+	err := b.Transport.Close()
+	b.wg.Wait()
+	return err
 }
 
 func TestTransportSuiteCatchesBrokenTransports(t *testing.T) {
@@ -185,12 +363,34 @@ func TestTransportSuiteCatchesBrokenTransports(t *testing.T) {
 		{"hangs on Close", hangsOnClose, "close/idempotent", nil},
 		{"mutates the caller's buffer (stream)", mutatesBuffer, "stream/buffer-ownership", nil},
 		{"mutates the caller's buffer (datagram)", mutatesBuffer, "datagram/buffer-ownership", nil},
+		{"reuses a received buffer (datagram)", reusesReceived, "datagram/buffers-across-calls", nil},
+		{"reuses a received buffer (stream)", reusesReceived, "stream/buffers-across-calls", nil},
+		{"writes into an earlier caller's slice (datagram)", writesOldSlice, "datagram/buffers-across-calls", nil},
+		{"writes into an earlier caller's slice (stream)", writesOldSlice, "stream/buffers-across-calls", nil},
+		{"sends part of a refused datagram", sendsRefusedPart, "datagram/too-large", nil},
+		{"truncates frames between 64 KiB and the maximum", truncatesMid, "stream/sizes", nil},
+		{"loses a frame at each wrap of its ring", ringLoss, "stream/past-the-queue", nil},
+		{"waits on a dead peer", waitsOnDeadPeer, "datagram/unreachable", nil},
+		{"loses frames on a link gone stale", staleAfterIdle, "stream/after-idle", nil},
+		{"loses datagrams on a link gone stale", staleAfterIdle, "datagram/after-idle", nil},
+		{"leaves a receive goroutine blocked after Close", leaksPending, "close/pending-traffic", nil},
+		{"counts headers in BytesSent", bytesWithHeader, "stats/exact", nil},
+		{"never counts dropped datagrams", uncountedDrops, "stats/dropped", nil},
+		{"fills Identity without authenticating", fakeIdentity, "identity", nil},
+		{"declares it authenticates but gives no Identity", declaresNoIdent, "identity", nil},
+		{"panics in SendFrame", panicsOnSend, "stream/order", nil},
+		{"panics in SendDatagram", panicsOnSend, "datagram/concurrent-senders", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			bn := &brokenNet{d: tc.d, release: make(chan struct{})}
 			defer close(bn.release)
 			watchdog := 5 * time.Second
+			switch tc.d {
+			case staleAfterIdle, uncountedDrops, panicsOnSend:
+				// The defect shows as a wait for what never comes.
+				watchdog = 2 * time.Second
+			}
 			if tc.d == hangsOnClose {
 				// Every Close waits for the watchdog; no need to wait long.
 				watchdog = time.Second

@@ -45,7 +45,11 @@ type watcher[ID comparable] struct {
 
 func (w *watcher[ID]) read() {
 	defer close(w.done)
-	for ev := range w.node.Events() {
+	var events <-chan membership.Event[ID]
+	if protectPanic("Events", func() { events = w.node.Events() }) != nil {
+		return
+	}
+	for ev := range events {
 		w.mu.Lock()
 		w.events = append(w.events, ev)
 		w.mu.Unlock()
@@ -299,7 +303,12 @@ func testMembership[ID comparable](t tT, mk MakeCluster[ID], opts []Option) {
 		c.atFire(func() { cl.Close() })
 		c.defer_(func() {
 			done := make(chan struct{})
-			go func() { defer close(done); cl.Close() }()
+			go func() {
+				defer close(done)
+				if err := protectPanic("Cluster.Close", func() { cl.Close() }); err != nil {
+					c.bgErrorf("%v", err)
+				}
+			}()
 			timer := time.NewTimer(c.watchdog)
 			defer timer.Stop()
 			select {

@@ -192,22 +192,27 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 			all = append(all, p)
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, goroutines)
+		errs := make(chan error, 2*goroutines)
 		for g := range goroutines {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, p := range all[g*each : (g+1)*each] {
-					if err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(p)); err != nil {
-						errs <- err
-						return
+				errs <- protectPanic("SendDatagram", func() {
+					for _, p := range all[g*each : (g+1)*each] {
+						if err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(p)); err != nil {
+							errs <- err
+							return
+						}
 					}
-				}
+				})
 			}()
 		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {
+			if err == nil {
+				continue
+			}
 			e.t.Fatalf("SendDatagram from a goroutine: %v", err)
 		}
 		tick := time.NewTicker(resendEvery)
