@@ -422,15 +422,23 @@ const (
 	codecMutatesInput
 	codecKeepsInput
 	codecPanicsOnGarbage
+	codecLosesFullPrefix // Append to a dst with no spare capacity starts a new buffer without dst's bytes
+	codecSharesScratch   // Decode returns a slice of a buffer the codec reuses
 )
 
 // lpCodec encodes a []byte with a one-byte length prefix (values up to 255
 // bytes), the defect aside.
-type lpCodec struct{ d codecDefect }
+type lpCodec struct {
+	d       codecDefect
+	scratch *[]byte
+}
 
 func (c lpCodec) Append(dst []byte, v []byte) ([]byte, error) {
 	if len(v) > 255 {
 		return dst, errors.New("lpCodec: value too long")
+	}
+	if c.d == codecLosesFullPrefix && cap(dst)-len(dst) < 1+len(v) {
+		dst = make([]byte, len(dst), 2*(len(dst)+1+len(v))) // the defect: dst's bytes not copied
 	}
 	start := len(dst)
 	dst = append(dst, byte(len(v)))
@@ -450,7 +458,12 @@ func (c lpCodec) Decode(src []byte) ([]byte, error) {
 		return nil, errors.New("lpCodec: bad length")
 	}
 	out := src[1:]
-	if c.d != codecKeepsInput {
+	switch c.d {
+	case codecKeepsInput:
+	case codecSharesScratch:
+		*c.scratch = append((*c.scratch)[:0], out...)
+		out = *c.scratch
+	default:
 		out = bytes.Clone(out)
 	}
 	if c.d == codecMutatesInput {
@@ -471,15 +484,17 @@ func TestCodecSuiteCatchesBrokenCodecs(t *testing.T) {
 		{"mutates the caller's buffer", codecMutatesInput, "decode-leaves-input"},
 		{"keeps the input", codecKeepsInput, "decode-does-not-keep-input"},
 		{"panics on garbage", codecPanicsOnGarbage, "garbage"},
+		{"loses the bytes of a full dst", codecLosesFullPrefix, "append-full-dst"},
+		{"decodes into a shared scratch buffer", codecSharesScratch, "decode-independent"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			mk := func() codec.Codec[[]byte] { return lpCodec{tc.d} }
+			mk := func() codec.Codec[[]byte] { return lpCodec{tc.d, new([]byte)} }
 			expectFailure(t, check(codecSubtests, func(r tT) { testCodec(r, mk, samples, []Option{eq, Seed(1)}) }), tc.want)
 		})
 	}
 	t.Run("correct", func(t *testing.T) {
-		mk := func() codec.Codec[[]byte] { return lpCodec{codecCorrect} }
+		mk := func() codec.Codec[[]byte] { return lpCodec{codecCorrect, new([]byte)} }
 		expectPass(t, check(codecSubtests, func(r tT) { testCodec(r, mk, samples, []Option{eq, Seed(1)}) }))
 	})
 }
@@ -493,10 +508,16 @@ const (
 	compNoLimit
 	compCorruptsByte
 	compMutatesInput
+	compMidLimit    // no limit for maxSize between 64 and 256 KiB
+	compSharesOut   // Decompress into a nil dst returns a buffer it reuses
+	compBareError   // corrupt input fails with an error that wraps nothing
 )
 
 // flateCompressor is DEFLATE from the standard library, the defect aside.
-type flateCompressor struct{ d compDefect }
+type flateCompressor struct {
+	d       compDefect
+	scratch *bytes.Buffer
+}
 
 func (flateCompressor) ID() byte     { return 200 }
 func (flateCompressor) Name() string { return "flate-test" }
@@ -524,15 +545,23 @@ func (f flateCompressor) Decompress(dst, src []byte, maxSize int) ([]byte, error
 	defer r.Close()
 	start := len(dst)
 	var in io.Reader = io.LimitReader(r, int64(maxSize)+1)
-	if f.d == compNoLimit {
+	unlimited := f.d == compNoLimit || f.d == compMidLimit && maxSize > 64<<10 && maxSize < 256<<10
+	if unlimited {
 		in = r
 	}
 	buf := bytes.NewBuffer(dst)
+	if f.d == compSharesOut && dst == nil {
+		buf = f.scratch
+		buf.Reset()
+	}
 	if _, err := buf.ReadFrom(in); err != nil {
+		if f.d == compBareError {
+			return dst, fmt.Errorf("flate-test: %v", err)
+		}
 		return dst, fmt.Errorf("%w: %v", compressor.ErrCorrupt, err)
 	}
 	out := buf.Bytes()
-	if len(out)-start > maxSize {
+	if len(out)-start > maxSize && !unlimited {
 		return dst, compressor.ErrTooLarge
 	}
 	if f.d == compCorruptsByte && len(out)-start > 2 {
@@ -550,10 +579,13 @@ func TestCompressorSuiteCatchesBrokenCompressors(t *testing.T) {
 		{"decompresses without a limit", compNoLimit, "bomb"},
 		{"corrupts a byte", compCorruptsByte, "round-trip"},
 		{"mutates the caller's buffer", compMutatesInput, "input-untouched"},
+		{"skips the limit between 64 and 256 KiB", compMidLimit, "limit-every-size"},
+		{"returns a buffer it reuses", compSharesOut, "output-not-shared"},
+		{"fails corrupt input with a bare error", compBareError, "corrupt-error"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			mk := func() compressor.Compressor { return flateCompressor{tc.d} }
+			mk := func() compressor.Compressor { return flateCompressor{tc.d, new(bytes.Buffer)} }
 			opts := []Option{Seed(1)}
 			for _, st := range compressorSubtests {
 				if st.Name != tc.want {
@@ -564,7 +596,7 @@ func TestCompressorSuiteCatchesBrokenCompressors(t *testing.T) {
 		})
 	}
 	t.Run("correct", func(t *testing.T) {
-		mk := func() compressor.Compressor { return flateCompressor{compCorrect} }
+		mk := func() compressor.Compressor { return flateCompressor{compCorrect, new(bytes.Buffer)} }
 		expectPass(t, check(compressorSubtests, func(r tT) { testCompressor(r, mk, []Option{Seed(1)}) }))
 	})
 }
