@@ -684,3 +684,172 @@ func TestSkipNeedsAKnownNameAndAReason(t *testing.T) {
 		t.Errorf("a Skip with an unknown name and one without a reason did not fail the suite")
 	}
 }
+
+// batchCluster is a cluster of nodes that batch their events: a batch is
+// applied in order 20ms after its first event, and its events reported. The
+// defects: departures are reported first within a batch (batchReorders), or
+// Members returns the node's own slice (batchSharesMembers).
+type batchCluster struct {
+	d     batchDefect
+	mu    sync.Mutex
+	next  int
+	nodes map[string]*batchNode
+}
+
+type batchDefect int
+
+const (
+	batchCorrect batchDefect = iota
+	batchReorders
+	batchSharesMembers
+)
+
+type batchNode struct {
+	d      batchDefect
+	self   membership.Member[string]
+	events chan membership.Event[string]
+
+	mu      sync.Mutex
+	members []membership.Member[string]
+	pending []membership.Event[string]
+	timer   *time.Timer
+	closed  bool
+}
+
+func (n *batchNode) Self() membership.Member[string]         { return n.self }
+func (n *batchNode) Events() <-chan membership.Event[string] { return n.events }
+
+func (n *batchNode) Members() []membership.Member[string] {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.d == batchSharesMembers {
+		return n.members
+	}
+	return slices.Clone(n.members)
+}
+
+func (n *batchNode) post(ev membership.Event[string]) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	n.pending = append(n.pending, ev)
+	if n.timer == nil {
+		n.timer = time.AfterFunc(20*time.Millisecond, n.flush)
+	}
+}
+
+func (n *batchNode) flush() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.timer = nil
+	if n.closed {
+		return
+	}
+	batch := n.pending
+	n.pending = nil
+	for _, ev := range batch {
+		if ev.Kind == membership.Join {
+			n.members = append(n.members, ev.Member)
+		} else {
+			n.members = slices.DeleteFunc(n.members, func(m membership.Member[string]) bool { return m.ID == ev.Member.ID })
+		}
+	}
+	if n.d == batchReorders {
+		// The defect: departures first.
+		slices.SortStableFunc(batch, func(a, b membership.Event[string]) int {
+			return cmpBool(a.Kind == membership.Join, b.Kind == membership.Join)
+		})
+	}
+	for _, ev := range batch {
+		n.events <- ev
+	}
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func (n *batchNode) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.closed {
+		n.closed = true
+		if n.timer != nil {
+			n.timer.Stop()
+		}
+		close(n.events)
+	}
+}
+
+func (c *batchCluster) Start() (MemberNode[string], error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next++
+	self := membership.Member[string]{ID: fmt.Sprintf("b%d", c.next), Addr: fmt.Sprintf("addr-%d", c.next)}
+	n := &batchNode{d: c.d, self: self, events: make(chan membership.Event[string], 1024), members: []membership.Member[string]{self}}
+	for _, o := range c.nodes {
+		n.members = append(n.members, o.self)
+		o.post(membership.Event[string]{Kind: membership.Join, Member: self})
+	}
+	c.nodes[self.ID] = n
+	return n, nil
+}
+
+func (c *batchCluster) Leave(n MemberNode[string]) error { return c.stop(n, membership.Leave) }
+func (c *batchCluster) Crash(n MemberNode[string]) error { return c.stop(n, membership.Fail) }
+
+func (c *batchCluster) stop(n MemberNode[string], kind membership.EventKind) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bn := c.nodes[n.Self().ID]
+	delete(c.nodes, bn.self.ID)
+	bn.close()
+	for _, o := range c.nodes {
+		o.post(membership.Event[string]{Kind: kind, Member: bn.self})
+	}
+	return nil
+}
+
+func (c *batchCluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, n := range c.nodes {
+		n.close()
+		delete(c.nodes, id)
+	}
+	return nil
+}
+
+func TestMembershipSuiteCatchesBatchingDefects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    batchDefect
+		want string
+	}{
+		{"reports a departure before its join", batchReorders, "order"},
+		{"returns its own slice from Members", batchSharesMembers, "members-snapshot"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mk := func(t testing.TB) Cluster[string] { return &batchCluster{d: tc.d, nodes: make(map[string]*batchNode)} }
+			opts := []Option{Seed(1), Watchdog(3 * time.Second)}
+			for _, st := range membershipSubtests {
+				if st.Name != tc.want {
+					opts = append(opts, Skip(st.Name, "this test looks at the rule the defect breaks"))
+				}
+			}
+			expectFailure(t, check(membershipSubtests, func(r tT) { testMembership(r, mk, opts) }), tc.want)
+		})
+	}
+	t.Run("correct", func(t *testing.T) {
+		mk := func(t testing.TB) Cluster[string] { return &batchCluster{nodes: make(map[string]*batchNode)} }
+		expectPass(t, check(membershipSubtests, func(r tT) { testMembership(r, mk, []Option{Seed(1), Watchdog(10 * time.Second)}) }))
+	})
+}
