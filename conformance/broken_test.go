@@ -218,8 +218,8 @@ type brokenTransport struct {
 	prev     []byte
 	lastSend map[string]time.Time
 	staleTo  map[string]bool
-	pending []byte // a frame held back to be reordered
-	pendTo  string
+	pending  []byte // a frame held back to be reordered
+	pendTo   string
 }
 
 const brokenDatagramLimit = 1400
@@ -508,9 +508,9 @@ const (
 	compNoLimit
 	compCorruptsByte
 	compMutatesInput
-	compMidLimit    // no limit for maxSize between 64 and 256 KiB
-	compSharesOut   // Decompress into a nil dst returns a buffer it reuses
-	compBareError   // corrupt input fails with an error that wraps nothing
+	compMidLimit  // no limit for maxSize between 64 and 256 KiB
+	compSharesOut // Decompress into a nil dst returns a buffer it reuses
+	compBareError // corrupt input fails with an error that wraps nothing
 )
 
 // flateCompressor is DEFLATE from the standard library, the defect aside.

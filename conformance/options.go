@@ -11,7 +11,7 @@ type options struct {
 	watchdog time.Duration
 	skip     map[string]string
 	idle     time.Duration // how long the after-idle rules leave a link idle
-	equal    any // func(a, b T) bool for TestCodec
+	equal    any           // func(a, b T) bool for TestCodec
 }
 
 // Seed fixes the seed of the suite's random payloads (to repeat a failing

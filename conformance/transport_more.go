@@ -29,7 +29,7 @@ var transportSubtestsMore = []Subtest{
 	{"stream/after-idle", "After the link has been idle (IdleFor, default 250ms), the next frame in each direction arrives: none is lost to a connection that went stale."},
 	{"close/pending-traffic", "Close returns and leaves no goroutine of the transport running while messages wait unread in its receive channels and sends towards it are in flight."},
 	{"stats/exact", "A transport's counters are exact for traffic that arrived and was read: FramesSent, FramesReceived and DatagramsReceived equal the messages, BytesSent and BytesReceived the payload bytes (no headers), every accepted datagram is counted as sent or dropped, a message is counted before the reader sees it, and the values stay put after Close."},
-	{"stats/dropped", "A datagram that reaches a peer with no room in its receive queue is counted in its DatagramsDropped: with more datagrams than the queue holds sent to a peer that does not read, the receiver's DatagramsReceived and DatagramsDropped and the sender's DatagramsDropped account for every datagram accepted."},
+	{"stats/dropped", "A datagram that reaches a peer with no room in its receive queue is counted in its DatagramsDropped: with more datagrams than its queue holds sent to a peer that does not read, every datagram accepted is read once the peer reads, or counted dropped by the receiver or the sender."},
 	{"identity", "A transport that does not declare that it authenticates (transport.Authenticator) leaves Message.Identity empty; one that declares it gives every message of a sender that sender's one non-empty identity, at least on its stream path."},
 }
 
@@ -471,18 +471,18 @@ func transportRulesMore(run func(name string, need pathNeed, body func(e *tenv))
 		if !ok1 || !ok2 {
 			e.t.Skipf("%T does not implement transport.StatsReporter", a)
 		}
-		// Batches small enough for any socket buffer: what is lost is
-		// lost inside the transport, where it is counted.
+		// Batches small enough for any socket buffer, each given a moment
+		// to be taken in, so that nothing is lost below the transport.
 		const batch = 16
 		n := uint64(cap(b.Datagrams()) + 512)
 		size := min(64, a.MaxDatagramSize())
-		var accepted uint64
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
+		var accepted, read uint64
 		accounted := func() uint64 {
 			x, y := sa.Stats(), sb.Stats()
-			return y.DatagramsReceived + y.DatagramsDropped + x.DatagramsDropped
+			return read + y.DatagramsDropped + x.DatagramsDropped
 		}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
 		for accepted < n {
 			for range batch {
 				if err := a.SendDatagram(e.ctx, b.LocalAddr(), e.tagged(size)); err != nil {
@@ -490,17 +490,35 @@ func transportRulesMore(run func(name string, need pathNeed, body func(e *tenv))
 				}
 				accepted++
 			}
-			for accounted() < accepted {
+			pace := time.NewTimer(20 * time.Millisecond)
+			for y := sb.Stats(); y.DatagramsReceived+y.DatagramsDropped+sa.Stats().DatagramsDropped < accepted; y = sb.Stats() {
 				select {
 				case <-tick.C:
+					continue
+				case <-pace.C:
 				case <-e.ctx.Done():
-					y := sb.Stats()
-					e.t.Fatalf("watchdog: %d datagrams accepted for a peer that does not read (its queue holds %d); it counts %d received and %d dropped, the sender %d dropped: the rest vanished uncounted", accepted, cap(b.Datagrams()), y.DatagramsReceived, y.DatagramsDropped, sa.Stats().DatagramsDropped)
+					e.t.Fatalf("watchdog while sending")
 				}
+				break
+			}
+			pace.Stop()
+		}
+		// The peer reads now: every datagram is read or was counted
+		// dropped (a transport may hold some in queues of its own).
+		for accounted() < accepted {
+			select {
+			case _, ok := <-b.Datagrams():
+				if !ok {
+					e.t.Fatalf("Datagrams closed")
+				}
+				read++
+			case <-tick.C:
+			case <-e.ctx.Done():
+				x, y := sa.Stats(), sb.Stats()
+				e.t.Fatalf("watchdog: %d datagrams accepted for a peer that did not read (its queue holds %d); %d were read once it did, it counts %d received and %d dropped, the sender %d dropped: the rest vanished uncounted", accepted, cap(b.Datagrams()), read, y.DatagramsReceived, y.DatagramsDropped, x.DatagramsDropped)
 			}
 		}
 		e.closeT(b)
-		var read uint64
 		e.within("reading Datagrams after Close", func() {
 			for range b.Datagrams() {
 				read++
