@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,7 @@ const (
 	truncatesMid     // frames between 64 KiB and the maximum lose their last byte
 	ringLoss         // a frame is lost at each wrap of a 2,500-slot ring
 	waitsOnDeadPeer  // SendDatagram to an address nobody listens on waits 3s for an answer
-	staleAfterIdle   // a link idle for 100ms goes stale: what is sent on it afterwards is lost
+	staleAfterIdle   // a link idle for 200ms goes stale: what is sent on it afterwards is lost
 	leaksPending     // a receive goroutine blocked on an unread message outlives Close
 	bytesWithHeader  // BytesSent counts a 4-byte header per frame
 	uncountedDrops   // DatagramsDropped is never counted
@@ -178,7 +179,7 @@ func (b *brokenTransport) stale(addr string) bool {
 	if b.staleTo == nil {
 		b.staleTo = make(map[string]bool)
 	}
-	if last, ok := b.lastSend[addr]; ok && time.Since(last) > 100*time.Millisecond {
+	if last, ok := b.lastSend[addr]; ok && time.Since(last) > 200*time.Millisecond {
 		b.staleTo[addr] = true
 	}
 	b.lastSend[addr] = time.Now()
@@ -410,6 +411,33 @@ func TestTransportSuiteCatchesBrokenTransports(t *testing.T) {
 		defer close(bn.release)
 		expectPass(t, check(transportSubtests, func(r tT) { testTransport(r, bn.make, []Option{Seed(1)}) }))
 	})
+}
+
+// TestNewDefectsPassedTheOldRules shows that the defects added with issue
+// 19 passed every transport rule that existed before it: run with
+// PLUMTREE_CONFORMANCE_GAPS=1 (it runs the whole suite once per defect).
+// datagram/too-large was made stricter for sendsRefusedPart, so that one
+// fails it.
+func TestNewDefectsPassedTheOldRules(t *testing.T) {
+	if os.Getenv("PLUMTREE_CONFORMANCE_GAPS") == "" {
+		t.Skip("set PLUMTREE_CONFORMANCE_GAPS=1 to run the pre-issue-19 rules against each new defect")
+	}
+	names := []string{"reusesReceived", "writesOldSlice", "sendsRefusedPart", "truncatesMid", "ringLoss", "waitsOnDeadPeer", "staleAfterIdle", "leaksPending", "bytesWithHeader", "uncountedDrops", "fakeIdentity", "declaresNoIdent", "panicsOnSend"}
+	for d := reusesReceived; d <= panicsOnSend; d++ {
+		t.Run(names[d-reusesReceived], func(t *testing.T) {
+			bn := &brokenNet{d: d, release: make(chan struct{})}
+			defer close(bn.release)
+			opts := []Option{Seed(1), Watchdog(5 * time.Second)}
+			for _, st := range transportSubtestsMore {
+				opts = append(opts, Skip(st.Name, "added with issue 19"))
+			}
+			var failed []string
+			for _, f := range check(transportSubtests, func(r tT) { testTransport(r, bn.make, opts) }) {
+				failed = append(failed, f.Subtest)
+			}
+			t.Logf("the pre-issue-19 rules failed %v", failed)
+		})
+	}
 }
 
 // ---- codecs ----
