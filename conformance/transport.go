@@ -23,7 +23,7 @@ var transportSubtests = []Subtest{
 	{"datagram/empty", "An empty datagram arrives as an empty message."},
 	{"datagram/buffer-ownership", "SendDatagram neither changes nor keeps the caller's slice: overwriting it after the call returns does not change what arrives."},
 	{"datagram/concurrent-senders", "Datagrams sent from many goroutines at once arrive unchanged (each is resent until seen, as the path is best effort)."},
-	{"datagram/slow-receiver", "SendDatagram to a peer that does not read never blocks; every accepted datagram is counted as sent or dropped, and the peer works again once it reads."},
+	{"datagram/slow-receiver", "SendDatagram to a peer that does not read never blocks (5000 datagrams, or four times its queue); every accepted datagram is counted as sent or dropped, and the peer works again once it reads."},
 	{"datagram/restart", "A peer that closes and listens again on the same address receives datagrams again."},
 	{"stream/both-ways", "A frame from A reaches B and one from B reaches A, each unchanged, with From set to the sender's LocalAddr."},
 	{"stream/max-size", "A frame of exactly MaxFrameSize bytes (up to 64 MiB) arrives whole."},
@@ -240,10 +240,11 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 	})
 	run("datagram/slow-receiver", needDatagram, func(e *tenv) {
 		a, b := e.dgPair()
-		const n = 5000
+		// Several times what the peer's queue holds, and at least 5000.
+		n := max(5000, 4*cap(b.Datagrams()))
 		p := e.tagged(min(64, a.MaxDatagramSize()))
 		accepted := 0
-		if !e.within("sending 5000 datagrams to a peer that does not read", func() {
+		if !e.within(fmt.Sprintf("sending %d datagrams to a peer that does not read", n), func() {
 			for range n {
 				if err := a.SendDatagram(e.ctx, b.LocalAddr(), p); err == nil {
 					accepted++
