@@ -76,7 +76,10 @@
 //     a little, or one the suite's paths did not start, shows only there.
 //   - The "*/after-idle" rules leave a link idle for IdleFor (DefaultIdle
 //     unless set) and send again: give an adapter that closes idle
-//     connections a short timeout in its test, and IdleFor a longer one.
+//     connections a short timeout in its test, and IdleFor a longer one. An
+//     adapter with no real sockets can pass InBubble: each rule then runs in
+//     a testing/synctest bubble, on virtual time, and IdleFor(time.Hour)
+//     costs nothing.
 //
 // Rules a capability makes moot (a path the adapter lacks, statistics) are
 // skipped with the reason: `go test -v` shows them as SKIP lines with it, and

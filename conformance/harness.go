@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -125,9 +126,24 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 		if reason, ok := s.o.skip[name]; ok && strings.TrimSpace(reason) != "" {
 			t.Skipf("skipped by the adapter: %s", reason)
 		}
+		if st, ok := t.(stdT); ok && s.o.bubble {
+			// Each subtest in a bubble of its own: its timers (the
+			// watchdog's, the idle waits) run on virtual time.
+			synctest.Test(st.T, func(bt *testing.T) { s.runCase(stdT{bt}, name, rule, body) })
+			return
+		}
+		s.runCase(t, name, rule, body)
+	})
+}
+
+// runCase runs one rule's body with a fresh case environment.
+func (s *suite) runCase(t tT, name string, rule Subtest, body func(c *caseEnv)) {
+	{
 		h := fnv.New64a()
 		h.Write([]byte(s.kind + "/" + name))
-		ctx, cancel := context.WithTimeout(context.Background(), s.o.watchdog)
+		// A rule's idle wait (IdleFor) is time the watchdog gives on top.
+		limit := s.o.watchdog + s.o.idle
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		c := &caseEnv{t: t, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.seed, h.Sum64())), watchdog: s.o.watchdog, idle: s.o.idle}
 		stop := context.AfterFunc(ctx, c.fire)
 		defer func() {
@@ -137,7 +153,7 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 			c.cleanup()
 			c.waitSpawned()
 			if hung {
-				t.Errorf("watchdog: the subtest did not finish within %v; something it waited for hung (the suite closed what it had opened)", s.o.watchdog)
+				t.Errorf("watchdog: the subtest did not finish within %v; something it waited for hung (the suite closed what it had opened)", limit)
 			}
 			if t.Failed() {
 				t.Errorf("broken rule %s: %s", name, rule.Rule)
@@ -148,7 +164,7 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 		if err := protectPanic("a call of the case", func() { body(c) }); err != nil {
 			t.Errorf("%v", err)
 		}
-	})
+	}
 }
 
 // caseEnv is what one subtest works with: its test, a context that the

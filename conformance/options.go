@@ -11,6 +11,7 @@ type options struct {
 	watchdog time.Duration
 	skip     map[string]string
 	idle     time.Duration // how long the after-idle rules leave a link idle
+	bubble   bool          // run each subtest in a testing/synctest bubble
 	equal    any           // func(a, b T) bool for TestCodec
 }
 
@@ -62,4 +63,15 @@ const DefaultIdle = 250 * time.Millisecond
 // as transport/mem) the wait costs nothing, so hours are fine there.
 func IdleFor(d time.Duration) Option {
 	return func(o *options) { o.idle = d }
+}
+
+// InBubble runs each subtest of a suite inside a testing/synctest bubble of
+// its own (synctest.Test), MakeNetwork included, so that the suite's timers
+// run on virtual time: the watchdog fires only when everything is blocked,
+// and IdleFor can be hours at no cost. It suits adapters with no real
+// sockets or other I/O outside the process (transport/mem; real sockets
+// never run in a bubble). The Check functions, which have no *testing.T,
+// ignore it.
+func InBubble() Option {
+	return func(o *options) { o.bubble = true }
 }
