@@ -14,6 +14,8 @@ var codecSubtests = []Subtest{
 	{"append-keeps-prefix", "Append appends: the bytes already in dst stay as they were, and the bytes after them decode to v."},
 	{"decode-leaves-input", "Decode does not modify its input."},
 	{"decode-does-not-keep-input", "A decoded value shares no memory with the input: overwriting the input after Decode does not change the value."},
+	{"append-full-dst", "Append to a dst with no spare capacity (len == cap, as a buffer cut from a larger one is) keeps its bytes: the result starts with them, and the slice dst was cut from is not written past len(dst)."},
+	{"decode-independent", "A decoded value shares no memory with the codec or a later decode: decoding every sample with one codec, then each again in the other order, leaves the first values unchanged."},
 	{"garbage", "Decode never panics: random bytes, truncated encodings and encodings with a flipped byte give an error or a value, and a value so decoded encodes again."},
 }
 
@@ -113,6 +115,61 @@ func testCodec[T any](t tT, makeCodec func() codec.Codec[T], samples []T, opts [
 			got, err := decode(c, cd, out[len(prefix):])
 			if err != nil || !eq(got, e.v) {
 				c.t.Errorf("sample %d: the bytes Append added after a prefix decode to %s (err %v), want %s", i, show(got), err, show(e.v))
+			}
+		}
+	})
+	s.run(t, "append-full-dst", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		for i, e := range encs {
+			for _, n := range []int{0, 1, 13, 200} {
+				// dst is the first n bytes of a larger buffer, with no
+				// spare capacity: the bytes after it belong to someone
+				// else.
+				whole := c.payload(n + 32)
+				want := bytes.Clone(whole)
+				dst := whole[:n:n]
+				var out []byte
+				var err error
+				if perr := protectPanic("Append", func() { out, err = cd.Append(dst, e.v) }); perr != nil {
+					c.t.Fatalf("sample %d: %v", i, perr)
+				}
+				if err != nil {
+					c.t.Errorf("sample %d: Append to a full %d-byte dst: %v", i, n, err)
+					continue
+				}
+				if !bytes.Equal(whole, want) {
+					c.t.Errorf("sample %d: Append to a full %d-byte dst wrote into the buffer it was cut from", i, n)
+				}
+				if len(out) < n || !bytes.Equal(out[:n], want[:n]) {
+					c.t.Errorf("sample %d: Append to a full %d-byte dst lost its bytes (the result starts %x, want %x)", i, n, head(out), head(want[:n]))
+					continue
+				}
+				got, err := decode(c, cd, out[n:])
+				if err != nil || !eq(got, e.v) {
+					c.t.Errorf("sample %d: the bytes Append added after a full %d-byte dst decode to %s (err %v), want %s", i, n, show(got), err, show(e.v))
+				}
+			}
+		}
+	})
+	s.run(t, "decode-independent", func(c *caseEnv) {
+		cd, encs := encodeAll(c)
+		first := make([]T, len(encs))
+		for i, e := range encs {
+			v, err := decode(c, cd, bytes.Clone(e.b))
+			if err != nil {
+				c.t.Fatalf("sample %d: Decode: %v", i, err)
+			}
+			first[i] = v
+		}
+		// Other values through the same codec, in another order.
+		for i := len(encs) - 1; i >= 0; i-- {
+			if _, err := decode(c, cd, bytes.Clone(encs[i].b)); err != nil {
+				c.t.Fatalf("sample %d: Decode: %v", i, err)
+			}
+		}
+		for i, v := range first {
+			if !eq(v, encs[i].v) {
+				c.t.Errorf("sample %d: its decoded value changed to %s after later decodes (want %s): Decode returns memory it reuses", i, show(v), show(encs[i].v))
 			}
 		}
 	})

@@ -15,6 +15,9 @@ var compressorSubtests = []Subtest{
 	{"append-keeps-prefix", "Compress and Decompress append: the bytes already in dst stay as they were."},
 	{"input-untouched", "Compress and Decompress neither modify src nor keep it: overwriting src after the call does not change the output."},
 	{"limit", "Decompress with maxSize one byte short of the original fails with an error wrapping compressor.ErrTooLarge; with maxSize equal to the original it succeeds."},
+	{"limit-every-size", "Decompress keeps maxSize whatever its value: for limits around every power of two and between them, a limit below the original size fails with compressor.ErrTooLarge and returns no more than the limit, and one at or above it gives back the original."},
+	{"output-not-shared", "What Compress and Decompress return belongs to the caller: later calls on the same compressor, with other input, do not change it."},
+	{"corrupt-error", "Decompress of input it cannot read fails with an error wrapping compressor.ErrCorrupt (or compressor.ErrTooLarge), so a caller can tell bad input from a bug."},
 	{"bomb", "Decompressing a bomb (32 MiB of zeros) with a 256 KiB limit fails with compressor.ErrTooLarge and allocates a small multiple of the limit, not the bomb's size."},
 	{"corrupt-input", "Decompress never panics and never returns more than maxSize bytes on random, truncated or bit-flipped input."},
 	{"stable-identity", "ID and Name are stable: two compressors from the constructor agree, the name is not empty, and the values do not change between calls."},
@@ -170,6 +173,104 @@ func testCompressor(t tT, makeCompressor func() compressor.Compressor, opts []Op
 			}
 			if _, err := decompress(c, z, nil, zb, len(in.b)); err != nil {
 				c.t.Errorf("%s: Decompress with maxSize equal to the original size: %v", in.name, err)
+			}
+		}
+	})
+	s.run(t, "limit-every-size", func(c *caseEnv) {
+		z := mk(c)
+		// Text compresses into many blocks, zeros into few, random bytes
+		// not at all: limits fall inside blocks of every kind.
+		text := bytes.Repeat([]byte(`{"node":"n-17","seq":4242,"kind":"update","ok":true} `), 7000)[:320<<10]
+		for _, in := range []struct {
+			name string
+			b    []byte
+		}{{"text", text}, {"zeros", make([]byte, 1<<20)}, {"random", c.payload(96 << 10)}} {
+			zb := compress(c, z, nil, in.b)
+			limits := map[int]bool{0: true, len(in.b) - 1: true, len(in.b): true, len(in.b) + 1: true}
+			for p := 1; p < len(in.b); p *= 2 {
+				for _, n := range []int{p - 1, p, p + 1, p + c.rng.IntN(p)} {
+					limits[n] = true
+				}
+			}
+			for limit := range limits {
+				out, err := decompress(c, z, nil, zb, limit)
+				switch {
+				case limit < len(in.b) && !errors.Is(err, compressor.ErrTooLarge):
+					c.t.Errorf("%s: Decompress of %d bytes with maxSize %d: got %d bytes and error %v, want an error wrapping compressor.ErrTooLarge", in.name, len(in.b), limit, len(out), err)
+				case limit < len(in.b) && len(out) > limit:
+					c.t.Errorf("%s: Decompress with maxSize %d returned %d bytes", in.name, limit, len(out))
+				case limit >= len(in.b) && err != nil:
+					c.t.Errorf("%s: Decompress of %d bytes with maxSize %d: %v", in.name, len(in.b), limit, err)
+				case limit >= len(in.b) && !bytes.Equal(out, in.b):
+					c.t.Errorf("%s: Decompress with maxSize %d gave %d bytes that differ from the %d compressed", in.name, limit, len(out), len(in.b))
+				}
+			}
+		}
+	})
+	s.run(t, "output-not-shared", func(c *caseEnv) {
+		z := mk(c)
+		ins := inputs(c)
+		var zs, zcopies, outs, outcopies [][]byte
+		for _, in := range ins {
+			zb := compress(c, z, nil, in.b)
+			zs, zcopies = append(zs, zb), append(zcopies, bytes.Clone(zb))
+		}
+		for i, in := range ins {
+			out, err := decompress(c, z, nil, zcopies[i], len(in.b))
+			if err != nil {
+				c.t.Fatalf("%s: Decompress: %v", in.name, err)
+			}
+			outs, outcopies = append(outs, out), append(outcopies, bytes.Clone(out))
+		}
+		// More calls with other input, in the other order.
+		for i := len(ins) - 1; i >= 0; i-- {
+			zb := compress(c, z, nil, ins[i].b)
+			if _, err := decompress(c, z, nil, zb, len(ins[i].b)); err != nil {
+				c.t.Fatalf("%s: Decompress: %v", ins[i].name, err)
+			}
+		}
+		for i, in := range ins {
+			if !bytes.Equal(zs[i], zcopies[i]) {
+				c.t.Errorf("%s: what Compress returned changed during later calls: it returns memory it reuses", in.name)
+			}
+			if !bytes.Equal(outs[i], outcopies[i]) {
+				c.t.Errorf("%s: what Decompress returned changed during later calls: it returns memory it reuses", in.name)
+			}
+		}
+	})
+	s.run(t, "corrupt-error", func(c *caseEnv) {
+		z := mk(c)
+		const maxSize = 64 << 10
+		bad := 0
+		try := func(what string, b []byte) {
+			c.t.Helper()
+			out, err := decompress(c, z, nil, b, maxSize)
+			if err == nil || errors.Is(err, compressor.ErrCorrupt) || errors.Is(err, compressor.ErrTooLarge) {
+				return
+			}
+			if bad++; bad <= 3 {
+				c.t.Errorf("%s (%d bytes %x): Decompress gave %d bytes and %v; want an error wrapping compressor.ErrCorrupt", what, len(b), head(b), len(out), err)
+			}
+		}
+		for n := 1; n <= 4096; n *= 4 {
+			for range 8 {
+				try("random bytes", c.payload(n))
+			}
+		}
+		for _, in := range inputs(c) {
+			if len(in.b) > maxSize {
+				continue
+			}
+			zb := compress(c, z, nil, in.b)
+			step := max(1, len(zb)/32)
+			for n := 0; n < len(zb); n += step {
+				try(fmt.Sprintf("%s truncated to %d of %d bytes", in.name, n, len(zb)), bytes.Clone(zb[:n]))
+			}
+			for k := 0; k < 16 && len(zb) > 0; k++ {
+				b := bytes.Clone(zb)
+				i := c.rng.IntN(len(b))
+				b[i] ^= byte(1 + c.rng.IntN(255))
+				try(fmt.Sprintf("%s with byte %d flipped", in.name, i), b)
 			}
 		}
 	})

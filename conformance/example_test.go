@@ -29,5 +29,5 @@ func Example() {
 		fmt.Println("broken:", f.Subtest, "-", f.Rule)
 	}
 	fmt.Println(len(conformance.TransportSubtests()), "rules checked")
-	// Output: 26 rules checked
+	// Output: 38 rules checked
 }

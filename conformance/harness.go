@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -77,6 +78,9 @@ func newSuite(t tT, kind string, subtests []Subtest, opts []Option) *suite {
 	if s.o.watchdog <= 0 {
 		s.o.watchdog = defaultWatchdog
 	}
+	if s.o.idle <= 0 {
+		s.o.idle = DefaultIdle
+	}
 	for _, st := range subtests {
 		s.rules[st.Name] = st
 	}
@@ -122,10 +126,25 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 		if reason, ok := s.o.skip[name]; ok && strings.TrimSpace(reason) != "" {
 			t.Skipf("skipped by the adapter: %s", reason)
 		}
+		if st, ok := t.(stdT); ok && s.o.bubble {
+			// Each subtest in a bubble of its own: its timers (the
+			// watchdog's, the idle waits) run on virtual time.
+			synctest.Test(st.T, func(bt *testing.T) { s.runCase(stdT{bt}, name, rule, body) })
+			return
+		}
+		s.runCase(t, name, rule, body)
+	})
+}
+
+// runCase runs one rule's body with a fresh case environment.
+func (s *suite) runCase(t tT, name string, rule Subtest, body func(c *caseEnv)) {
+	{
 		h := fnv.New64a()
 		h.Write([]byte(s.kind + "/" + name))
-		ctx, cancel := context.WithTimeout(context.Background(), s.o.watchdog)
-		c := &caseEnv{t: t, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.seed, h.Sum64())), watchdog: s.o.watchdog}
+		// A rule's idle wait (IdleFor) is time the watchdog gives on top.
+		limit := s.o.watchdog + s.o.idle
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		c := &caseEnv{t: t, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.seed, h.Sum64())), watchdog: s.o.watchdog, idle: s.o.idle}
 		stop := context.AfterFunc(ctx, c.fire)
 		defer func() {
 			stop()
@@ -134,14 +153,18 @@ func (s *suite) run(t tT, name string, body func(c *caseEnv)) {
 			c.cleanup()
 			c.waitSpawned()
 			if hung {
-				t.Errorf("watchdog: the subtest did not finish within %v; something it waited for hung (the suite closed what it had opened)", s.o.watchdog)
+				t.Errorf("watchdog: the subtest did not finish within %v; something it waited for hung (the suite closed what it had opened)", limit)
 			}
 			if t.Failed() {
 				t.Errorf("broken rule %s: %s", name, rule.Rule)
 			}
 		}()
-		body(c)
-	})
+		// A panic in an adapter's call is that rule's failure, not the
+		// end of the test binary.
+		if err := protectPanic("a call of the case", func() { body(c) }); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
 }
 
 // caseEnv is what one subtest works with: its test, a context that the
@@ -151,6 +174,7 @@ type caseEnv struct {
 	ctx      context.Context
 	rng      *mrand.Rand
 	watchdog time.Duration
+	idle     time.Duration
 
 	spawned sync.WaitGroup
 
@@ -166,7 +190,9 @@ func (c *caseEnv) spawn(f func()) {
 	c.spawned.Add(1)
 	go func() {
 		defer c.spawned.Done()
-		f()
+		if err := protectPanic("a call on the suite's goroutine", f); err != nil {
+			c.bgErrorf("%v", err)
+		}
 	}()
 }
 
@@ -207,7 +233,7 @@ func (c *caseEnv) fire() {
 	fs := append([]func(){}, c.onFire...)
 	c.mu.Unlock()
 	for _, f := range fs {
-		go f()
+		go func() { _ = protectPanic("a close after the watchdog fired", f) }()
 	}
 }
 
@@ -256,7 +282,9 @@ func (c *caseEnv) within(what string, f func()) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f()
+		if err := protectPanic(what, f); err != nil {
+			c.bgErrorf("%v", err)
+		}
 	}()
 	select {
 	case <-done:

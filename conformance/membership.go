@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ var membershipSubtests = []Subtest{
 	{"join", "Every node learns of every other node with its address, once: in its first Members snapshot or by one Join event, never twice; and every node's Members converges to the running nodes."},
 	{"leave", "When a node leaves gracefully, every other node reports one Leave for it (after its Join, with nothing after) and drops it from Members."},
 	{"fail", "When a node crashes, every other node reports one Fail for it (after its Join, with nothing after) and drops it from Members."},
+	{"order", "A member's events arrive in the order they happened: a node that joins and leaves at once is reported join then leave (or not at all), never its departure first, and nothing after its departure."},
+	{"members-snapshot", "Members returns a snapshot the caller owns: changing the slice it returned does not change the view."},
 	{"events-closed", "A node's Events channel is closed once the node is stopped, by Leave or by Crash."},
 }
 
@@ -45,7 +48,11 @@ type watcher[ID comparable] struct {
 
 func (w *watcher[ID]) read() {
 	defer close(w.done)
-	for ev := range w.node.Events() {
+	var events <-chan membership.Event[ID]
+	if protectPanic("Events", func() { events = w.node.Events() }) != nil {
+		return
+	}
+	for ev := range events {
 		w.mu.Lock()
 		w.events = append(w.events, ev)
 		w.mu.Unlock()
@@ -277,6 +284,15 @@ func (mc *mcluster[ID]) stopped(gone *watcher[ID], kind membership.EventKind) {
 	}
 }
 
+// count counts the members of a snapshot.
+func count[ID comparable](ms []membership.Member[ID]) map[membership.Member[ID]]int {
+	out := make(map[membership.Member[ID]]int)
+	for _, m := range ms {
+		out[m]++
+	}
+	return out
+}
+
 func kinds[ID comparable](evs []membership.Event[ID]) []string {
 	out := make([]string, len(evs))
 	for i, ev := range evs {
@@ -299,7 +315,12 @@ func testMembership[ID comparable](t tT, mk MakeCluster[ID], opts []Option) {
 		c.atFire(func() { cl.Close() })
 		c.defer_(func() {
 			done := make(chan struct{})
-			go func() { defer close(done); cl.Close() }()
+			go func() {
+				defer close(done)
+				if err := protectPanic("Cluster.Close", func() { cl.Close() }); err != nil {
+					c.bgErrorf("%v", err)
+				}
+			}()
 			timer := time.NewTimer(c.watchdog)
 			defer timer.Stop()
 			select {
@@ -357,6 +378,68 @@ func testMembership[ID comparable](t tT, mk MakeCluster[ID], opts []Option) {
 		mc.remove(gone)
 		mc.stopped(gone, membership.Fail)
 		mc.checkJoins(all)
+	})
+	s.run(t, "order", func(c *caseEnv) {
+		mc := setup(c)
+		x := mc.start()
+		if !c.within("Cluster.Leave", func() {
+			if err := mc.cl.Leave(x.node); err != nil {
+				c.bgErrorf("Cluster.Leave: %v", err)
+			}
+		}) {
+			return
+		}
+		mc.remove(x)
+		mc.sentinel()
+		// Each node has heard of x not at all, or of its whole life.
+		mc.waitFor(fmt.Sprintf("every node's events about %v to end with its departure", x.self.ID), func() (bool, string) {
+			for _, w := range mc.watchers {
+				evs := w.about(x.self.ID)
+				if n := len(evs); n > 0 && evs[n-1].Kind == membership.Join {
+					if evs[0].Kind != membership.Join {
+						// Out of order already; the check below says so.
+						continue
+					}
+					return false, fmt.Sprintf("node %v has reported %v for %v", w.self.ID, kinds(evs), x.self.ID)
+				}
+			}
+			return true, ""
+		})
+		for _, w := range mc.watchers {
+			evs := w.about(x.self.ID)
+			if len(evs) == 0 {
+				continue
+			}
+			if evs[0].Kind != membership.Join {
+				c.t.Errorf("node %v reported %v for %v, which joined then left: its %v came before its join", w.self.ID, kinds(evs), x.self.ID, evs[0].Kind)
+				continue
+			}
+			for i, ev := range evs {
+				if (ev.Kind == membership.Leave || ev.Kind == membership.Fail) && i != len(evs)-1 {
+					c.t.Errorf("node %v reported %v for %v: events after its departure", w.self.ID, kinds(evs), x.self.ID)
+				}
+			}
+		}
+	})
+	s.run(t, "members-snapshot", func(c *caseEnv) {
+		mc := setup(c)
+		for _, w := range mc.watchers {
+			var got []membership.Member[ID]
+			if perr := protectPanic("Members", func() { got = w.node.Members() }); perr != nil {
+				c.t.Fatalf("%v", perr)
+			}
+			want := count(got)
+			for i := range got {
+				got[i] = membership.Member[ID]{Addr: "changed by the caller"}
+			}
+			var again []membership.Member[ID]
+			if perr := protectPanic("Members", func() { again = w.node.Members() }); perr != nil {
+				c.t.Fatalf("%v", perr)
+			}
+			if now := count(again); !maps.Equal(now, want) {
+				c.t.Errorf("node %v: changing the slice Members returned changed what Members returns next (%v, was %v)", w.self.ID, again, want)
+			}
+		}
 	})
 	s.run(t, "events-closed", func(c *caseEnv) {
 		mc := setup(c)

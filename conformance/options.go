@@ -10,7 +10,9 @@ type options struct {
 	seedSet  bool
 	watchdog time.Duration
 	skip     map[string]string
-	equal    any // func(a, b T) bool for TestCodec
+	idle     time.Duration // how long the after-idle rules leave a link idle
+	bubble   bool          // run each subtest in a testing/synctest bubble
+	equal    any           // func(a, b T) bool for TestCodec
 }
 
 // Seed fixes the seed of the suite's random payloads (to repeat a failing
@@ -47,4 +49,29 @@ func Skip(name, reason string) Option {
 // instance, compare with proto.Equal).
 func EqualFunc[T any](eq func(a, b T) bool) Option {
 	return func(o *options) { o.equal = eq }
+}
+
+// DefaultIdle is how long the after-idle rules of TestTransport leave a link
+// idle before they send again, unless IdleFor says otherwise.
+const DefaultIdle = 250 * time.Millisecond
+
+// IdleFor sets how long the after-idle rules of TestTransport leave a link
+// idle before they send on it again (default DefaultIdle). An adapter that
+// closes idle connections after a timeout should configure a short timeout
+// in its test and give IdleFor a longer duration, so that the rules cross
+// it. Inside a testing/synctest bubble (an adapter with no real sockets, such
+// as transport/mem) the wait costs nothing, so hours are fine there.
+func IdleFor(d time.Duration) Option {
+	return func(o *options) { o.idle = d }
+}
+
+// InBubble runs each subtest of a suite inside a testing/synctest bubble of
+// its own (synctest.Test), MakeNetwork included, so that the suite's timers
+// run on virtual time: the watchdog fires only when everything is blocked,
+// and IdleFor can be hours at no cost. It suits adapters with no real
+// sockets or other I/O outside the process (transport/mem; real sockets
+// never run in a bubble). The Check functions, which have no *testing.T,
+// ignore it.
+func InBubble() Option {
+	return func(o *options) { o.bubble = true }
 }

@@ -23,7 +23,7 @@ var transportSubtests = []Subtest{
 	{"datagram/empty", "An empty datagram arrives as an empty message."},
 	{"datagram/buffer-ownership", "SendDatagram neither changes nor keeps the caller's slice: overwriting it after the call returns does not change what arrives."},
 	{"datagram/concurrent-senders", "Datagrams sent from many goroutines at once arrive unchanged (each is resent until seen, as the path is best effort)."},
-	{"datagram/slow-receiver", "SendDatagram to a peer that does not read never blocks; every accepted datagram is counted as sent or dropped, and the peer works again once it reads."},
+	{"datagram/slow-receiver", "SendDatagram to a peer that does not read never blocks (5000 datagrams, or four times its queue); every accepted datagram is counted as sent or dropped, and the peer works again once it reads."},
 	{"datagram/restart", "A peer that closes and listens again on the same address receives datagrams again."},
 	{"stream/both-ways", "A frame from A reaches B and one from B reaches A, each unchanged, with From set to the sender's LocalAddr."},
 	{"stream/max-size", "A frame of exactly MaxFrameSize bytes (up to 64 MiB) arrives whole."},
@@ -47,6 +47,8 @@ var transportSubtests = []Subtest{
 
 // TransportSubtests lists the rules TestTransport checks, for Skip.
 func TransportSubtests() []Subtest { return append([]Subtest(nil), transportSubtests...) }
+
+func init() { transportSubtests = append(transportSubtests, transportSubtestsMore...) }
 
 // resendEvery paces the resending of datagrams, which the datagram path may
 // lose; it is not a bound on anything.
@@ -130,12 +132,12 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 		big := e.tagged(limit + 1)
 		err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(big))
 		checkTooLarge(e.caseEnv, err, transport.PathDatagram, limit+1, limit)
-		// Nothing longer than the limit may arrive before a datagram sent
-		// after it.
+		// Nothing of it may arrive before a datagram sent after it: not
+		// the whole, nor a part.
 		marker := e.tagged(32)
 		e.sendDatagramUntil(a, b, marker, func(m transport.Message) bool {
-			if len(m.Data) > limit {
-				e.t.Errorf("a %d-byte datagram arrived although SendDatagram refused it", len(m.Data))
+			if !bytes.Equal(m.Data, marker) {
+				e.t.Errorf("a %d-byte datagram (starts %x) arrived although SendDatagram refused the only other one sent: was it sent in part?", len(m.Data), head(m.Data))
 			}
 			return bytes.Equal(m.Data, marker)
 		})
@@ -190,22 +192,27 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 			all = append(all, p)
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, goroutines)
+		errs := make(chan error, 2*goroutines)
 		for g := range goroutines {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, p := range all[g*each : (g+1)*each] {
-					if err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(p)); err != nil {
-						errs <- err
-						return
+				errs <- protectPanic("SendDatagram", func() {
+					for _, p := range all[g*each : (g+1)*each] {
+						if err := a.SendDatagram(e.ctx, b.LocalAddr(), bytes.Clone(p)); err != nil {
+							errs <- err
+							return
+						}
 					}
-				}
+				})
 			}()
 		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {
+			if err == nil {
+				continue
+			}
 			e.t.Fatalf("SendDatagram from a goroutine: %v", err)
 		}
 		tick := time.NewTicker(resendEvery)
@@ -233,10 +240,11 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 	})
 	run("datagram/slow-receiver", needDatagram, func(e *tenv) {
 		a, b := e.dgPair()
-		const n = 5000
+		// Several times what the peer's queue holds, and at least 5000.
+		n := max(5000, 4*cap(b.Datagrams()))
 		p := e.tagged(min(64, a.MaxDatagramSize()))
 		accepted := 0
-		if !e.within("sending 5000 datagrams to a peer that does not read", func() {
+		if !e.within(fmt.Sprintf("sending %d datagrams to a peer that does not read", n), func() {
 			for range n {
 				if err := a.SendDatagram(e.ctx, b.LocalAddr(), p); err == nil {
 					accepted++
@@ -649,6 +657,7 @@ func testTransport(t tT, mk MakeNetwork, opts []Option) {
 			e.t.Errorf("after Close, Stats().Connections is %d and %d; want 0", x.Connections, y.Connections)
 		}
 	})
+	transportRulesMore(run)
 }
 
 // open opens a transport and arranges for it to be closed at the end of the

@@ -61,7 +61,9 @@ type Options[ID comparable, M any] struct {
 	// Authenticate, if set, checks every frame: sender is the node ID the
 	// frame names, identity is what the transport authenticated for the
 	// connection it came on (transport.Message.Identity: the name in the
-	// peer's verified certificate with TLS or QUIC, empty otherwise). An
+	// peer's verified certificate with TLS, empty otherwise; it is read only
+	// from a transport that says it authenticates, transport.Authenticator,
+	// and taken as empty from any other). An
 	// error refuses the frame: it is dropped, counted in Stats.DecodeErrors
 	// and reported as an EventDecodeError. MatchIdentity is the usual check.
 	// Only the neighbour that sent a frame is authenticated this way, not
@@ -124,6 +126,9 @@ type Plumtree[ID comparable, M any] struct {
 	comp     compressor.Compressor // what Broadcast compresses with; nil for none
 	selfWire []byte
 	limits   wire.Limits
+	// authenticated: the transport vouches for Message.Identity
+	// (transport.Authenticator); otherwise an identity is ignored.
+	authenticated bool
 
 	bcast      chan broadcastReq
 	queries    chan func()
@@ -189,6 +194,7 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	p := &Plumtree[ID, M]{o: o, cfg: cfg, clock: o.Clock, log: o.Logger, comps: o.Compressors}
 	p.dg, _ = o.Transport.(transport.Datagram)
 	p.st, _ = o.Transport.(transport.Stream)
+	p.authenticated = transport.Authenticates(o.Transport)
 	if p.dg == nil && p.st == nil {
 		return nil, fmt.Errorf("gossip: Options.Transport (%T) implements neither transport.Datagram nor transport.Stream", o.Transport)
 	}
@@ -629,8 +635,12 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		return
 	}
 	if p.o.Authenticate != nil {
-		if err := p.o.Authenticate(from, tm.Identity); err != nil {
-			p.decodeError(tm, &AuthError{Sender: fmt.Sprint(from), Identity: tm.Identity, Err: err})
+		identity := tm.Identity
+		if !p.authenticated {
+			identity = "" // nothing verified it
+		}
+		if err := p.o.Authenticate(from, identity); err != nil {
+			p.decodeError(tm, &AuthError{Sender: fmt.Sprint(from), Identity: identity, Err: err})
 			return
 		}
 	}

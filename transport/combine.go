@@ -80,6 +80,11 @@ func (j *Joined) PeerIdentity(from string) (string, bool) {
 	return "", false
 }
 
+// Authenticates reports whether the stream transport authenticates its
+// peers. The datagram transport's messages carry an Identity only if it
+// authenticates too (it leaves Identity empty otherwise).
+func (j *Joined) Authenticates() bool { return Authenticates(j.st) }
+
 // Stats adds the counters of the parts that implement StatsReporter.
 func (j *Joined) Stats() Stats {
 	var s Stats
@@ -216,6 +221,10 @@ func (s *StreamDatagrams) Datagrams() <-chan Message { return s.dgrams }
 
 // Frames delivers received frames. It is closed by Close.
 func (s *StreamDatagrams) Frames() <-chan Message { return s.frames }
+
+// Authenticates reports whether the stream authenticates its peers: both
+// paths carry its Message.Identity.
+func (s *StreamDatagrams) Authenticates() bool { return Authenticates(s.st) }
 
 // Stats reports the datagrams and frames that went through s, and the
 // stream's Connections. FramesDropped adds the frames received without a

@@ -62,7 +62,9 @@ type Message struct {
 	// Identity is the sender's authenticated identity: with TLS (tcp) and
 	// QUIC, the name in the peer's verified certificate (for certificates
 	// from transport/devcert, the node name given to Issue). Empty when the
-	// transport does not authenticate its peers. The gossip core can refuse
+	// transport does not authenticate its peers: a transport fills it only
+	// if it implements Authenticator and Authenticates reports true, and the
+	// gossip core reads it only from such a transport. The core can refuse
 	// a frame whose sender ID does not match it (gossip.Options.Authenticate).
 	Identity string
 }
@@ -156,6 +158,24 @@ type Stats struct {
 	// Connections is the number of open connections to peers (0 for a
 	// connectionless transport, and after Close).
 	Connections int
+}
+
+// Authenticator is an optional interface: a transport that authenticates its
+// peers says so. A transport without it, or whose Authenticates reports
+// false, must leave Message.Identity empty; an identity from it would be a
+// claim nothing verified, and the gossip core ignores it.
+type Authenticator interface {
+	// Authenticates reports whether a non-empty Message.Identity on this
+	// transport's messages was verified (a certificate checked in a TLS
+	// handshake, say). It does not change while the transport is open.
+	Authenticates() bool
+}
+
+// Authenticates reports whether tr declares, through Authenticator, that it
+// authenticates its peers.
+func Authenticates(tr Transport) bool {
+	a, ok := tr.(Authenticator)
+	return ok && a.Authenticates()
 }
 
 // StatsReporter is an optional interface: a transport that counts its traffic.

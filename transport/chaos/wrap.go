@@ -131,6 +131,10 @@ func (b base) Faults() Stats { return b.w.c.stats() }
 // Unwrap returns the inner transport.
 func (b base) Unwrap() transport.Transport { return b.w.inner }
 
+// Authenticates forwards to the inner transport (see
+// transport.Authenticator).
+func (b base) Authenticates() bool { return transport.Authenticates(b.w.inner) }
+
 // PeerIdentity forwards to the inner transport's PeerIdentity, if any.
 func (b base) PeerIdentity(from string) (string, bool) {
 	if pi, ok := b.w.inner.(interface {

@@ -3,6 +3,7 @@ package mem_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/transport"
@@ -57,3 +58,10 @@ func (d datagramOnly) SendDatagram(ctx context.Context, addr string, b []byte) e
 }
 
 var _ transport.Datagram = datagramOnly{}
+
+// The in-memory network has no sockets, so every rule runs inside a
+// testing/synctest bubble: the after-idle rules leave the links idle for an
+// hour of virtual time, at no cost.
+func TestConformanceInBubble(t *testing.T) {
+	conformance.TestTransport(t, memNetwork(mem.Config{}), conformance.InBubble(), conformance.IdleFor(time.Hour))
+}

@@ -82,6 +82,7 @@ var (
 	_ transport.Stream        = (*Transport)(nil)
 	_ transport.Datagram      = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
+	_ transport.Authenticator = (*Transport)(nil)
 )
 
 // counters are the traffic counters. The datagram send counters move under a
@@ -201,6 +202,16 @@ func (t *Transport) Frames() <-chan transport.Message { return t.frames }
 // Datagrams delivers received datagrams. It is closed by Close; datagrams
 // buffered then can still be read.
 func (t *Transport) Datagrams() <-chan transport.Message { return t.dgrams }
+
+// Authenticates reports whether Config.TLS verifies the certificates of the
+// peers that connect (ClientAuth VerifyClientCertIfGiven or
+// RequireAndVerifyClientCert): then Message.Identity carries the name in the
+// peer's certificate. Otherwise Identity is not a verified claim, and is left
+// empty.
+func (t *Transport) Authenticates() bool {
+	ca := t.cfg.TLS.ClientAuth
+	return ca == tls.VerifyClientCertIfGiven || ca == tls.RequireAndVerifyClientCert
+}
 
 // Stats returns the transport's counters. A frame counts as sent once
 // written to its QUIC stream, and as received once read whole from one; a
@@ -870,7 +881,10 @@ func (t *Transport) acceptStreams(c *conn) {
 }
 
 // identity is the name in the peer's verified certificate on c.
-func identity(c *conn) string {
+func (t *Transport) identity(c *conn) string {
+	if !t.Authenticates() {
+		return ""
+	}
 	if certs := c.qc.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		return devcert.PeerName(certs[0])
 	}
@@ -879,7 +893,7 @@ func identity(c *conn) string {
 
 // readStream delivers the frames of one stream.
 func (t *Transport) readStream(c *conn, s *qgo.ReceiveStream) {
-	ident := identity(c)
+	ident := t.identity(c)
 	r := bufio.NewReaderSize(s, 16<<10)
 	var hdr [4]byte
 	for {
@@ -938,7 +952,7 @@ func (t *Transport) readDatagrams(c *conn) {
 		return
 	}
 	ctx := c.qc.Context()
-	ident := identity(c)
+	ident := t.identity(c)
 	for {
 		d, err := c.qc.ReceiveDatagram(ctx)
 		if err != nil {

@@ -249,6 +249,11 @@ func (c *core) Keyring() *Keyring { return c.kr }
 // Unwrap returns the inner transport.
 func (c *core) Unwrap() transport.Transport { return c.inner }
 
+// Authenticates forwards to the inner transport (see
+// transport.Authenticator): the seal authenticates the cluster's key, not
+// a peer's identity.
+func (c *core) Authenticates() bool { return transport.Authenticates(c.inner) }
+
 // PeerIdentity forwards to the inner transport's PeerIdentity, if it has
 // one (an authenticating transport such as TCP with TLS).
 func (c *core) PeerIdentity(from string) (string, bool) {

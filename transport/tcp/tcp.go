@@ -129,6 +129,7 @@ type Transport struct {
 var (
 	_ transport.Stream        = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
+	_ transport.Authenticator = (*Transport)(nil)
 	_ PeerIdentifier          = (*Transport)(nil)
 )
 
@@ -266,6 +267,15 @@ func (t *Transport) Stats() transport.Stats {
 		BytesReceived:  t.bytesRecv.Load(),
 		Connections:    int(t.conns.Load()),
 	}
+}
+
+// Authenticates reports whether Config.TLS verifies the certificates of
+// the peers that connect (ClientAuth VerifyClientCertIfGiven or
+// RequireAndVerifyClientCert): then Message.Identity carries the name in the
+// certificate the sender presented. Without TLS, or without client
+// verification, it is false and Identity stays empty.
+func (t *Transport) Authenticates() bool {
+	return t.cfg.TLS != nil && (t.cfg.TLS.ClientAuth == tls.VerifyClientCertIfGiven || t.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert)
 }
 
 // PeerIdentity returns the name in the certificate the peer at from

@@ -1,0 +1,99 @@
+package gossip_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/membership"
+	"github.com/plumtree-go/plumtree/membership/static"
+	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/mem"
+)
+
+// claimsIdentity is a transport that stamps an identity on every message
+// it receives without verifying anything, and does not declare that it
+// authenticates (transport.Authenticator).
+type claimsIdentity struct {
+	*mem.Transport
+	dgrams, frames chan transport.Message
+	done           chan struct{}
+}
+
+func newClaimsIdentity(tr *mem.Transport, ident string) *claimsIdentity {
+	c := &claimsIdentity{Transport: tr, dgrams: make(chan transport.Message), frames: make(chan transport.Message), done: make(chan struct{})}
+	fwd := func(in <-chan transport.Message, out chan transport.Message) {
+		defer close(out)
+		for m := range in {
+			m.Identity = ident
+			select {
+			case out <- m:
+			case <-c.done:
+				return
+			}
+		}
+	}
+	go fwd(tr.Datagrams(), c.dgrams)
+	go fwd(tr.Frames(), c.frames)
+	return c
+}
+
+func (c *claimsIdentity) Datagrams() <-chan transport.Message { return c.dgrams }
+func (c *claimsIdentity) Frames() <-chan transport.Message    { return c.frames }
+func (c *claimsIdentity) Close() error {
+	close(c.done)
+	return c.Transport.Close()
+}
+
+// An identity from a transport that does not declare it authenticates is
+// a claim nothing verified: with Authenticate set, the core takes it as no
+// identity at all, and refuses the frame.
+func TestAuthenticateIgnoresUndeclaredIdentity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := mem.NewNetwork(mem.Config{})
+		a, _ := net.Listen("a")
+		b, _ := net.Listen("b")
+		tb := newClaimsIdentity(b, "alice") // every frame "verified" as alice's
+		defer a.Close()
+		defer tb.Close()
+		if transport.Authenticates(tb) {
+			t.Fatal("the test transport declares that it authenticates")
+		}
+		members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
+		got := make(chan []byte, 4)
+		alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{ID: "alice", Transport: a, Membership: static.New(members...), Codec: codec.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alice.Close()
+		bob, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+			ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
+			Authenticate: gossip.MatchIdentity[string],
+			OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bob.Close()
+		if _, err := alice.Broadcast(context.Background(), []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second) // virtual time: graft timers and retries run out
+		synctest.Wait()
+		select {
+		case v := <-got:
+			t.Errorf("bob delivered %q on an identity its transport did not verify", v)
+		default:
+		}
+		st, err := bob.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.DecodeErrors == 0 {
+			t.Errorf("bob counted no refused frame")
+		}
+	})
+}
