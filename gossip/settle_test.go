@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
 
@@ -23,7 +24,7 @@ func TestManySendersSettle(t *testing.T) {
 }
 
 func settle(t *testing.T, seed uint64) {
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		const n, rate, secs = 50, 50, 15
 		c := newCluster(t, n, LANConfig(), mem.Config{Latency: time.Millisecond, Jitter: 2 * time.Millisecond}, seed)
 		defer c.close()

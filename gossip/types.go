@@ -129,6 +129,10 @@ const (
 	EventDecodeError  // a frame from the network could not be read
 	EventSendError    // a frame could not be handed to the transport
 	EventUnknownPeer  // a frame to a peer with no known address was dropped
+	// EventStuckDeadline: after Tick(now) the engine still asked to be woken
+	// at or before now (an engine bug). The runner waits stuckBackoff
+	// instead of spinning; Err says which deadline.
+	EventStuckDeadline
 )
 
 var eventNames = [...]string{
@@ -140,7 +144,7 @@ var eventNames = [...]string{
 	EventDemoted: "demoted", EventOptimized: "optimized", EventIHaveSent: "ihave_sent",
 	EventIHaveDropped: "ihave_dropped", EventExchangeSent: "exchange_sent", EventCacheEvicted: "cache_evicted",
 	EventSeenEvicted: "seen_evicted", EventDecodeError: "decode_error", EventSendError: "send_error",
-	EventUnknownPeer: "unknown_peer",
+	EventUnknownPeer: "unknown_peer", EventStuckDeadline: "stuck_deadline",
 }
 
 // String is the event's name, as in metrics and logs.
