@@ -631,7 +631,11 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 		// Never block the protocol on a slow application: count, report.
 		p.dropped.Add(1)
 		p.emit(Event{Kind: EventDeliveryDropped, Message: d.ID})
-		p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+		// Checked first: the arguments would allocate even for a logger
+		// that discards, on a path taken once per message under overload.
+		if p.log.Enabled(p.ctx, slog.LevelWarn) {
+			p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+		}
 	}
 	return true
 }
