@@ -64,9 +64,6 @@ func settle(t *testing.T, seed uint64) {
 				}
 			}
 		}
-		if late := c.tally.count(EventDelivered); late != 5*rate*(n-1) {
-			t.Errorf("%d deliveries in the last five seconds, want %d (%d broadcasts × %d nodes)", late, 5*rate*(n-1), 5*rate, n-1)
-		}
 		if failed := c.tally.count(EventGraftFailed); failed != 0 {
 			t.Errorf("%d messages given up", failed)
 		}
