@@ -10,6 +10,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
@@ -349,8 +350,8 @@ func runFloodCluster(t *testing.T, flood bool) (res floodResult) {
 func TestAbuseFloodClusterUnaffected(t *testing.T) {
 	cfg := floodClusterConfig()
 	var base, flooded floodResult
-	synctest.Test(t, func(t *testing.T) { base = runFloodCluster(t, false) })
-	synctest.Test(t, func(t *testing.T) { flooded = runFloodCluster(t, true) })
+	watchdog.Test(t, func(t *testing.T) { base = runFloodCluster(t, false) })
+	watchdog.Test(t, func(t *testing.T) { flooded = runFloodCluster(t, true) })
 	f := flooded.f
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"github.com/plumtree-go/plumtree/compressor"
 	"github.com/plumtree-go/plumtree/compressor/builtin"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -71,7 +72,7 @@ func TestAbuseOversizedAndBombsRefused(t *testing.T) {
 	}
 	t.Logf("bombs: zstd %d bytes (undeclared %d), lz4 %d bytes, each expanding to %d", len(zBomb), zs.Len(), len(lBomb), len(zeros))
 
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		net := mem.NewNetwork(mem.Config{Latency: time.Millisecond, MaxFrameSize: 4 << 20})
 		members := []membership.Member[string]{{ID: "b", Addr: "b"}, {ID: "c", Addr: "c"}, {ID: "evil", Addr: "evil"}}
 		cfg := DefaultConfig()

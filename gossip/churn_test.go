@@ -20,6 +20,7 @@ import (
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -270,7 +271,7 @@ func TestChurn(t *testing.T) {
 		{"caps bind", capped, 8, 14, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			watchdog.Test(t, func(t *testing.T) {
 				c := newChurnCluster(t, tc.cfg, 6)
 				msg := 0
 				// join starts a node. When the caps bind, the others'
@@ -368,7 +369,7 @@ func TestChurn(t *testing.T) {
 // announcer failed, the node grafts the next announcer at once, without
 // waiting for the graft timeout, and gets the message from it.
 func TestChurnGraftMovesOnFail(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		cfg := gossip.DefaultConfig()
 		cfg.EagerFanout, cfg.LazyFanout = 1, 5 // many announcers
 		c := newChurnCluster(t, cfg, 11)
@@ -445,7 +446,7 @@ func nextGraft(t *testing.T, record <-chan sent) sent {
 // links two-way, and a neighbour that takes it on tells it the recent
 // messages it missed.
 func TestChurnNewcomerNotPicked(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		cfg := gossip.DefaultConfig() // EagerFanout+LazyFanout = 9
 		c := newChurnCluster(t, cfg, 7)
 		for i := range 12 {

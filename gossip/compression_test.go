@@ -17,6 +17,7 @@ import (
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/compressor"
 	"github.com/plumtree-go/plumtree/compressor/builtin"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -64,7 +65,7 @@ func (c *cluster) broadcastPayload(i int, payload []byte) MessageID {
 // network carried.
 func clusterBytes(t *testing.T, cfg Config, n, docs int) uint64 {
 	var sent uint64
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		c := newCluster(t, n, cfg, mem.Config{Latency: time.Millisecond}, 5150)
 		for i := range docs {
 			c.broadcastPayload(i%n, jsonDoc(uint64(i), 4<<10))
@@ -215,7 +216,7 @@ func (xor) Decompress(dst, src []byte, maxSize int) ([]byte, error) {
 // logged, and not delivered; payloads below MinSize, and payloads that do
 // not shrink, go uncompressed and arrive.
 func TestUnknownCompressorRefused(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Compression.MinSize = 100
 		regA, err := builtin.NewRegistry(xor{})
@@ -268,7 +269,7 @@ func TestMixedCompressors(t *testing.T) {
 		{Compression{Algorithm: "lz4", Level: 9}, Compression{Algorithm: "identity"}},
 	} {
 		t.Run(tt.a.Algorithm+"-"+tt.b.Algorithm, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			watchdog.Test(t, func(t *testing.T) {
 				ca, cb := DefaultConfig(), DefaultConfig()
 				ca.Compression, cb.Compression = tt.a, tt.b
 				p := newPair(t, ca, cb, Options[string, []byte]{}, Options[string, []byte]{})

@@ -13,6 +13,7 @@ import (
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip/internal/cache"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -78,7 +79,7 @@ func TestAbuseUniqueMessageFlood(t *testing.T) {
 	seenCap := cache.SeenShards * ((cfg.seenMaxSize() + cache.SeenShards - 1) / cache.SeenShards)
 	wall := time.Now()
 	defer func() { t.Logf("wall time %v", time.Since(wall).Round(time.Millisecond)) }()
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		base := liveHeapBytes()
 		net := mem.NewNetwork(mem.Config{})
 		v, _ := net.Listen("v")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -63,7 +64,7 @@ func TestFrameBufOverRelease(t *testing.T) {
 func TestPooledFramesKeepPayloads(t *testing.T) {
 	for _, dgMax := range []int{0, 1 << 20} {
 		t.Run(fmt.Sprintf("GossipDatagramMaxSize=%d", dgMax), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { checkPayloads(t, dgMax) })
+			watchdog.Test(t, func(t *testing.T) { checkPayloads(t, dgMax) })
 		})
 	}
 }

@@ -107,6 +107,11 @@ type Stats struct {
 	DeliveriesDropped uint64 // deliveries lost to a full delivery buffer
 	DecodeErrors      uint64 // frames from the network that could not be read
 	SendErrors        uint64 // frames the transport refused or a full send queue dropped
+	// StuckDeadlines counts ticks after which the engine still wanted to be
+	// woken at once (an engine bug, logged and reported as
+	// EventStuckDeadline): the runner then waits stuckBackoff instead of
+	// spinning on a deadline in the past.
+	StuckDeadlines uint64
 }
 
 // ErrClosed is returned by the methods of a closed node.
@@ -149,7 +154,7 @@ type Plumtree[ID comparable, M any] struct {
 	decodeBuf  []byte
 	warnedComp [256]bool // compressor IDs already logged as unknown
 
-	dropped, decodeErrs, sendErrs atomic.Uint64
+	dropped, decodeErrs, sendErrs, stuck atomic.Uint64
 }
 
 type peer struct {
@@ -303,6 +308,7 @@ func (p *Plumtree[ID, M]) Stats() (Stats, error) {
 	var s Stats
 	err := p.query(func() { s.EngineStats = p.eng.Stats() })
 	s.DeliveriesDropped, s.DecodeErrors, s.SendErrors = p.dropped.Load(), p.decodeErrs.Load(), p.sendErrs.Load()
+	s.StuckDeadlines = p.stuck.Load()
 	return s, err
 }
 
@@ -363,6 +369,7 @@ func (p *Plumtree[ID, M]) loop() {
 	timer := p.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	armed := true
+	var holdUntil time.Time // after a stuck deadline: no tick before this
 	reconcile := p.clock.NewTimer(p.cfg.ReconcileInterval)
 	defer reconcile.Stop()
 
@@ -378,6 +385,9 @@ func (p *Plumtree[ID, M]) loop() {
 		armed = false
 		tick := timer.C()
 		if d := p.eng.NextDeadline(); !d.IsZero() {
+			if d.Before(holdUntil) {
+				d = holdUntil
+			}
 			if wait := d.Sub(p.clock.Now()); wait > 0 {
 				timer.Reset(wait)
 				armed = true
@@ -425,7 +435,9 @@ func (p *Plumtree[ID, M]) loop() {
 			p.onMembership(ev)
 		case <-tick:
 			armed = false
-			p.eng.Tick(p.clock.Now())
+			now := p.clock.Now()
+			p.eng.Tick(now)
+			holdUntil = p.checkDeadline(now, holdUntil)
 		case <-reconcile.C():
 			p.reconcile(p.clock.Now())
 			reconcile.Reset(p.cfg.ReconcileInterval)
@@ -433,6 +445,32 @@ func (p *Plumtree[ID, M]) loop() {
 			fn()
 		}
 	}
+}
+
+// stuckBackoff is how long the runner waits before it ticks an engine
+// again that kept a deadline it was just ticked for.
+const stuckBackoff = 100 * time.Millisecond
+
+// checkDeadline runs right after Tick(now). A deadline in the past is
+// handled once: an engine whose next deadline is still at or before now
+// would have the loop tick it again at once, forever, at full CPU (and,
+// inside a synctest bubble, with the clock unable to advance). That is an
+// engine bug: it is logged (once per stuck deadline), counted in
+// Stats.StuckDeadlines and reported as EventStuckDeadline, and the loop
+// ticks again only stuckBackoff later. It returns the time before which the
+// loop must not tick (zero when the engine is well).
+func (p *Plumtree[ID, M]) checkDeadline(now, hold time.Time) time.Time {
+	d := p.eng.NextDeadline()
+	if d.IsZero() || d.After(now) {
+		return time.Time{}
+	}
+	p.stuck.Add(1)
+	err := fmt.Errorf("gossip: engine deadline %v still due after Tick at %v (engine stats %+v)", d, now, p.eng.Stats())
+	p.emit(Event{Kind: EventStuckDeadline, Err: err})
+	if hold.IsZero() {
+		p.log.Error("gossip: the engine keeps asking to be woken for a deadline it was ticked for; ticking it every "+stuckBackoff.String()+" instead", "err", err)
+	}
+	return now.Add(stuckBackoff)
 }
 
 // reconcile compares the membership's full view with the node's, so that
@@ -608,7 +646,11 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 		// Never block the protocol on a slow application: count, report.
 		p.dropped.Add(1)
 		p.emit(Event{Kind: EventDeliveryDropped, Message: d.ID})
-		p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+		// Checked first: the arguments would allocate even for a logger
+		// that discards, on a path taken once per message under overload.
+		if p.log.Enabled(p.ctx, slog.LevelWarn) {
+			p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+		}
 	}
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 
 	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -14,7 +15,7 @@ import (
 // A peer that never reads costs at most SendQueueBytes of queued frames:
 // past it, frames are dropped and counted, well before the frame-count cap.
 func TestSendQueueBoundedByBytes(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		net := mem.NewNetwork(mem.Config{QueueSize: 1})
 		a, _ := net.Listen("a")
 		b, _ := net.Listen("b") // nobody reads b: its stream backs up

@@ -165,6 +165,10 @@ const (
 	EventNackSent      // a graft could not be answered: Message; Count 1 when it may be asked again later
 	EventNackReceived  // a graft was refused: Message; Count 1 when it may be asked again later
 	EventOriginEvicted // Count origin trees forgotten (idle, or over MaxOrigins)
+	// EventStuckDeadline: after Tick(now) the engine still asked to be woken
+	// at or before now (an engine bug). The runner waits stuckBackoff
+	// instead of spinning; Err says which deadline.
+	EventStuckDeadline
 )
 
 var eventNames = [...]string{
@@ -177,7 +181,7 @@ var eventNames = [...]string{
 	EventIHaveDropped: "ihave_dropped", EventExchangeSent: "exchange_sent", EventCacheEvicted: "cache_evicted",
 	EventSeenEvicted: "seen_evicted", EventDecodeError: "decode_error", EventSendError: "send_error",
 	EventUnknownPeer: "unknown_peer", EventShuffled: "shuffled", EventNackSent: "nack_sent",
-	EventNackReceived: "nack_received", EventOriginEvicted: "origin_evicted",
+	EventNackReceived: "nack_received", EventOriginEvicted: "origin_evicted", EventStuckDeadline: "stuck_deadline",
 }
 
 // String is the event's name, as in metrics and logs.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -128,7 +129,7 @@ func (w *wireCount) report(t *testing.T, n, size, count int) (ratio float64) {
 // logs the share of each frame type (go test -run WireOverhead -v).
 func TestWireOverheadLAN(t *testing.T) {
 	const n, size, count = 20, 1024, 300
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		w := wireOverhead(t, n, LANConfig(), size, count, 100, 1)
 		ratio := w.report(t, n, size, count)
 		// Measured 1.201-1.203 over 3 runs (Gossip frames 1.06, IHave

@@ -107,6 +107,7 @@ type Observer struct {
 	cacheEvicted, seenEvict  metric.Int64Counter
 	decodeErr, sendErr       metric.Int64Counter
 	unknownPeer              metric.Int64Counter
+	stuckDeadline            metric.Int64Counter
 
 	// Attribute options for the combinations of type and path, built once
 	// so that Observe does not allocate.
@@ -162,6 +163,7 @@ func New(opts ...Option) (*Observer, error) {
 	o.decodeErr = counter("plumtree.errors.decode", "{frame}", "Frames from the network that could not be read.")
 	o.sendErr = counter("plumtree.errors.send", "{frame}", "Frames the transport refused or a full send queue dropped.")
 	o.unknownPeer = counter("plumtree.errors.unknown_peer", "{frame}", "Frames to a peer with no known address.")
+	o.stuckDeadline = counter("plumtree.errors.stuck_deadline", "{tick}", "Ticks after which the engine still asked to be woken at once (an engine bug; the runner backs off).")
 	var err error
 	o.hops, err = m.Int64Histogram("plumtree.delivery.hops", metric.WithUnit("{hop}"),
 		metric.WithDescription("Hops from the origin of each delivered message."),
@@ -292,6 +294,8 @@ func (o *Observer) Observe(e gossip.Event) {
 		o.sendErr.Add(ctx, 1, o.opt.add...)
 	case gossip.EventUnknownPeer:
 		o.unknownPeer.Add(ctx, 1, o.opt.add...)
+	case gossip.EventStuckDeadline:
+		o.stuckDeadline.Add(ctx, 1, o.opt.add...)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -59,7 +60,7 @@ func agreementSeed(seed uint64, i int) uint64 {
 // Sleeps inside the bubble advance virtual time only.
 func runRunner(t *testing.T, n int, cfg gossip.Config, latency, jitter, interval, settle time.Duration, seed uint64, origins []int32) runnerResult {
 	var res runnerResult
-	synctest.Test(t, func(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
 		net := mem.NewNetwork(mem.Config{Seed: seed, Latency: latency, Jitter: jitter})
 		var members []membership.Member[string]
 		for i := range n {

@@ -578,6 +578,10 @@ type sim struct {
 	sideN         [2]int
 	sideList      [2][]int32
 	senders       []int32 // the origins (Senders)
+	// stuck is the first engine that, ticked at a time, still asked to be
+	// woken at or before it: an engine bug that would have the loop tick it
+	// every nanosecond of virtual time to the end of the run. Run fails with it.
+	stuck error
 }
 
 // observer attributes engine events to broadcasts.
@@ -623,6 +627,9 @@ func Run(cfg Config) (*Result, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	s.loop()
+	if s.stuck != nil {
+		return nil, s.stuck
+	}
 	var m2 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m2)
@@ -838,7 +845,12 @@ func (s *sim) loop() {
 			}
 			n.timerAt = 0
 			s.cur = e.to
-			n.eng.Tick(base.Add(time.Duration(s.now)))
+			now := base.Add(time.Duration(s.now))
+			n.eng.Tick(now)
+			if d := n.eng.NextDeadline(); !d.IsZero() && !d.After(now) {
+				s.stuck = fmt.Errorf("sim: node %d's engine, ticked at %v, still wants a tick at %v (%+v): a deadline it does not handle", e.to, time.Duration(s.now), d.Sub(base), n.eng.Stats())
+				return
+			}
 			s.drain(e.to)
 		case evAction:
 			f := s.acts[e.arg]

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/plumtree-go/plumtree/internal/watchdog"
 )
 
 // report renders every output of a report, for byte comparison.
@@ -52,11 +55,11 @@ func TestDeterministic(t *testing.T) {
 		for _, ov := range []Overlay{OverlayPaper, OverlayFull} {
 			cfg := Config{Nodes: 100, Overlay: ov, Scenario: sc, Warmup: 3, Broadcasts: 6, Latency: lat,
 				Jitter: time.Millisecond, Loss: 0.02, ChurnRate: 3, CutAt: 1, CutFor: 2, Watch: 5 * time.Second, Window: 2, Seed: 42}
-			a, err := Compare(cfg, true)
+			a, err := compare(t, cfg, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := Compare(cfg, true)
+			b, err := compare(t, cfg, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +70,7 @@ func TestDeterministic(t *testing.T) {
 				}
 			}
 			cfg.Seed = 43
-			c, err := Compare(cfg, true)
+			c, err := compare(t, cfg, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +83,7 @@ func TestDeterministic(t *testing.T) {
 
 func TestStableTreeForms(t *testing.T) {
 	for _, ov := range []Overlay{OverlayPaper, OverlayFull} {
-		rep, err := Compare(Config{Nodes: 300, Overlay: ov, Warmup: 10, Broadcasts: 15, Seed: 7}, true)
+		rep, err := compare(t, Config{Nodes: 300, Overlay: ov, Warmup: 10, Broadcasts: 15, Seed: 7}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +106,7 @@ func TestStableTreeForms(t *testing.T) {
 }
 
 func TestMassFailureRecovers(t *testing.T) {
-	rep, err := Compare(Config{Nodes: 1000, Scenario: Failure, FailFraction: 0.4, Warmup: 10, Broadcasts: 20, FailAt: 2, Seed: 9}, true)
+	rep, err := compare(t, Config{Nodes: 1000, Scenario: Failure, FailFraction: 0.4, Warmup: 10, Broadcasts: 20, FailAt: 2, Seed: 9}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +126,7 @@ func TestMassFailureRecovers(t *testing.T) {
 }
 
 func TestLossRecoveredByGrafts(t *testing.T) {
-	rep, err := Compare(Config{Nodes: 500, Scenario: Loss, Loss: 0.05, Warmup: 10, Broadcasts: 20, Seed: 11}, true)
+	rep, err := compare(t, Config{Nodes: 500, Scenario: Loss, Loss: 0.05, Warmup: 10, Broadcasts: 20, Seed: 11}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestLossRecoveredByGrafts(t *testing.T) {
 
 func TestChurn(t *testing.T) {
 	for _, ov := range []Overlay{OverlayPaper, OverlayFull} {
-		rep, err := Compare(Config{Nodes: 300, Overlay: ov, Scenario: Churn, ChurnRate: 2, Warmup: 5, Broadcasts: 20, Seed: 5}, true)
+		rep, err := compare(t, Config{Nodes: 300, Overlay: ov, Scenario: Churn, ChurnRate: 2, Warmup: 5, Broadcasts: 20, Seed: 5}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +203,7 @@ func TestQueueOrder(t *testing.T) {
 }
 
 func TestPlotsAreSVG(t *testing.T) {
-	rep, err := Compare(Config{Nodes: 100, Scenario: Failure, Warmup: 3, Broadcasts: 10, Seed: 1}, true)
+	rep, err := compare(t, Config{Nodes: 100, Scenario: Failure, Warmup: 3, Broadcasts: 10, Seed: 1}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +236,24 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// compare is Compare under a watchdog: a run with no broadcast sent for
+// watchdog.Limit of real time fails with a message naming the run and the
+// broadcast it was at, instead of hanging until go test's -timeout.
+func compare(t *testing.T, cfg Config, flood bool) (*Report, error) {
+	t.Helper()
+	d := watchdog.Start(t, fmt.Sprintf("sim.Compare of %d nodes, %s: setup", cfg.Nodes, cfg.Scenario))
+	defer d.Stop()
+	progress := cfg.Progress
+	cfg.Progress = func(p Progress) {
+		d.Waiting("sim.Compare of %d nodes, %s, %s: broadcast %d/%d sent (%d events), the next one", cfg.Nodes, cfg.Scenario, p.Protocol, p.Sent, p.Total, p.Events)
+		d.Beat()
+		if progress != nil {
+			progress(p)
+		}
+	}
+	return Compare(cfg, flood)
+}
+
 var large = flag.Bool("sim.large", false, "run the 10,000-node experiments (minutes)")
 
 // TestLarge10k is the README's experiment: 10,000 nodes, the paper overlay,
@@ -250,7 +271,7 @@ func TestLarge10k(t *testing.T) {
 				t.Logf("%s %s: broadcast %d/%d, %d events", sc, p.Protocol, p.Sent, p.Total, p.Events)
 			}
 		}
-		rep, err := Compare(cfg, true)
+		rep, err := compare(t, cfg, true)
 		if err != nil {
 			t.Fatal(err)
 		}
