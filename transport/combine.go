@@ -103,6 +103,16 @@ func addStats(a, b Stats) Stats {
 		BytesSent:         a.BytesSent + b.BytesSent,
 		BytesReceived:     a.BytesReceived + b.BytesReceived,
 		Connections:       a.Connections + b.Connections,
+
+		ConnectionsRefused: a.ConnectionsRefused + b.ConnectionsRefused,
+	}
+}
+
+// AuthenticateHellos hands a to the stream transport, if it can use one
+// (see HelloAuthenticating).
+func (j *Joined) AuthenticateHellos(a HelloAuthenticator) {
+	if h, ok := j.st.(HelloAuthenticating); ok {
+		h.AuthenticateHellos(a)
 	}
 }
 
@@ -173,9 +183,11 @@ type StreamDatagrams struct {
 }
 
 var (
-	_ Datagram      = (*StreamDatagrams)(nil)
-	_ Stream        = (*StreamDatagrams)(nil)
-	_ StatsReporter = (*StreamDatagrams)(nil)
+	_ HelloAuthenticating = (*StreamDatagrams)(nil)
+	_ HelloAuthenticating = (*Joined)(nil)
+	_ Datagram            = (*StreamDatagrams)(nil)
+	_ Stream              = (*StreamDatagrams)(nil)
+	_ StatsReporter       = (*StreamDatagrams)(nil)
 )
 
 // DatagramsOverStream wraps st so that it offers a datagram path too, with
@@ -236,8 +248,18 @@ func (s *StreamDatagrams) Stats() Stats {
 		inner := r.Stats()
 		st.FramesDropped += inner.FramesDropped
 		st.Connections = inner.Connections
+		st.ConnectionsRefused = inner.ConnectionsRefused
 	}
 	return st
+}
+
+// AuthenticateHellos hands a to the stream, if it can use one (see
+// HelloAuthenticating): datagrams ride the stream's connections, so they
+// are proven with them.
+func (s *StreamDatagrams) AuthenticateHellos(a HelloAuthenticator) {
+	if h, ok := s.st.(HelloAuthenticating); ok {
+		h.AuthenticateHellos(a)
+	}
 }
 
 func tagged(tag byte, b []byte) []byte {
