@@ -719,3 +719,44 @@ func TestIdentityPassThrough(t *testing.T) {
 		t.Errorf("PeerIdentity = %q, %v", id, ok)
 	}
 }
+
+// Wrapping a TCP transport makes its connections prove their hello with
+// the key: sealed nodes talk; a dialer without the key, or with another,
+// is refused at the handshake (counted in ConnectionsRefused, through the
+// seal's Stats) and delivers nothing, before any frame.
+func TestWrapProvesTCPHellos(t *testing.T) {
+	listen := func(kr *seal.Keyring) transport.Stream {
+		tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+		must(t, err)
+		if kr == nil {
+			t.Cleanup(func() { tr.Close() })
+			return tr
+		}
+		return wrap(t, tr, kr).(transport.Stream)
+	}
+	kr := keyring(t, testKey(1))
+	a, b := listen(kr), listen(kr)
+	outsider, plain := listen(keyring(t, testKey(2))), listen(nil)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang guard only
+	defer cancel()
+	for _, x := range []transport.Stream{outsider, plain} {
+		x.SendFrame(ctx, b.LocalAddr(), []byte("evil"))
+	}
+	must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("hi")))
+	select {
+	case m := <-b.Frames():
+		if string(m.Data) != "hi" || m.From != a.LocalAddr() {
+			t.Errorf("got %q from %q", m.Data, m.From)
+		}
+	case <-ctx.Done():
+		t.Fatal("no frame")
+	}
+	for i := 0; i < 100 && b.(seal.Transport).Stats().ConnectionsRefused < 2; i++ {
+		must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("again")))
+		<-b.Frames()
+	}
+	st := b.(seal.Transport).SealStats()
+	if st.Inner.ConnectionsRefused < 2 || st.Refused.Total() != 0 {
+		t.Errorf("refused %d connections and %+v frames; want 2 connections refused at the handshake, no frame", st.Inner.ConnectionsRefused, st.Refused)
+	}
+}
