@@ -160,6 +160,14 @@ const (
 // is full and nobody reads it, the datagrams behind the waiting frame wait
 // too (and the stream pushes back on its senders): read both channels.
 //
+// Datagrams ride the stream's connections, so whatever the stream proves of
+// a sender's address holds for them too: AuthenticateHellos is handed on to
+// the stream (package seal calls it when it wraps a StreamDatagrams over
+// package tcp, so that a connection must prove its hello with the key
+// before it carries anything), and Message.From and Identity are the
+// stream's. Nothing here picks a slot or bucket by a value a peer chooses:
+// the send queues are per destination, chosen by the sender.
+//
 // The StreamDatagrams owns the stream: do not send on it or read its
 // Frames directly, and Close the StreamDatagrams (which closes the stream).
 type StreamDatagrams struct {

@@ -18,6 +18,8 @@ import (
 	"github.com/plumtree-go/plumtree/transport/mem"
 	"github.com/plumtree-go/plumtree/transport/seal"
 	"github.com/plumtree-go/plumtree/transport/tcp"
+	"github.com/plumtree-go/plumtree/transport/udp"
+	"github.com/plumtree-go/plumtree/transport/udptcp"
 )
 
 func listenMem(t *testing.T, n *mem.Network, addr string) *mem.Transport {
@@ -721,42 +723,59 @@ func TestIdentityPassThrough(t *testing.T) {
 }
 
 // Wrapping a TCP transport makes its connections prove their hello with
-// the key: sealed nodes talk; a dialer without the key, or with another,
-// is refused at the handshake (counted in ConnectionsRefused, through the
-// seal's Stats) and delivers nothing, before any frame.
+// the key, also inside udptcp and DatagramsOverStream: sealed nodes talk;
+// a dialer without the key, or with another, is refused at the handshake
+// (counted in ConnectionsRefused, through the seal's Stats) and delivers
+// nothing, before any frame.
 func TestWrapProvesTCPHellos(t *testing.T) {
-	listen := func(kr *seal.Keyring) transport.Stream {
-		tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
-		must(t, err)
-		if kr == nil {
-			t.Cleanup(func() { tr.Close() })
+	shapes := map[string]func() transport.Stream{
+		"tcp": func() transport.Stream {
+			tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
 			return tr
-		}
-		return wrap(t, tr, kr).(transport.Stream)
+		},
+		"DatagramsOverStream": func() transport.Stream {
+			tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
+			return transport.DatagramsOverStream(tr, 0)
+		},
+		"udptcp": func() transport.Stream {
+			tr, err := udptcp.Listen("127.0.0.1:0", udp.Config{}, tcp.Config{})
+			must(t, err)
+			return tr
+		},
 	}
-	kr := keyring(t, testKey(1))
-	a, b := listen(kr), listen(kr)
-	outsider, plain := listen(keyring(t, testKey(2))), listen(nil)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang guard only
-	defer cancel()
-	for _, x := range []transport.Stream{outsider, plain} {
-		x.SendFrame(ctx, b.LocalAddr(), []byte("evil"))
-	}
-	must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("hi")))
-	select {
-	case m := <-b.Frames():
-		if string(m.Data) != "hi" || m.From != a.LocalAddr() {
-			t.Errorf("got %q from %q", m.Data, m.From)
-		}
-	case <-ctx.Done():
-		t.Fatal("no frame")
-	}
-	for i := 0; i < 100 && b.(seal.Transport).Stats().ConnectionsRefused < 2; i++ {
-		must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("again")))
-		<-b.Frames()
-	}
-	st := b.(seal.Transport).SealStats()
-	if st.Inner.ConnectionsRefused < 2 || st.Refused.Total() != 0 {
-		t.Errorf("refused %d connections and %+v frames; want 2 connections refused at the handshake, no frame", st.Inner.ConnectionsRefused, st.Refused)
+	for name, listen := range shapes {
+		t.Run(name, func(t *testing.T) {
+			sealed := func(kr *seal.Keyring) transport.Stream { return wrap(t, listen(), kr).(transport.Stream) }
+			kr := keyring(t, testKey(1))
+			a, b := sealed(kr), sealed(kr)
+			outsider := sealed(keyring(t, testKey(2)))
+			plain, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
+			defer plain.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang guard only
+			defer cancel()
+			for _, x := range []transport.Stream{outsider, plain} {
+				x.SendFrame(ctx, b.LocalAddr(), []byte("evil"))
+			}
+			must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("hi")))
+			select {
+			case m := <-b.Frames():
+				if string(m.Data) != "hi" || m.From != a.LocalAddr() {
+					t.Errorf("got %q from %q", m.Data, m.From)
+				}
+			case <-ctx.Done():
+				t.Fatal("no frame")
+			}
+			for i := 0; i < 100 && b.(seal.Transport).Stats().ConnectionsRefused < 2; i++ {
+				must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("again")))
+				<-b.Frames()
+			}
+			st := b.(seal.Transport).SealStats()
+			if st.Inner.ConnectionsRefused < 2 || st.Refused.Total() != 0 {
+				t.Errorf("refused %d connections and %+v frames; want 2 connections refused at the handshake, no frame", st.Inner.ConnectionsRefused, st.Refused)
+			}
+		})
 	}
 }
