@@ -128,8 +128,11 @@ type Transport struct {
 	peers  map[string]*peer
 	inbd   map[net.Conn]struct{}
 	idents map[string]string
-	// readers holds, per sender address, the connection being read.
-	readers map[string]*readerSlot
+	// readers holds, per reader slot (the sender address, with TLS as
+	// claimed by a certificate's holder), the connection being read;
+	// slotsFrom counts the slots of each sender address.
+	readers   map[string]*readerSlot
+	slotsFrom map[string]int
 
 	// auth, once set (AuthenticateHellos), proves the dialer's hellos and
 	// checks those of accepted connections.
@@ -222,6 +225,8 @@ func New(ln net.Listener, cfg Config) (*Transport, error) {
 		inbd:    make(map[net.Conn]struct{}),
 		idents:  make(map[string]string),
 		readers: make(map[string]*readerSlot),
+
+		slotsFrom: make(map[string]int),
 	}
 	if len(t.addr) > maxAddrLen {
 		cancel()
@@ -778,6 +783,7 @@ func (t *Transport) acquireReader(slot, from string, raw net.Conn) (release func
 	if s == nil {
 		s = &readerSlot{sem: make(chan struct{}, 1)}
 		t.readers[slot] = s
+		t.slotsFrom[from]++
 	}
 	s.refs++
 	t.mu.Unlock()
@@ -785,7 +791,8 @@ func (t *Transport) acquireReader(slot, from string, raw net.Conn) (release func
 		t.mu.Lock()
 		if s.refs--; s.refs == 0 {
 			delete(t.readers, slot)
-			if _, busy := t.readers[from]; !busy {
+			if t.slotsFrom[from]--; t.slotsFrom[from] == 0 {
+				delete(t.slotsFrom, from)
 				delete(t.idents, from)
 			}
 		}
@@ -898,7 +905,10 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 		}
 		c = tc
 	}
-	r = bufio.NewReaderSize(c, 64<<10)
+	// A small buffer until the connection is served: an unproven
+	// connection holds 512 bytes, not the 64 KiB of a served one.
+	hr := bufio.NewReaderSize(c, 512)
+	r = hr
 	var head [5]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return "", "", nil, fmt.Errorf("handshake: %w", err)
@@ -953,7 +963,9 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	if !unblock() {
 		return "", "", nil, fmt.Errorf("handshake: %w", ctx.Err())
 	}
-	return string(addr), ident, r, nil
+	// Frames are read through a 64 KiB buffer over the small one, which
+	// hands on what it holds and then passes large reads straight through.
+	return string(addr), ident, bufio.NewReaderSize(hr, 64<<10), nil
 }
 
 // frameChunk is how much memory a frame may take before its bytes arrive.
