@@ -96,8 +96,11 @@
 //     (Stats.ConnectionsRefused); it never reaches the reader slot. A proof
 //     seen on the network is worth nothing on another connection (another
 //     challenge).
-//   - With TLS, the reader slot is that of the address as claimed by the
-//     holder of the verified certificate (its PeerName): a peer with a
+//   - With TLS, the claimed address is bound to the verified certificate:
+//     if the certificate names IP addresses (devcert's do), a hello that
+//     claims another IP is refused at the handshake and counted; and since
+//     ports are not in certificates, the reader slot is that of the address
+//     as claimed by the certificate's holder (its PeerName): a peer with a
 //     certificate of its own that claims another member's address gets a
 //     slot of its own, and its frames carry its own Message.Identity, which
 //     gossip.Options.Authenticate refuses.
@@ -117,8 +120,8 @@
 // "plumtree:<name>" URI SAN, else the common name; see Config.PeerName):
 // gossip.Options.Authenticate checks the frame's sender ID against it.
 // PeerIdentity(from) also returns the name of the latest connection from an
-// address, but the handshake address is not bound to the certificate's
-// name: use Message.Identity, not PeerIdentity, to decide whom to trust.
+// address, but two certificates on one IP can claim the same address: use
+// Message.Identity, not PeerIdentity, to decide whom to trust.
 //
 // This package must never import the gossip core: it moves opaque bytes.
 package tcp

@@ -207,3 +207,45 @@ func TestImpersonationUnauthenticated(t *testing.T) {
 	}
 	var _ transport.HelloAuthenticating = a
 }
+
+// With TLS, a certificate that names IP addresses binds the address a
+// hello claims to them: a holder of a certificate for 10.9.9.9 that claims
+// alice's address on 127.0.0.1 is refused at the handshake and counted.
+func TestImpersonationTLSAddressNotInCertificate(t *testing.T) {
+	ca, ac, bc := tlsPair(t)
+	far, err := ca.UnsafeMutualTLS("mallory", "10.9.9.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := listen(t, tcp.Config{TLS: ac})
+	b := listen(t, tcp.Config{TLS: bc})
+	raw, err := net.Dial("tcp", b.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	cfg := far.Clone()
+	cfg.ServerName = "127.0.0.1"
+	c := tls.Client(raw, cfg)
+	c.SetDeadline(time.Now().Add(hang)) // breaks a hang only
+	hello := append([]byte("PLTS"), tcp.ProtocolVersion, byte(len(a.LocalAddr())))
+	if _, err := c.Write(append(hello, a.LocalAddr()...)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.ReadFull(c, make([]byte, 6)); err == nil {
+		t.Fatalf("the listener answered the hello (%d bytes); want it refused", n)
+	}
+	for deadline := time.Now().Add(hang); b.Stats().ConnectionsRefused < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the refused connection was not counted")
+		}
+		runtime.Gosched()
+	}
+	// Alice, whose certificate names 127.0.0.1, gets through.
+	if err := a.SendFrame(context.Background(), b.LocalAddr(), []byte("from alice")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, b); string(m.Data) != "from alice" || m.Identity != "alice" {
+		t.Fatalf("got %+v", m)
+	}
+}

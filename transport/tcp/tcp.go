@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -895,13 +896,15 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	unblock := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer unblock()
 	c := raw
+	var leaf *x509.Certificate
 	if t.cfg.TLS != nil {
 		tc := tls.Server(raw, t.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return "", "", nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			ident = t.cfg.PeerName(certs[0])
+			leaf = certs[0]
+			ident = t.cfg.PeerName(leaf)
 		}
 		c = tc
 	}
@@ -931,6 +934,9 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	addr := make([]byte, n)
 	if _, err := io.ReadFull(r, addr); err != nil {
 		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if leaf != nil && !certNamesHost(leaf, string(addr)) {
+		return "", "", nil, fmt.Errorf("handshake: the hello claims %q, an IP address the certificate of %q does not name", addr, ident)
 	}
 	reply := append(magic[:], ProtocolVersion, 0)
 	a := t.auth.Load()
@@ -966,6 +972,21 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	// Frames are read through a 64 KiB buffer over the small one, which
 	// hands on what it holds and then passes large reads straight through.
 	return string(addr), ident, bufio.NewReaderSize(hr, 64<<10), nil
+}
+
+// certNamesHost reports whether a hello claiming addr may come from the
+// holder of cert: yes if cert names no IP address (nothing to check), or if
+// addr's host is one of those it names. Ports are not in certificates.
+func certNamesHost(cert *x509.Certificate, addr string) bool {
+	if len(cert.IPAddresses) == 0 {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && slices.ContainsFunc(cert.IPAddresses, ip.Equal)
 }
 
 // frameChunk is how much memory a frame may take before its bytes arrive.
