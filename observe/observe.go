@@ -400,7 +400,8 @@ func (o *Observer) registerTransportInstruments() error {
 	fr, err2 := m.Int64ObservableCounter("plumtree.transport.frames", metric.WithUnit("{frame}"), metric.WithDescription("Stream frames, by direction."))
 	by, err3 := m.Int64ObservableCounter("plumtree.transport.io", metric.WithUnit("By"), metric.WithDescription("Payload bytes, by direction."))
 	conns, err4 := m.Int64ObservableGauge("plumtree.transport.connections", metric.WithUnit("{connection}"), metric.WithDescription("Open connections to peers."))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	refused, err5 := m.Int64ObservableCounter("plumtree.transport.connections.refused", metric.WithUnit("{connection}"), metric.WithDescription("Inbound connections refused before they carried anything: failed handshakes (a certificate that does not verify, a hello without a valid proof) and connections over the inbound cap."))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return fmt.Errorf("observe: creating transport instruments: %w", err)
 	}
 	sent, recv, drop := o.withAttrs(attribute.String("direction", "sent")), o.withAttrs(attribute.String("direction", "received")), o.withAttrs(attribute.String("direction", "dropped"))
@@ -420,6 +421,7 @@ func (o *Observer) registerTransportInstruments() error {
 			s.BytesSent += x.BytesSent
 			s.BytesReceived += x.BytesReceived
 			s.Connections += x.Connections
+			s.ConnectionsRefused += x.ConnectionsRefused
 		}
 		ob.ObserveInt64(dg, int64(s.DatagramsSent), sent.obs...)
 		ob.ObserveInt64(dg, int64(s.DatagramsReceived), recv.obs...)
@@ -430,8 +432,9 @@ func (o *Observer) registerTransportInstruments() error {
 		ob.ObserveInt64(by, int64(s.BytesSent), sent.obs...)
 		ob.ObserveInt64(by, int64(s.BytesReceived), recv.obs...)
 		ob.ObserveInt64(conns, int64(s.Connections), o.opt.obs...)
+		ob.ObserveInt64(refused, int64(s.ConnectionsRefused), o.opt.obs...)
 		return nil
-	}, dg, fr, by, conns)
+	}, dg, fr, by, conns, refused)
 	if err != nil {
 		return fmt.Errorf("observe: registering the transport callback: %w", err)
 	}

@@ -108,6 +108,16 @@ func addStats(a, b Stats) Stats {
 		BytesSent:         a.BytesSent + b.BytesSent,
 		BytesReceived:     a.BytesReceived + b.BytesReceived,
 		Connections:       a.Connections + b.Connections,
+
+		ConnectionsRefused: a.ConnectionsRefused + b.ConnectionsRefused,
+	}
+}
+
+// AuthenticateHellos hands a to the stream transport, if it can use one
+// (see HelloAuthenticating).
+func (j *Joined) AuthenticateHellos(a HelloAuthenticator) {
+	if h, ok := j.st.(HelloAuthenticating); ok {
+		h.AuthenticateHellos(a)
 	}
 }
 
@@ -155,6 +165,14 @@ const (
 // is full and nobody reads it, the datagrams behind the waiting frame wait
 // too (and the stream pushes back on its senders): read both channels.
 //
+// Datagrams ride the stream's connections, so whatever the stream proves of
+// a sender's address holds for them too: AuthenticateHellos is handed on to
+// the stream (package seal calls it when it wraps a StreamDatagrams over
+// package tcp, so that a connection must prove its hello with the key
+// before it carries anything), and Message.From and Identity are the
+// stream's. Nothing here picks a slot or bucket by a value a peer chooses:
+// the send queues are per destination, chosen by the sender.
+//
 // The StreamDatagrams owns the stream: do not send on it or read its
 // Frames directly, and Close the StreamDatagrams (which closes the stream).
 type StreamDatagrams struct {
@@ -178,9 +196,11 @@ type StreamDatagrams struct {
 }
 
 var (
-	_ Datagram      = (*StreamDatagrams)(nil)
-	_ Stream        = (*StreamDatagrams)(nil)
-	_ StatsReporter = (*StreamDatagrams)(nil)
+	_ HelloAuthenticating = (*StreamDatagrams)(nil)
+	_ HelloAuthenticating = (*Joined)(nil)
+	_ Datagram            = (*StreamDatagrams)(nil)
+	_ Stream              = (*StreamDatagrams)(nil)
+	_ StatsReporter       = (*StreamDatagrams)(nil)
 )
 
 // DatagramsOverStream wraps st so that it offers a datagram path too, with
@@ -245,8 +265,18 @@ func (s *StreamDatagrams) Stats() Stats {
 		inner := r.Stats()
 		st.FramesDropped += inner.FramesDropped
 		st.Connections = inner.Connections
+		st.ConnectionsRefused = inner.ConnectionsRefused
 	}
 	return st
+}
+
+// AuthenticateHellos hands a to the stream, if it can use one (see
+// HelloAuthenticating): datagrams ride the stream's connections, so they
+// are proven with them.
+func (s *StreamDatagrams) AuthenticateHellos(a HelloAuthenticator) {
+	if h, ok := s.st.(HelloAuthenticating); ok {
+		h.AuthenticateHellos(a)
+	}
 }
 
 func tagged(tag byte, b []byte) []byte {

@@ -158,6 +158,11 @@ type Stats struct {
 	// Connections is the number of open connections to peers (0 for a
 	// connectionless transport, and after Close).
 	Connections int
+	// ConnectionsRefused counts inbound connections refused before they
+	// carried anything: a handshake that failed (a certificate that does
+	// not verify, a hello without a valid proof, a timeout) or a
+	// connection over the transport's inbound cap.
+	ConnectionsRefused uint64
 }
 
 // Authenticator is an optional interface: a transport that authenticates its
@@ -182,4 +187,31 @@ func Authenticates(tr Transport) bool {
 type StatsReporter interface {
 	// Stats returns the counters now.
 	Stats() Stats
+}
+
+// HelloAuthenticator proves, and checks the proof, that the dialer of a
+// connection holds a key the cluster shares. A stream transport whose
+// connections open with a handshake of its own, claiming the dialer's
+// address, asks the dialer for a proof over a fresh challenge of the
+// listener's and both addresses, so that a connection that claims a
+// member's address takes nothing of that member's (a reader slot, say)
+// before it has proven the claim. Package seal implements it and hands it
+// to the transport it wraps (see HelloAuthenticating).
+type HelloAuthenticator interface {
+	// ProveHello appends to dst the proof that the dialer at from, talking
+	// to to, holds the key, for the listener's challenge.
+	ProveHello(dst, challenge []byte, from, to string) []byte
+	// VerifyHello reports whether proof is one ProveHello made with a key
+	// this side holds for the same challenge and addresses.
+	VerifyHello(proof, challenge []byte, from, to string) bool
+}
+
+// HelloAuthenticating is an optional interface: a transport that can make
+// its connections prove their hello with a HelloAuthenticator (package tcp,
+// and the combinators around it). Once set, every connection accepted must
+// prove itself before it is served, and every connection dialed proves
+// itself when asked. Set it before peers know the transport's address: it
+// cannot be unset.
+type HelloAuthenticating interface {
+	AuthenticateHellos(HelloAuthenticator)
 }

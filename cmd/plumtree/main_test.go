@@ -87,7 +87,8 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 type lineWriter struct {
 	mu      sync.Mutex
 	lines   []string
-	partial []byte // the start of a line whose end has not been written yet
+	stamps  []time.Time // when each line's end was written
+	partial []byte      // the start of a line whose end has not been written yet
 	ch      chan struct{}
 }
 
@@ -103,6 +104,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			break
 		}
 		w.lines = append(w.lines, string(w.partial[:i]))
+		w.stamps = append(w.stamps, time.Now())
 		w.partial = w.partial[i+1:]
 	}
 	if len(w.partial) == 0 {

@@ -107,6 +107,9 @@ func reportRefused(w io.Writer, name string, tr transport.Transport, stats func(
 		fmt.Fprintf(&b, " seal %d (short %d, version %d, unknown key %d, auth %d, window %d, replay %d);",
 			r.Total(), r.Short, r.Version, r.UnknownKey, r.Auth, r.Window, r.Replay)
 	}
+	if r, ok := tr.(transport.StatsReporter); ok {
+		fmt.Fprintf(&b, " connections %d (failed handshakes, hellos without a valid proof, over the cap);", r.Stats().ConnectionsRefused)
+	}
 	if st, err := stats(); err == nil {
 		fmt.Fprintf(&b, " gossip %d unreadable or unauthenticated frames", st.DecodeErrors)
 	}

@@ -137,6 +137,7 @@ func TestGuideNames(t *testing.T) {
 			"plumtree_prunes_received_total",
 			"plumtree_peers_promoted_total",
 			"plumtree_transport_connections",
+			"plumtree_transport_connections_refused_total",
 		} {
 			if _, ok := got[name]; !ok {
 				var names []string

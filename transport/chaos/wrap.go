@@ -145,6 +145,15 @@ func (b base) PeerIdentity(from string) (string, bool) {
 	return "", false
 }
 
+// AuthenticateHellos forwards to the inner transport, if it takes one (see
+// transport.HelloAuthenticating), so that package seal, wrapped around
+// chaos, still makes the connections below prove their hellos.
+func (b base) AuthenticateHellos(a transport.HelloAuthenticator) {
+	if h, ok := b.w.inner.(transport.HelloAuthenticating); ok {
+		h.AuthenticateHellos(a)
+	}
+}
+
 // dgPart is the datagram path.
 type dgPart struct{ w *wrapper }
 

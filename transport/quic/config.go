@@ -31,6 +31,8 @@ const (
 	DefaultMaxFrameSize            = 4 << 20
 	DefaultSendQueueSize           = 256
 	DefaultDatagramQueueSize       = 256
+	// DefaultMaxInboundConnections is MaxInboundConnections' default.
+	DefaultMaxInboundConnections = 1024
 )
 
 // maxMaxFrameSize bounds Config.MaxFrameSize: the length prefix is 4 bytes,
@@ -104,6 +106,14 @@ type Config struct {
 	// are dropped and counted. Default 256.
 	DatagramQueueSize int
 
+	// MaxInboundConnections caps the connections peers have open to this
+	// transport at once, handshakes in progress included; one more is
+	// closed as soon as it is accepted and counted in
+	// Stats.ConnectionsRefused. Default 1024. Each holds quic-go's state
+	// and a few goroutines, so without a cap anyone who can reach the port
+	// could exhaust memory (as with package tcp's cap of the same name).
+	MaxInboundConnections int
+
 	// StatelessResetKey lets this node answer packets of connections it
 	// no longer knows (after a crash and restart) with a stateless reset,
 	// so that peers drop their dead connection at once and redial, instead
@@ -151,6 +161,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.DatagramQueueSize <= 0 {
 		cfg.DatagramQueueSize = DefaultDatagramQueueSize
+	}
+	if cfg.MaxInboundConnections <= 0 {
+		cfg.MaxInboundConnections = DefaultMaxInboundConnections
 	}
 	return cfg, nil
 }

@@ -92,5 +92,16 @@
 // against the frame's sender ID; PeerCertificate returns the certificate
 // itself.
 //
+// Impersonation and inbound connections: this transport has no hello of its
+// own in which a peer could claim an address: Message.From is the remote
+// address of a connection whose handshake completed, and a QUIC handshake
+// takes round trips, so a peer that spoofs another's source address never
+// completes one. A peer with a certificate of its own sends from its own
+// address, and its frames carry its own Message.Identity. Accepted
+// connections, handshakes included, are capped (Config.MaxInboundConnections,
+// 1024 by default); a handshake that fails (a client certificate from a
+// foreign CA, say) or a connection over the cap is counted in
+// Stats.ConnectionsRefused.
+//
 // Like package transport, this package must never import the gossip core.
 package quic

@@ -29,6 +29,7 @@ const (
 	codeClosing       qgo.ApplicationErrorCode = 0 // the transport is closing
 	codeFrameTooLarge qgo.ApplicationErrorCode = 1 // the peer announced a frame above MaxFrameSize
 	codeWriteFailed   qgo.ApplicationErrorCode = 2 // writing to the peer failed
+	codeTooMany       qgo.ApplicationErrorCode = 3 // over Config.MaxInboundConnections
 )
 
 // readChunk is how much a stream reader allocates ahead of the bytes it has
@@ -72,6 +73,9 @@ type Transport struct {
 	connsClosed bool
 
 	c counters
+	// inbound counts the accepted connections not yet closed, handshakes
+	// in progress included (Config.MaxInboundConnections bounds it).
+	inbound atomic.Int64
 
 	// hookDetached, if set (by tests, before any connection exists), is
 	// called once a closed connection has been detached from its peer.
@@ -91,6 +95,7 @@ type counters struct {
 	framesSent, framesReceived, framesDropped atomic.Uint64
 	datagramsReceived                         atomic.Uint64
 	bytesSent, bytesReceived                  atomic.Uint64
+	connectionsRefused                        atomic.Uint64
 
 	dmu                             sync.Mutex
 	datagramsSent, datagramsDropped uint64
@@ -222,7 +227,9 @@ func (t *Transport) Authenticates() bool {
 // or cut short, and received frames above MaxFrameSize. DatagramsDropped
 // counts both datagrams dropped on sending and received datagrams dropped
 // because Datagrams was full. Connections is the number of open QUIC
-// connections.
+// connections. ConnectionsRefused counts accepted connections whose
+// handshake failed (a client certificate that does not verify, a timeout)
+// and those over MaxInboundConnections.
 func (t *Transport) Stats() transport.Stats {
 	s := transport.Stats{
 		FramesSent:        t.c.framesSent.Load(),
@@ -231,6 +238,8 @@ func (t *Transport) Stats() transport.Stats {
 		DatagramsReceived: t.c.datagramsReceived.Load(),
 		BytesSent:         t.c.bytesSent.Load(),
 		BytesReceived:     t.c.bytesReceived.Load(),
+
+		ConnectionsRefused: t.c.connectionsRefused.Load(),
 	}
 	t.c.dmu.Lock()
 	s.DatagramsSent = t.c.datagramsSent
@@ -652,13 +661,21 @@ func (t *Transport) dropQueuedLocked(p *peer) {
 	}
 }
 
-// acceptLoop accepts incoming connections until Close.
+// acceptLoop accepts incoming connections until Close. One over
+// MaxInboundConnections is closed at once and counted.
 func (t *Transport) acceptLoop() {
 	for {
 		qc, err := t.ln.Accept(t.ctx)
 		if err != nil {
 			return
 		}
+		if t.inbound.Add(1) > int64(t.cfg.MaxInboundConnections) {
+			t.inbound.Add(-1)
+			t.c.connectionsRefused.Add(1)
+			qc.CloseWithError(codeTooMany, "too many connections")
+			continue
+		}
+		context.AfterFunc(qc.Context(), func() { t.inbound.Add(-1) })
 		if !t.spawn(func() { t.serveIncoming(qc) }) {
 			qc.CloseWithError(codeClosing, "transport closed")
 			return
@@ -673,13 +690,18 @@ func (t *Transport) serveIncoming(qc *qgo.Conn) {
 	select {
 	case <-qc.HandshakeComplete():
 	case <-qc.Context().Done():
+		// The handshake failed: a client certificate that does not
+		// verify, a timeout, a peer that gave up.
+		if !t.isClosed.Load() {
+			t.c.connectionsRefused.Add(1)
+		}
 		return
 	case <-t.done:
 		qc.CloseWithError(codeClosing, "transport closed")
 		return
 	}
 	if qc.Context().Err() != nil {
-		return // the handshake failed
+		return // the handshake failed (the peer closed it at once after)
 	}
 	ua, ok := qc.RemoteAddr().(*net.UDPAddr)
 	if !ok {

@@ -545,6 +545,58 @@ func TestMutualTLSRefusesOtherCA(t *testing.T) {
 	if s := b.Stats(); s.FramesReceived != 1 || s.DatagramsReceived != 0 {
 		t.Fatalf("b stats %+v", s)
 	}
+	// The handshakes b refused (mallory's client certificate) are counted
+	// on b.
+	for b.Stats().ConnectionsRefused < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("watchdog: b counted no refused connection; want mallory's")
+		case <-time.After(10 * time.Millisecond): // polls a counter; bounds nothing
+		}
+	}
+}
+
+// Past MaxInboundConnections, a new connection is closed as soon as it is
+// accepted and counted: whoever can reach the port cannot hold memory
+// without bound. Once a connection closes, there is room again.
+func TestMaxInboundConnections(t *testing.T) {
+	ca := newCA(t)
+	b := listen(t, ca, "b", func(c *Config) { c.MaxInboundConnections = 1 })
+	a, x := listen(t, ca, "a", nil), listen(t, ca, "x", nil)
+	ctx := testCtx(t)
+	if err := a.SendFrame(ctx, b.LocalAddr(), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, b.Frames()); string(got.Data) != "first" {
+		t.Fatalf("got %q", got.Data)
+	}
+	// x's connection is over the cap: b closes it at once, and whatever x
+	// queued on it is lost; nothing of x's is delivered.
+	gone := detached(x)
+	x.SendFrame(ctx, b.LocalAddr(), []byte("over the cap"))
+	select {
+	case <-gone:
+	case <-ctx.Done():
+		t.Fatal("watchdog: b did not close the connection over the cap")
+	}
+	if s := b.Stats(); s.ConnectionsRefused != 1 {
+		t.Fatalf("b counted %d refused connections; want 1", s.ConnectionsRefused)
+	}
+	// a leaves: x gets in.
+	a.Close()
+	for {
+		x.SendFrame(ctx, b.LocalAddr(), []byte("x"))
+		select {
+		case got := <-b.Frames():
+			if got.From != x.LocalAddr() {
+				t.Fatalf("got %q from %s", got.Data, got.From)
+			}
+			return
+		case <-gone:
+		case <-ctx.Done():
+			t.Fatal("watchdog: x never got in")
+		}
+	}
 }
 
 func TestIdleConnectionCloses(t *testing.T) {

@@ -24,7 +24,7 @@ func BenchmarkSeal(b *testing.B) {
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
 			for b.Loop() {
-				buf, ad = kr.seal(buf[:0], ad, p, transport.PathDatagram, "127.0.0.1:7946", true, now)
+				buf, ad = kr.seal(buf[:0], ad, p, transport.PathDatagram, "127.0.0.1:7946", "127.0.0.1:7947", true, now)
 			}
 		})
 	}
@@ -37,7 +37,7 @@ func BenchmarkOpen(b *testing.B) {
 	now := time.Now()
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			frame, _ := kr.seal(nil, nil, bytes.Repeat([]byte{'p'}, n), transport.PathDatagram, "127.0.0.1:7946", true, now)
+			frame, _ := kr.seal(nil, nil, bytes.Repeat([]byte{'p'}, n), transport.PathDatagram, "127.0.0.1:7946", "127.0.0.1:7947", true, now)
 			buf := make([]byte, len(frame))
 			ad := make([]byte, 0, 64)
 			b.SetBytes(int64(n))
@@ -45,7 +45,7 @@ func BenchmarkOpen(b *testing.B) {
 			for b.Loop() {
 				copy(buf, frame)
 				var why Reason
-				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", true); why != reasonNone {
+				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", "127.0.0.1:7947", true); why != reasonNone {
 					b.Fatal(why)
 				}
 			}
@@ -71,7 +71,7 @@ func BenchmarkOpenAdmit(b *testing.B) {
 				o:      options{window: window, now: func() time.Time { return now }},
 				replay: newReplayFilter(int64(window), DefaultReplayCache),
 			}
-			frame, _ := kr.seal(nil, nil, bytes.Repeat([]byte{'p'}, n), transport.PathDatagram, "127.0.0.1:7946", true, now)
+			frame, _ := kr.seal(nil, nil, bytes.Repeat([]byte{'p'}, n), transport.PathDatagram, "127.0.0.1:7946", "127.0.0.1:7947", true, now)
 			buf := make([]byte, len(frame))
 			ad := make([]byte, 0, 64)
 			var i uint64
@@ -80,7 +80,7 @@ func BenchmarkOpenAdmit(b *testing.B) {
 			for b.Loop() {
 				copy(buf, frame)
 				var why Reason
-				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", true); why != reasonNone {
+				if _, _, why, ad = kr.open(buf, ad, transport.PathDatagram, "127.0.0.1:7946", "127.0.0.1:7947", true); why != reasonNone {
 					b.Fatal(why)
 				}
 				i++

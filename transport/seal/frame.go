@@ -1,11 +1,8 @@
 package seal
 
 import (
-	cryptorand "crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport"
@@ -15,16 +12,20 @@ import (
 //
 //	version   1 byte   Version
 //	key ID    4 bytes  which key sealed it (see Keyring)
-//	nonce    12 bytes  random
+//	nonce    12 bytes  the sealing key's random 4-byte prefix in this
+//	                   process, then its 8-byte counter (see key.nonce)
 //	sealed    rest     AES-GCM of (send time, 8 bytes, Unix nanoseconds,
 //	                   big-endian; then the payload), with its 16-byte tag
 //
 // The associated data (authenticated, not sent) is the version and key ID,
-// the path (one byte) and the sender's address as the receiver's transport
-// reports it in Message.From.
+// the path (one byte), the length of the sender's address (uvarint), the
+// sender's address as the receiver's transport reports it in Message.From,
+// and the destination address (the receiver's LocalAddr).
 const (
-	// Version is the first byte of every sealed frame.
-	Version byte = 1
+	// Version is the first byte of every sealed frame. Version 1 had random
+	// nonces and left the destination out of the associated data; its
+	// frames are refused (ReasonVersion).
+	Version byte = 2
 	// Overhead is how many bytes sealing adds to a frame: version, key ID,
 	// nonce, send time and tag.
 	Overhead = headerLen + timeLen + tagLen
@@ -71,37 +72,24 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
-// nonceSources are ChaCha8 generators, each seeded from crypto/rand: a
-// cryptographically strong generator (the one the Go runtime uses) that
-// costs nanoseconds per nonce where a crypto/rand read can cost a system
-// call. Nonces are random, so every node draws its own with no coordination.
-var nonceSources = sync.Pool{New: func() any {
-	var seed [32]byte
-	cryptorand.Read(seed[:]) // never fails (Go 1.24+)
-	return rand.NewChaCha8(seed)
-}}
-
-// readNonce fills b with random bytes.
-func readNonce(b []byte) {
-	g := nonceSources.Get().(*rand.ChaCha8)
-	g.Read(b)
-	nonceSources.Put(g)
-}
-
-// appendAD appends the associated data of a frame with the given header.
-func appendAD(ad, header []byte, path transport.Path, from string, bindFrom bool) []byte {
+// appendAD appends the associated data of a frame with the given header,
+// sent from the address from to the address to.
+func appendAD(ad, header []byte, path transport.Path, from, to string, bindAddrs bool) []byte {
 	ad = append(ad, header[:1+idLen]...)
 	ad = append(ad, byte(path))
-	if bindFrom {
+	if bindAddrs {
+		ad = binary.AppendUvarint(ad, uint64(len(from)))
 		ad = append(ad, from...)
+		ad = append(ad, to...)
 	}
 	return ad
 }
 
 // seal appends to dst the frame sealing p with kr's primary key, sent at now
-// on path from the sender address from; ad is scratch space for the
-// associated data. It returns the extended dst and the scratch.
-func (kr *Keyring) seal(dst, ad, p []byte, path transport.Path, from string, bindFrom bool, now time.Time) (out, scratch []byte) {
+// on path from the sender address from to the address to; ad is scratch
+// space for the associated data. It returns the extended dst and the
+// scratch.
+func (kr *Keyring) seal(dst, ad, p []byte, path transport.Path, from, to string, bindAddrs bool, now time.Time) (out, scratch []byte) {
 	k := kr.cur.Load().keys[0]
 	start := len(dst)
 	need := Overhead + len(p)
@@ -114,20 +102,21 @@ func (kr *Keyring) seal(dst, ad, p []byte, path transport.Path, from string, bin
 	h := dst[start:]
 	h[0] = Version
 	putID(h[1:], k.id)
-	readNonce(h[1+idLen : headerLen])
+	k.nonce(h[1+idLen : headerLen])
 	binary.BigEndian.PutUint64(h[headerLen:], uint64(now.UnixNano()))
 	copy(h[headerLen+timeLen:], p)
-	ad = appendAD(ad[:0], h, path, from, bindFrom)
+	ad = appendAD(ad[:0], h, path, from, to, bindAddrs)
 	plain := h[headerLen:]
 	// Sealing in place: dst[:start+headerLen] is followed by plain.
 	out = k.aead.Seal(dst[:start+headerLen], h[1+idLen:headerLen], plain, ad)
 	return out, ad
 }
 
-// open checks and opens a sealed frame in place and returns its payload (a
-// slice of b) and its send time; ad is scratch space. On failure it returns
-// why; b may then have been overwritten.
-func (kr *Keyring) open(b, ad []byte, path transport.Path, from string, bindFrom bool) (payload []byte, sent int64, why Reason, scratch []byte) {
+// open checks and opens a sealed frame in place, received on path from the
+// address from at the address to, and returns its payload (a slice of b)
+// and its send time; ad is scratch space. On failure it returns why; b may
+// then have been overwritten.
+func (kr *Keyring) open(b, ad []byte, path transport.Path, from, to string, bindAddrs bool) (payload []byte, sent int64, why Reason, scratch []byte) {
 	if len(b) < Overhead {
 		return nil, 0, ReasonShort, ad
 	}
@@ -138,7 +127,7 @@ func (kr *Keyring) open(b, ad []byte, path transport.Path, from string, bindFrom
 	if k == nil {
 		return nil, 0, ReasonKey, ad
 	}
-	ad = appendAD(ad[:0], b, path, from, bindFrom)
+	ad = appendAD(ad[:0], b, path, from, to, bindAddrs)
 	ct := b[headerLen:]
 	plain, err := k.aead.Open(ct[:0], b[1+idLen:headerLen], ct, ad)
 	if err != nil {

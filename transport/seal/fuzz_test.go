@@ -19,24 +19,25 @@ func fuzzKeyring(tb testing.TB) *Keyring {
 }
 
 // FuzzOpen feeds the decoder of sealed frames arbitrary bytes as a frame
-// from an arbitrary address on either path: it must never panic, and what
-// it accepts must be a frame sealed with an installed key. Every input is
-// also sealed as a payload and must open to itself.
+// from an arbitrary address to another on either path: it must never
+// panic, and what it accepts must be a frame sealed with an installed key.
+// Every input is also sealed as a payload and must open to itself, and
+// only on its path, from its sender, at its destination.
 func FuzzOpen(f *testing.F) {
 	kr := fuzzKeyring(f)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, p := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("gossip"), 40)} {
 		for _, path := range []transport.Path{transport.PathDatagram, transport.PathStream} {
-			frame, _ := kr.seal(nil, nil, p, path, "127.0.0.1:7946", true, now)
-			f.Add(frame, "127.0.0.1:7946", byte(path))
+			frame, _ := kr.seal(nil, nil, p, path, "127.0.0.1:7946", "127.0.0.1:7947", true, now)
+			f.Add(frame, "127.0.0.1:7946", "127.0.0.1:7947", byte(path))
 		}
 	}
-	f.Add([]byte{}, "", byte(0))
-	f.Add([]byte{Version, 0, 0, 0, 0}, "a", byte(1))
-	f.Fuzz(func(t *testing.T, frame []byte, from string, path byte) {
+	f.Add([]byte{}, "", "", byte(0))
+	f.Add([]byte{Version, 0, 0, 0, 0}, "a", "b", byte(1))
+	f.Fuzz(func(t *testing.T, frame []byte, from, to string, path byte) {
 		p := transport.Path(path)
 		in := bytes.Clone(frame)
-		payload, sent, why, _ := kr.open(in, nil, p, from, true)
+		payload, sent, why, _ := kr.open(in, nil, p, from, to, true)
 		if why == reasonNone {
 			if len(frame) != len(payload)+Overhead || frame[0] != Version {
 				t.Fatalf("opened a %d-byte frame to a %d-byte payload", len(frame), len(payload))
@@ -46,18 +47,29 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("refused (%v) but returned a payload", why)
 		}
 		// Round trip, the input as the payload.
-		sealed, _ := kr.seal(nil, nil, frame, p, from, true, now)
-		got, at, why, _ := kr.open(sealed, nil, p, from, true)
+		sealed, _ := kr.seal(nil, nil, frame, p, from, to, true, now)
+		got, at, why, _ := kr.open(sealed, nil, p, from, to, true)
 		if why != reasonNone || !bytes.Equal(got, frame) || at != now.UnixNano() {
 			t.Fatalf("round trip: %v, %d bytes back of %d, time %d", why, len(got), len(frame), at)
 		}
-		// Another address or path does not open it.
-		sealed, _ = kr.seal(nil, nil, frame, p, from, true, now)
-		if _, _, why, _ := kr.open(sealed, nil, p, from+"x", true); why != ReasonAuth {
+		// Another sender, destination or path does not open it; nor does
+		// moving a byte from one address to the other.
+		sealed, _ = kr.seal(nil, nil, frame, p, from, to, true, now)
+		if _, _, why, _ := kr.open(sealed, nil, p, from+"x", to, true); why != ReasonAuth {
 			t.Fatalf("opened from another address: %v", why)
 		}
-		sealed, _ = kr.seal(nil, nil, frame, p, from, true, now)
-		if _, _, why, _ := kr.open(sealed, nil, p+1, from, true); why != ReasonAuth {
+		sealed, _ = kr.seal(nil, nil, frame, p, from, to, true, now)
+		if _, _, why, _ := kr.open(sealed, nil, p, from, to+"x", true); why != ReasonAuth {
+			t.Fatalf("opened at another destination: %v", why)
+		}
+		if to != "" {
+			sealed, _ = kr.seal(nil, nil, frame, p, from, to, true, now)
+			if _, _, why, _ := kr.open(sealed, nil, p, from+to[:1], to[1:], true); why != ReasonAuth {
+				t.Fatalf("opened with a byte moved from the destination to the sender: %v", why)
+			}
+		}
+		sealed, _ = kr.seal(nil, nil, frame, p, from, to, true, now)
+		if _, _, why, _ := kr.open(sealed, nil, p+1, from, to, true); why != ReasonAuth {
 			t.Fatalf("opened on another path: %v", why)
 		}
 	})

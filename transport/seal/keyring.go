@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	cryptorand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,21 @@ type key struct {
 	id   uint32
 	raw  []byte
 	aead cipher.AEAD
+	// prefix and counter make this process's nonces under the key: the
+	// prefix is drawn at random when the key is installed, the counter
+	// starts at a random value and goes up by one per frame (see nonce).
+	prefix  [4]byte
+	counter atomic.Uint64
+}
+
+// nonce writes the next nonce under k into b (nonceLen bytes): the key's
+// random prefix and its counter, incremented. A process never repeats a
+// nonce under a key (the counter would have to go round 2⁶⁴ times); two
+// processes repeat one only if they drew the same prefix and their
+// counters, started at random, run into each other: see the package doc.
+func (k *key) nonce(b []byte) {
+	copy(b, k.prefix[:])
+	binary.BigEndian.PutUint64(b[4:nonceLen], k.counter.Add(1))
 }
 
 // ring is an immutable set of keys; keys[0] is the primary.
@@ -115,7 +131,12 @@ func newKey(raw []byte) (*key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	return &key{id: keyID(raw), raw: raw, aead: aead}, nil
+	k := &key{id: keyID(raw), raw: raw, aead: aead}
+	var start [12]byte
+	cryptorand.Read(start[:]) // never fails (Go 1.24+)
+	copy(k.prefix[:], start[:4])
+	k.counter.Store(binary.BigEndian.Uint64(start[4:]))
+	return k, nil
 }
 
 // AddKey installs key for opening received frames; the primary key does not

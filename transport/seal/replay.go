@@ -22,8 +22,9 @@ const (
 )
 
 // replayKey identifies a sealed frame: its key ID and nonce. Two frames
-// sealed apart share both with a negligible probability (random 96-bit
-// nonces), so a second frame with the same replayKey is a replay.
+// sealed apart share both with a negligible probability (a counter per
+// key and process, after a random prefix: see the package doc), so a
+// second frame with the same replayKey is a replay.
 type replayKey [idLen + nonceLen]byte
 
 // replayBucket holds the keys of the frames remembered from one granule.

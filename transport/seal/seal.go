@@ -69,12 +69,14 @@ func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
 
-// WithoutAddressBinding leaves the sender's address out of what the tag
-// authenticates. By default a frame is bound to its sender's LocalAddr and
-// opens only where the receiving transport reports that address in
-// Message.From, as the transport contract says it must; use this option
-// where that is not so (a NAT between nodes, a node listening on a
-// wildcard address). Every node of a cluster must agree on it.
+// WithoutAddressBinding leaves the sender's and the destination's
+// addresses out of what the tag authenticates (frames and hello proofs).
+// By default a frame is bound to its sender's LocalAddr and the address it
+// was sent to, and opens only where the receiving transport reports the
+// first in Message.From and has the second as its LocalAddr, as the
+// transport contract says it must; use this option where that is not so (a
+// NAT between nodes, a node listening on a wildcard address, peers that
+// send to a host name). Every node of a cluster must agree on it.
 func WithoutAddressBinding() Option {
 	return func(o *options) { o.bindFrom = false }
 }
@@ -161,6 +163,10 @@ func Wrap(t transport.Transport, kr *Keyring, opts ...Option) (Transport, error)
 	}
 	if st != nil && st.MaxFrameSize() <= Overhead {
 		return nil, fmt.Errorf("seal: the inner frame limit of %d bytes leaves no room for the %d bytes of the seal", st.MaxFrameSize(), Overhead)
+	}
+	if h, ok := t.(transport.HelloAuthenticating); ok {
+		// Connections must prove they hold a key before they are served.
+		h.AuthenticateHellos(helloAuth{kr: kr, bindAddrs: o.bindFrom})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &core{inner: t, dg: dg, st: st, kr: kr, o: o, replay: replay, local: t.LocalAddr(), ctx: ctx, cancel: cancel}
@@ -286,6 +292,8 @@ func (c *core) Stats() transport.Stats {
 		BytesSent:         c.dgCount.bytesOut.Load() + c.frCount.bytesOut.Load(),
 		BytesReceived:     c.dgCount.bytesIn.Load() + c.frCount.bytesIn.Load(),
 		Connections:       in.Connections,
+
+		ConnectionsRefused: in.ConnectionsRefused,
 	}
 }
 
@@ -340,7 +348,7 @@ func (c *core) receive(in <-chan transport.Message, out chan<- transport.Message
 			why  Reason
 		)
 		frame := m.Data
-		m.Data, sent, why, ad = c.kr.open(frame, ad, path, m.From, c.o.bindFrom)
+		m.Data, sent, why, ad = c.kr.open(frame, ad, path, m.From, c.local, c.o.bindFrom)
 		if why == reasonNone {
 			why = c.admit(frame, sent)
 		}
@@ -398,7 +406,7 @@ func (c *core) send(ctx context.Context, addr string, b []byte, path transport.P
 		count = &c.frCount
 	}
 	buf := sendBufs.Get().(*sendBuf)
-	buf.frame, buf.ad = c.kr.seal(buf.frame[:0], buf.ad, b, path, c.local, c.o.bindFrom, c.o.now())
+	buf.frame, buf.ad = c.kr.seal(buf.frame[:0], buf.ad, b, path, c.local, addr, c.o.bindFrom, c.o.now())
 	// Counted before the send: the frame may arrive, and the caller read
 	// Stats, before the inner send returns. A failed send takes it back.
 	count.sent.Add(1)

@@ -18,6 +18,8 @@ import (
 	"github.com/plumtree-go/plumtree/transport/mem"
 	"github.com/plumtree-go/plumtree/transport/seal"
 	"github.com/plumtree-go/plumtree/transport/tcp"
+	"github.com/plumtree-go/plumtree/transport/udp"
+	"github.com/plumtree-go/plumtree/transport/udptcp"
 )
 
 func listenMem(t *testing.T, n *mem.Network, addr string) *mem.Transport {
@@ -239,7 +241,7 @@ func TestWrongKey(t *testing.T) {
 
 // capture returns the raw frame a sends to a tap (an unsealed transport)
 // for payload p on path.
-func capture(t *testing.T, a seal.Transport, tap *mem.Transport, p []byte, path transport.Path) []byte {
+func capture(t *testing.T, a seal.Transport, tap *mem.Transport, to string, p []byte, path transport.Path) []byte {
 	t.Helper()
 	ctx := t.Context()
 	var ch <-chan transport.Message
@@ -258,7 +260,11 @@ func capture(t *testing.T, a seal.Transport, tap *mem.Transport, p []byte, path 
 	if bytes.Contains(m.Data, p) {
 		t.Fatalf("the payload %q is visible on the wire: %x", p, m.Data)
 	}
-	return m.Data
+	if to == tap.LocalAddr() {
+		return m.Data
+	}
+	// The frame a sends to to (the destination is sealed into it).
+	return seal.SealFor(a, p, path, to)
 }
 
 // inject sends raw bytes from the raw transport under a sealed one (so that
@@ -291,7 +297,7 @@ func TestTamper(t *testing.T) {
 		defer tap.Close()
 		frames := b.(transport.Stream).Frames()
 		payload := []byte("the payload")
-		raw := capture(t, a, tap, payload, transport.PathStream)
+		raw := capture(t, a, tap, "b", payload, transport.PathStream)
 		if len(raw) != len(payload)+seal.Overhead {
 			t.Fatalf("sealed frame of %d bytes; want %d", len(raw), len(payload)+seal.Overhead)
 		}
@@ -344,7 +350,7 @@ func TestTamper(t *testing.T) {
 		// it comes from; the path is still bound.
 		c := wrap(t, listenMem(t, n, "c"), kr, seal.WithoutAddressBinding())
 		d := wrap(t, listenMem(t, n, "d"), kr, seal.WithoutAddressBinding())
-		raw = capture(t, c, tap, payload, transport.PathDatagram)
+		raw = capture(t, c, tap, "tap", payload, transport.PathDatagram)
 		inject(t, x, "d", bytes.Clone(raw), transport.PathDatagram)
 		inject(t, x, "d", bytes.Clone(raw), transport.PathStream)
 		synctest.Wait()
@@ -382,12 +388,15 @@ func TestReplayWindow(t *testing.T) {
 		off := wrap(t, listenMem(t, n, "c"), kr, seal.WithClock(receiver.Now), seal.WithWindow(0))
 		tap := listenMem(t, n, "tap")
 		defer tap.Close()
-		raw := capture(t, a, tap, []byte("captured"), transport.PathDatagram)
+		raw := map[string][]byte{
+			"b": capture(t, a, tap, "b", []byte("captured"), transport.PathDatagram),
+			"c": capture(t, a, tap, "c", []byte("captured"), transport.PathDatagram),
+		}
 
 		try := func(to seal.Transport, at time.Duration) bool {
 			t.Helper()
 			receiver.set(t0.Add(at))
-			inject(t, a.Unwrap(), to.LocalAddr(), bytes.Clone(raw), transport.PathDatagram)
+			inject(t, a.Unwrap(), to.LocalAddr(), bytes.Clone(raw[to.LocalAddr()]), transport.PathDatagram)
 			synctest.Wait()
 			return len(drain(to.(transport.Datagram).Datagrams())) == 1
 		}
@@ -428,12 +437,12 @@ func TestReplayWindow(t *testing.T) {
 	})
 }
 
-// Within the window each sealed frame opens once per receiver: a copy sent
-// again from the sender's address (as over TCP, whose handshake may claim
-// any address) is refused as a replay, on both paths, whatever it carries
-// (the seal cannot tell a data frame from a Prune). Another receiver, which
-// has not seen it, opens it once: the destination is not sealed. With the
-// replay cache off, every copy opens.
+// Within the window each sealed frame opens once, at its destination only:
+// a copy sent again from the sender's address (as a spoofed UDP source
+// would) is refused as a replay, on both paths, whatever it carries (the
+// seal cannot tell a data frame from a Prune). Another receiver refuses it
+// (the destination is sealed), replay cache or not. With the replay cache
+// off, every copy opens at its destination.
 func TestReplay(t *testing.T) {
 	for _, path := range []transport.Path{transport.PathDatagram, transport.PathStream} {
 		t.Run(path.String(), func(t *testing.T) {
@@ -453,7 +462,7 @@ func TestReplay(t *testing.T) {
 					}
 					return drain(s.(transport.Stream).Frames())
 				}
-				raw := capture(t, a, tap, []byte("prune"), path)
+				raw := capture(t, a, tap, "b", []byte("prune"), path)
 				for range 3 {
 					inject(t, a.Unwrap(), "b", bytes.Clone(raw), path)
 				}
@@ -464,7 +473,7 @@ func TestReplay(t *testing.T) {
 					t.Errorf("3 copies: opened %d, refused %+v; want 1 opened, 2 replays", got.Opened, got.Refused)
 				}
 				// A fresh frame with the same payload has a fresh nonce.
-				inject(t, a.Unwrap(), "b", capture(t, a, tap, []byte("prune"), path), path)
+				inject(t, a.Unwrap(), "b", capture(t, a, tap, "b", []byte("prune"), path), path)
 				if got := received(b); len(got) != 1 {
 					t.Errorf("a fresh frame: delivered %d", len(got))
 				}
@@ -472,11 +481,18 @@ func TestReplay(t *testing.T) {
 					inject(t, a.Unwrap(), "c", bytes.Clone(raw), path)
 					inject(t, a.Unwrap(), "d", bytes.Clone(raw), path)
 				}
-				if got := received(c); len(got) != 1 || c.SealStats().Refused != (seal.Refused{Replay: 1}) {
-					t.Errorf("another receiver: delivered %d, refused %+v; want 1 and 1 replay", len(got), c.SealStats().Refused)
+				if got := received(c); len(got) != 0 || c.SealStats().Refused != (seal.Refused{Auth: 2}) {
+					t.Errorf("another receiver: delivered %d, refused %+v; want 0 and 2 refused (auth)", len(got), c.SealStats().Refused)
 				}
-				if got := received(off); len(got) != 2 || off.SealStats().Refused.Total() != 0 {
-					t.Errorf("without a replay cache: delivered %d, refused %+v; want both copies", len(got), off.SealStats().Refused)
+				if got := received(off); len(got) != 0 || off.SealStats().Refused != (seal.Refused{Auth: 2}) {
+					t.Errorf("another receiver without a replay cache: delivered %d, refused %+v; want 0 and 2 refused (auth)", len(got), off.SealStats().Refused)
+				}
+				forD := capture(t, a, tap, "d", []byte("prune"), path)
+				for range 2 {
+					inject(t, a.Unwrap(), "d", bytes.Clone(forD), path)
+				}
+				if got := received(off); len(got) != 2 {
+					t.Errorf("without a replay cache: delivered %d; want both copies", len(got))
 				}
 			})
 		})
@@ -500,7 +516,7 @@ func TestReplayCacheFull(t *testing.T) {
 		defer tap.Close()
 		send := func() []byte {
 			t.Helper()
-			raw := capture(t, a, tap, []byte("data"), transport.PathDatagram)
+			raw := capture(t, a, tap, "b", []byte("data"), transport.PathDatagram)
 			inject(t, a.Unwrap(), "b", bytes.Clone(raw), transport.PathDatagram)
 			return raw
 		}
@@ -703,5 +719,63 @@ func TestIdentityPassThrough(t *testing.T) {
 	}
 	if id, ok := b.PeerIdentity(a.LocalAddr()); !ok || id != "alpha" {
 		t.Errorf("PeerIdentity = %q, %v", id, ok)
+	}
+}
+
+// Wrapping a TCP transport makes its connections prove their hello with
+// the key, also inside udptcp and DatagramsOverStream: sealed nodes talk;
+// a dialer without the key, or with another, is refused at the handshake
+// (counted in ConnectionsRefused, through the seal's Stats) and delivers
+// nothing, before any frame.
+func TestWrapProvesTCPHellos(t *testing.T) {
+	shapes := map[string]func() transport.Stream{
+		"tcp": func() transport.Stream {
+			tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
+			return tr
+		},
+		"DatagramsOverStream": func() transport.Stream {
+			tr, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
+			return transport.DatagramsOverStream(tr, 0)
+		},
+		"udptcp": func() transport.Stream {
+			tr, err := udptcp.Listen("127.0.0.1:0", udp.Config{}, tcp.Config{})
+			must(t, err)
+			return tr
+		},
+	}
+	for name, listen := range shapes {
+		t.Run(name, func(t *testing.T) {
+			sealed := func(kr *seal.Keyring) transport.Stream { return wrap(t, listen(), kr).(transport.Stream) }
+			kr := keyring(t, testKey(1))
+			a, b := sealed(kr), sealed(kr)
+			outsider := sealed(keyring(t, testKey(2)))
+			plain, err := tcp.Listen("127.0.0.1:0", tcp.Config{})
+			must(t, err)
+			defer plain.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang guard only
+			defer cancel()
+			for _, x := range []transport.Stream{outsider, plain} {
+				x.SendFrame(ctx, b.LocalAddr(), []byte("evil"))
+			}
+			must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("hi")))
+			select {
+			case m := <-b.Frames():
+				if string(m.Data) != "hi" || m.From != a.LocalAddr() {
+					t.Errorf("got %q from %q", m.Data, m.From)
+				}
+			case <-ctx.Done():
+				t.Fatal("no frame")
+			}
+			for i := 0; i < 100 && b.(seal.Transport).Stats().ConnectionsRefused < 2; i++ {
+				must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("again")))
+				<-b.Frames()
+			}
+			st := b.(seal.Transport).SealStats()
+			if st.Inner.ConnectionsRefused < 2 || st.Refused.Total() != 0 {
+				t.Errorf("refused %d connections and %+v frames; want 2 connections refused at the handshake, no frame", st.Inner.ConnectionsRefused, st.Refused)
+			}
+		})
 	}
 }

@@ -62,27 +62,66 @@
 //	"PLTS" version(1 byte) addrLen(1 byte) addr(addrLen bytes)
 //
 // where addr is the dialer's LocalAddr, which becomes Message.From for every
-// frame on the connection. The listener answers "PLTS" and its version. A
-// listener that does not speak the dialer's version logs it, answers its own
-// version and closes; the dialer then fails with an error naming both
-// versions. After that, each frame is a uvarint length followed by that
-// many bytes. A length above the receiver's MaxFrameSize closes the
-// connection (logged, counted as a dropped frame). Memory for a frame grows
-// with the bytes actually received (at most 64 KiB ahead of them), never
-// with the announced length alone.
+// frame on the connection. The listener answers
+//
+//	"PLTS" version(1 byte) flag(1 byte) [challenge(32 bytes) if flag is 1]
+//
+// and, if it sent a challenge, reads the dialer's proof, proofLen(1 byte)
+// proof(proofLen bytes), before it serves the connection (see Proven
+// hellos). A listener that does not speak the dialer's version logs it,
+// answers "PLTS" and its own version and closes; the dialer then fails with
+// an error naming both versions. After that, each frame is a uvarint length
+// followed by that many bytes. A length above the receiver's MaxFrameSize
+// closes the connection (logged, counted as a dropped frame). Memory for a
+// frame grows with the bytes actually received (at most 64 KiB ahead of
+// them), never with the announced length alone.
+//
+// # Proven hellos
+//
+// The address in the hello is a claim: without TLS or a key, anyone who can
+// reach the port can claim any member's address. The listener reads one
+// connection per claimed address at a time (so that frames from a sender
+// that reconnected are not overtaken by those still in flight on its old
+// connection), and a new connection waits up to 10 s for the old one before
+// closing it. An unproven connection that claims a member's address and then
+// stays silent would hold that member's frames back for those 10 s, again
+// and again. So a connection must prove its claim before it takes anything
+// that belongs to the member it names:
+//
+//   - With a cluster key (package seal wraps the transport, and calls
+//     AuthenticateHellos), the listener sends a fresh random challenge, and
+//     the dialer answers with a proof made with the key over the
+//     challenge, its own address and the listener's. A connection without a
+//     valid proof is closed at the handshake and counted
+//     (Stats.ConnectionsRefused); it never reaches the reader slot. A proof
+//     seen on the network is worth nothing on another connection (another
+//     challenge).
+//   - With TLS, the claimed address is bound to the verified certificate:
+//     if the certificate names IP addresses (devcert's do), a hello that
+//     claims another IP is refused at the handshake and counted; and since
+//     ports are not in certificates, the reader slot is that of the address
+//     as claimed by the certificate's holder (its PeerName): a peer with a
+//     certificate of its own that claims another member's address gets a
+//     slot of its own, and its frames carry its own Message.Identity, which
+//     gossip.Options.Authenticate refuses.
+//   - With neither, nothing is proven: use one of the two where outsiders
+//     can reach the port.
+//
+// An unproven connection still holds one of MaxInboundConnections, for at
+// most DialTimeout (the handshake's bound).
 //
 // # TLS and peer identity
 //
 // With Config.TLS set, every connection is TLS (use TLS 1.3; set ClientAuth
 // to tls.RequireAndVerifyClientCert for mutual authentication). A peer whose
-// certificate does not verify is refused and delivers nothing. Every frame
-// carries, in Message.Identity, the name in the certificate verified on the
-// connection it came on (by default the "plumtree:<name>" URI SAN, else the
-// common name; see Config.PeerName): gossip.Options.Authenticate checks the
-// frame's sender ID against it. PeerIdentity(from) also returns the name of
-// the latest connection from an address, but the handshake address is not
-// authenticated: use Message.Identity, not PeerIdentity, to decide whom to
-// trust.
+// certificate does not verify is refused, counted (Stats.ConnectionsRefused)
+// and delivers nothing. Every frame carries, in Message.Identity, the name
+// in the certificate verified on the connection it came on (by default the
+// "plumtree:<name>" URI SAN, else the common name; see Config.PeerName):
+// gossip.Options.Authenticate checks the frame's sender ID against it.
+// PeerIdentity(from) also returns the name of the latest connection from an
+// address, but two certificates on one IP can claim the same address: use
+// Message.Identity, not PeerIdentity, to decide whom to trust.
 //
 // This package must never import the gossip core: it moves opaque bytes.
 package tcp

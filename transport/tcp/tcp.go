@@ -3,6 +3,7 @@ package tcp
 import (
 	"bufio"
 	"context"
+	cryptorand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,12 +38,21 @@ const (
 )
 
 // ProtocolVersion is the version of the wire format this package speaks.
-const ProtocolVersion = 1
+// Version 2 added the challenge and the proof of the hello (see the
+// package doc).
+const ProtocolVersion = 2
 
 var magic = [4]byte{'P', 'L', 'T', 'S'}
 
 // maxAddrLen bounds the address announced in the handshake.
 const maxAddrLen = 255
+
+// challengeLen is the length of the listener's challenge to a dialer that
+// must prove its hello; maxProofLen bounds the proof.
+const (
+	challengeLen = 32
+	maxProofLen  = 255
+)
 
 // Config sets up a Transport. The zero value is usable.
 type Config struct {
@@ -118,20 +129,43 @@ type Transport struct {
 	peers  map[string]*peer
 	inbd   map[net.Conn]struct{}
 	idents map[string]string
-	// readers holds, per sender address, the connection being read.
-	readers map[string]*readerSlot
+	// readers holds, per reader slot (the sender address, with TLS as
+	// claimed by a certificate's holder), the connection being read;
+	// slotsFrom counts the slots of each sender address.
+	readers   map[string]*readerSlot
+	slotsFrom map[string]int
+
+	// auth, once set (AuthenticateHellos), proves the dialer's hellos and
+	// checks those of accepted connections.
+	auth atomic.Pointer[helloAuth]
 
 	framesSent, framesRecv, framesDropped atomic.Uint64
 	bytesSent, bytesRecv                  atomic.Uint64
 	conns                                 atomic.Int64
+	refused                               atomic.Uint64
 }
 
+type helloAuth struct{ transport.HelloAuthenticator }
+
 var (
-	_ transport.Stream        = (*Transport)(nil)
-	_ transport.StatsReporter = (*Transport)(nil)
-	_ transport.Authenticator = (*Transport)(nil)
-	_ PeerIdentifier          = (*Transport)(nil)
+	_ transport.Stream              = (*Transport)(nil)
+	_ transport.StatsReporter       = (*Transport)(nil)
+	_ transport.Authenticator       = (*Transport)(nil)
+	_ transport.HelloAuthenticating = (*Transport)(nil)
+	_ PeerIdentifier                = (*Transport)(nil)
 )
+
+// AuthenticateHellos makes every connection prove its hello with a: an
+// accepted connection is served only once its dialer has answered a fresh
+// challenge with a proof that a verifies over the challenge, the address it
+// claims and this transport's address; dialed connections prove theirs
+// when asked. package seal calls it when it wraps the transport. Later
+// calls replace a; nil is ignored (proofs cannot be turned off).
+func (t *Transport) AuthenticateHellos(a transport.HelloAuthenticator) {
+	if a != nil {
+		t.auth.Store(&helloAuth{a})
+	}
+}
 
 // peer is the send side towards one address.
 type peer struct {
@@ -193,6 +227,8 @@ func New(ln net.Listener, cfg Config) (*Transport, error) {
 		inbd:    make(map[net.Conn]struct{}),
 		idents:  make(map[string]string),
 		readers: make(map[string]*readerSlot),
+
+		slotsFrom: make(map[string]int),
 	}
 	if len(t.addr) > maxAddrLen {
 		cancel()
@@ -266,6 +302,8 @@ func (t *Transport) Stats() transport.Stats {
 		BytesSent:      t.bytesSent.Load(),
 		BytesReceived:  t.bytesRecv.Load(),
 		Connections:    int(t.conns.Load()),
+
+		ConnectionsRefused: t.refused.Load(),
 	}
 }
 
@@ -473,12 +511,47 @@ func (t *Transport) dial(ctx context.Context, addr string) (net.Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("handshake: peer speaks protocol version %d, this node version %d", reply[4], ProtocolVersion)
 	}
+	if err := t.prove(c, addr); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
 	if !unblock() {
 		// ctx ended and the deadline may be set; report it.
 		c.Close()
 		return nil, ctx.Err()
 	}
 	return c, nil
+}
+
+// prove reads the listener's challenge flag and, if it asks, answers with
+// the proof of the hello.
+func (t *Transport) prove(c net.Conn, addr string) error {
+	var flag [1]byte
+	if _, err := io.ReadFull(c, flag[:]); err != nil {
+		return err
+	}
+	switch flag[0] {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return fmt.Errorf("bad challenge flag %d", flag[0])
+	}
+	var challenge [challengeLen]byte
+	if _, err := io.ReadFull(c, challenge[:]); err != nil {
+		return err
+	}
+	a := t.auth.Load()
+	if a == nil {
+		return fmt.Errorf("%s asks for a proof of the cluster key, and this transport has none (wrap it with package seal, with the cluster's key)", addr)
+	}
+	proof := a.ProveHello([]byte{0}, challenge[:], t.addr, addr)
+	if len(proof)-1 > maxProofLen {
+		return fmt.Errorf("a proof of %d bytes exceeds %d", len(proof)-1, maxProofLen)
+	}
+	proof[0] = byte(len(proof) - 1)
+	_, err := c.Write(proof)
+	return err
 }
 
 // startConn installs c as p's connection and starts its writer and reader.
@@ -686,6 +759,7 @@ func (t *Transport) acceptLoop() {
 		if len(t.inbd) >= t.cfg.MaxInboundConnections {
 			t.mu.Unlock()
 			c.Close()
+			t.refused.Add(1)
 			t.log.Debug("tcp: refused a connection: MaxInboundConnections reached", "local", t.addr, "remote", c.RemoteAddr().String(), "max", t.cfg.MaxInboundConnections)
 			continue
 		}
@@ -714,20 +788,24 @@ type readerSlot struct {
 // SendFrame promises. If the old connection is not done within
 // replaceAfter (a peer that vanished without a FIN, say), it is closed. ok
 // is false when the transport closed while waiting.
-func (t *Transport) acquireReader(from string, raw net.Conn) (release func(), ok bool) {
+func (t *Transport) acquireReader(slot, from string, raw net.Conn) (release func(), ok bool) {
 	t.mu.Lock()
-	s := t.readers[from]
+	s := t.readers[slot]
 	if s == nil {
 		s = &readerSlot{sem: make(chan struct{}, 1)}
-		t.readers[from] = s
+		t.readers[slot] = s
+		t.slotsFrom[from]++
 	}
 	s.refs++
 	t.mu.Unlock()
 	drop := func() {
 		t.mu.Lock()
 		if s.refs--; s.refs == 0 {
-			delete(t.readers, from)
-			delete(t.idents, from)
+			delete(t.readers, slot)
+			if t.slotsFrom[from]--; t.slotsFrom[from] == 0 {
+				delete(t.slotsFrom, from)
+				delete(t.idents, from)
+			}
 		}
 		t.mu.Unlock()
 	}
@@ -777,13 +855,21 @@ func (t *Transport) serve(raw net.Conn) {
 	from, ident, r, err := t.accept(raw)
 	if err != nil {
 		if !t.closed.Load() {
+			t.refused.Add(1)
 			t.log.Warn("tcp: refused connection", "local", t.addr, "remote", raw.RemoteAddr().String(), "err", err)
 		}
 		return
 	}
 	t.conns.Add(1)
 	defer t.conns.Add(-1)
-	release, ok := t.acquireReader(from, raw)
+	// The slot is the claimed address's; with TLS, the address as claimed
+	// by this certificate's holder, so that a peer with a certificate of
+	// its own that claims another's address takes nothing of the other's.
+	slot := from
+	if ident != "" {
+		slot = ident + "\x00" + from
+	}
+	release, ok := t.acquireReader(slot, from, raw)
 	if !ok {
 		return
 	}
@@ -820,17 +906,22 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	unblock := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer unblock()
 	c := raw
+	var leaf *x509.Certificate
 	if t.cfg.TLS != nil {
 		tc := tls.Server(raw, t.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return "", "", nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			ident = t.cfg.PeerName(certs[0])
+			leaf = certs[0]
+			ident = t.cfg.PeerName(leaf)
 		}
 		c = tc
 	}
-	r = bufio.NewReaderSize(c, 64<<10)
+	// A small buffer until the connection is served: an unproven
+	// connection holds 512 bytes, not the 64 KiB of a served one.
+	hr := bufio.NewReaderSize(c, 512)
+	r = hr
 	var head [5]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return "", "", nil, fmt.Errorf("handshake: %w", err)
@@ -854,13 +945,58 @@ func (t *Transport) accept(raw net.Conn) (from, ident string, r *bufio.Reader, e
 	if _, err := io.ReadFull(r, addr); err != nil {
 		return "", "", nil, fmt.Errorf("handshake: %w", err)
 	}
-	if _, err := c.Write(append(magic[:], ProtocolVersion)); err != nil {
+	if leaf != nil && !certNamesHost(leaf, string(addr)) {
+		return "", "", nil, fmt.Errorf("handshake: the hello claims %q, an IP address the certificate of %q does not name", addr, ident)
+	}
+	reply := append(magic[:], ProtocolVersion, 0)
+	a := t.auth.Load()
+	var challenge []byte
+	if a != nil {
+		// The dialer must prove it holds the key, over a fresh challenge
+		// (a proof seen on another connection is worth nothing here) and
+		// the address it claims, before this connection is served.
+		reply[len(reply)-1] = 1
+		challenge = make([]byte, challengeLen)
+		cryptorand.Read(challenge)
+		reply = append(reply, challenge...)
+	}
+	if _, err := c.Write(reply); err != nil {
 		return "", "", nil, fmt.Errorf("handshake: %w", err)
+	}
+	if a != nil {
+		n, err := r.ReadByte()
+		if err != nil {
+			return "", "", nil, fmt.Errorf("handshake: no proof of the hello: %w", err)
+		}
+		proof := make([]byte, n)
+		if _, err := io.ReadFull(r, proof); err != nil {
+			return "", "", nil, fmt.Errorf("handshake: no proof of the hello: %w", err)
+		}
+		if !a.VerifyHello(proof, challenge, string(addr), t.addr) {
+			return "", "", nil, fmt.Errorf("handshake: the proof of the hello claiming %q does not verify", addr)
+		}
 	}
 	if !unblock() {
 		return "", "", nil, fmt.Errorf("handshake: %w", ctx.Err())
 	}
-	return string(addr), ident, r, nil
+	// Frames are read through a 64 KiB buffer over the small one, which
+	// hands on what it holds and then passes large reads straight through.
+	return string(addr), ident, bufio.NewReaderSize(hr, 64<<10), nil
+}
+
+// certNamesHost reports whether a hello claiming addr may come from the
+// holder of cert: yes if cert names no IP address (nothing to check), or if
+// addr's host is one of those it names. Ports are not in certificates.
+func certNamesHost(cert *x509.Certificate, addr string) bool {
+	if len(cert.IPAddresses) == 0 {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && slices.ContainsFunc(cert.IPAddresses, ip.Equal)
 }
 
 // frameChunk is how much memory a frame may take before its bytes arrive.

@@ -414,8 +414,8 @@ func TestHandshakeVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(reply) != "PLTS\x01" {
-		t.Errorf("reply %q, want PLTS and version 1, then EOF", reply)
+	if string(reply) != "PLTS\x02" {
+		t.Errorf("reply %q, want PLTS and version 2, then EOF", reply)
 	}
 	waitLog(t, lines, "unsupported protocol version 9")
 }
@@ -451,8 +451,8 @@ func TestHandshakeVersionDialer(t *testing.T) {
 func TestFrameOverLimit(t *testing.T) {
 	log, lines := hooked()
 	b := listen(t, tcp.Config{MaxFrameSize: 1000, Logger: log})
-	c := dialRaw(t, b, 1, "9.9.9.9:9")
-	var reply [5]byte
+	c := dialRaw(t, b, tcp.ProtocolVersion, "9.9.9.9:9")
+	var reply [6]byte
 	if _, err := io.ReadFull(c, reply[:]); err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +477,7 @@ func TestFrameOverLimit(t *testing.T) {
 func TestGarbage(t *testing.T) {
 	log, lines := hooked()
 	b := listen(t, tcp.Config{Logger: log})
-	for _, junk := range []string{"GET / HTTP/1.1\r\n\r\n", "PLTS\x01\x00", "PLTS\x01\x05ab", "\xff\xff\xff\xff\xff\xff\xff"} {
+	for _, junk := range []string{"GET / HTTP/1.1\r\n\r\n", "PLTS\x02\x00", "PLTS\x02\x05ab", "\xff\xff\xff\xff\xff\xff\xff"} {
 		c, err := net.Dial("tcp", b.LocalAddr())
 		if err != nil {
 			t.Fatal(err)

@@ -11,7 +11,7 @@
 package cache
 
 import (
-	"encoding/binary"
+	"hash/maphash"
 	"time"
 )
 
@@ -152,9 +152,17 @@ func (s *Store[V]) Newest(now time.Time, fn func(k Key, at time.Time, v *V) bool
 
 // Seen is the deduplication set, sharded by key so that sweeps and
 // evictions touch one small shard at a time.
+//
+// The shard is picked by a keyed hash of the message ID with a random key
+// per set: the origin of a message chooses its ID, and an unkeyed choice
+// (the ID's first bytes, say) would let a member aim its IDs at one shard,
+// whose cap then evicts the honest entries there 16 times sooner than the
+// set's cap would. Go maps (the stores' indexes, the engine's per-peer
+// maps) are keyed the same way by the runtime.
 type Seen struct {
 	shards []*Store[struct{}]
 	next   int // the shard the next sweep starts at
+	seed   maphash.Seed
 }
 
 // SeenShards is the number of shards of a Seen set.
@@ -164,7 +172,7 @@ const SeenShards = 16
 // entries in all (rounded up to a multiple of SeenShards).
 func NewSeen(ttl time.Duration, limit int) *Seen {
 	per := (limit + SeenShards - 1) / SeenShards
-	s := &Seen{shards: make([]*Store[struct{}], SeenShards)}
+	s := &Seen{shards: make([]*Store[struct{}], SeenShards), seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i] = New[struct{}](ttl, max(per, 1))
 	}
@@ -172,10 +180,7 @@ func NewSeen(ttl time.Duration, limit int) *Seen {
 }
 
 func (s *Seen) shard(k Key) *Store[struct{}] {
-	// A message ID is an incarnation and a sequence number: mix both
-	// halves, so that one origin's messages spread over every shard.
-	h := (binary.LittleEndian.Uint64(k[:8]) ^ binary.BigEndian.Uint64(k[8:])) * 0x9e3779b97f4a7c15
-	return s.shards[h>>60%SeenShards]
+	return s.shards[maphash.Bytes(s.seed, k[:])%SeenShards]
 }
 
 // Has reports whether k was added and has not expired.

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -154,5 +155,53 @@ func TestStoreGrowsWhileWrapped(t *testing.T) {
 		if v, ok := s.Get(key(i), now); !ok || *v != i {
 			t.Fatalf("key %d after growth: %v, %v", i, v, ok)
 		}
+	}
+}
+
+// TestSeenAimedIDs: a member chooses the IDs of its messages. IDs aimed at
+// one shard (all with the same first bytes, which picked the shard before
+// the hash was keyed) must not evict honest entries faster than as many
+// random IDs do: the set's cap, not one shard's, is what they fill.
+func TestSeenAimedIDs(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	randomKey := func() Key {
+		var k Key
+		for i := range k {
+			k[i] = byte(rng.Uint32())
+		}
+		return k
+	}
+	const limit, honestN, attackN = 1600, 800, 400 // 100 a shard; honest ones fill half
+	evictedHonest := func(attack func() Key) int {
+		s := NewSeen(time.Hour, limit)
+		honest := make([]Key, honestN)
+		for i := range honest {
+			honest[i] = randomKey()
+			s.Add(honest[i], t0)
+		}
+		for range attackN {
+			s.Add(attack(), t0)
+		}
+		n := 0
+		for _, k := range honest {
+			if !s.Has(k, t0) {
+				n++
+			}
+		}
+		return n
+	}
+	aimed := evictedHonest(func() Key {
+		k := randomKey()
+		k[0] &^= SeenShards - 1 // the first 8 bytes ≡ 0 mod 16: shard 0, unkeyed
+		return k
+	})
+	random := evictedHonest(randomKey)
+	t.Logf("honest entries evicted by %d aimed IDs: %d; by %d random IDs: %d", attackN, aimed, attackN, random)
+	// 1,200 entries in a set of 1,600: random IDs evict next to nothing
+	// (a shard holds 75 ± 9 of its 100); IDs aimed at one shard, were they
+	// to land there, would evict every honest entry in it (about 50).
+	if aimed > random+10 {
+		t.Errorf("aimed IDs evicted %d honest entries, random ones %d", aimed, random)
 	}
 }
