@@ -107,22 +107,22 @@ type counters struct {
 // originTree is one origin's tree as this node sees it: the neighbours it
 // pushes that origin's payloads to. Prune and Graft name the origin, so one
 // origin's duplicates never cut another's tree (riak_core's and partisan's
-// per-root sets). A tree is the shared tree with the origin's own changes
-// on top: peers pruned for it (del) and peers added for it (add), so an
-// origin that never needed a change costs nothing, and a repair of the
-// shared tree (a newcomer's greeting, a lost neighbour refilled) reaches
-// every origin's tree at once. While the tree is young (its first
-// message), what changes it changes the shared tree instead, so that the
-// shared tree settles for origins that send rarely.
+// per-root sets). A tree starts as a copy of the shared tree when the
+// origin's first message arrives, and then changes on its own: a change of
+// the shared tree (another origin's first message) never costs it a
+// duplicate. What changes the topology for everyone reaches every tree: a
+// newcomer's greeting, a pick that replaces a lost neighbour, a neighbour
+// dropped. While the tree is young (its first message), what changes it
+// changes the shared tree too, so that the shared tree settles for origins
+// that send rarely.
 type originTree[ID comparable] struct {
-	add, del []ID
-	ties     []stamp[ID] // links a graft went over, and until when duplicates on them do not prune
-	pruned   []stamp[ID] // when a Prune for this origin last went to a peer
-	tried    []stamp[ID] // announcers the optimization grafted, and until when it leaves them be
-	window   pruneWindow // see mayPrune
-	msgs     int         // messages of the origin seen here, up to youngMsgs+1
-	used     time.Time
-	n        uint64 // creation order
+	eager  []ID
+	pruned []stamp[ID] // when a Prune for this origin last went to a peer
+	tried  []stamp[ID] // announcers the optimization grafted, and until when it leaves them be
+	window pruneWindow // see mayPrune
+	msgs   int         // messages of the origin seen here, up to youngMsgs+1
+	used   time.Time
+	n      uint64 // creation order
 }
 
 type stamp[ID comparable] struct {
@@ -136,48 +136,32 @@ const youngMsgs = 1
 func (t *originTree[ID]) young() bool { return t.msgs <= youngMsgs }
 
 // inTree reports whether t pushes to p.
-func (e *Engine[ID]) inTree(t *originTree[ID], p ID) bool {
-	if e.eager.has(p) {
-		return !slices.Contains(t.del, p)
-	}
-	return slices.Contains(t.add, p)
-}
+func (e *Engine[ID]) inTree(t *originTree[ID], p ID) bool { return slices.Contains(t.eager, p) }
 
 // treeLen is how many peers t pushes to.
-func (e *Engine[ID]) treeLen(t *originTree[ID]) int {
-	n := e.eager.len()
-	for _, p := range t.del {
-		if e.eager.has(p) {
-			n--
-		}
-	}
-	for _, p := range t.add {
-		if !e.eager.has(p) { // added for t, since joined the shared tree
-			n++
-		}
-	}
-	return n
-}
+func (e *Engine[ID]) treeLen(t *originTree[ID]) int { return len(t.eager) }
 
 // treePeers calls fn for each peer t pushes to, in a stable order.
 func (e *Engine[ID]) treePeers(t *originTree[ID], fn func(ID)) {
-	for _, p := range e.eager.list {
-		if len(t.del) == 0 || !slices.Contains(t.del, p) {
-			fn(p)
-		}
+	for _, p := range t.eager {
+		fn(p)
 	}
-	for _, p := range t.add {
-		if !e.eager.has(p) {
-			fn(p)
+}
+
+// addToTrees makes p an eager peer of every origin's tree with room: a
+// change of the topology (a newcomer, a replacement for a lost
+// neighbour) that every tree needs, not a tree's own choice.
+func (e *Engine[ID]) addToTrees(p ID) {
+	for _, t := range e.trees { // each tree changes on its own: map order does not matter
+		if !slices.Contains(t.eager, p) && len(t.eager) < e.cfg.MaxEagerPeers {
+			t.eager = append(t.eager, p)
 		}
 	}
 }
 
-// forgetPeer drops p from t's own changes (p is no longer a neighbour).
+// forgetPeer drops p from t (p is no longer a neighbour).
 func (t *originTree[ID]) forgetPeer(p ID) {
-	t.add = slices.DeleteFunc(t.add, func(x ID) bool { return x == p })
-	t.del = slices.DeleteFunc(t.del, func(x ID) bool { return x == p })
-	t.ties = dropStamp(t.ties, p)
+	t.eager = slices.DeleteFunc(t.eager, func(x ID) bool { return x == p })
 	t.pruned = dropStamp(t.pruned, p)
 	t.tried = dropStamp(t.tried, p)
 }
@@ -384,7 +368,7 @@ func (e *Engine[ID]) tree(now time.Time, origin ID) *originTree[ID] {
 			e.evictOldestTree()
 		}
 		e.treeN++
-		t = &originTree[ID]{n: e.treeN}
+		t = &originTree[ID]{eager: slices.Clone(e.eager.list), n: e.treeN}
 		e.trees[origin] = t
 	}
 	t.used = now
@@ -583,9 +567,9 @@ func (e *Engine[ID]) makeLazy(p ID) {
 	}
 }
 
-// link makes p an eager peer of origin's tree t (of the shared tree while
-// t is young), within MaxEagerPeers and the neighbour caps. It reports
-// whether t took p.
+// link makes p an eager peer of origin's tree t (and of the shared tree
+// while t is young), within MaxEagerPeers and the neighbour caps. It
+// reports whether t took p.
 func (e *Engine[ID]) link(t *originTree[ID], p ID) bool {
 	if t.young() {
 		e.makeEager(p)
@@ -593,34 +577,27 @@ func (e *Engine[ID]) link(t *originTree[ID], p ID) bool {
 	if e.inTree(t, p) {
 		return true
 	}
-	if !e.members.has(p) || e.treeLen(t) >= e.cfg.MaxEagerPeers {
+	if !e.members.has(p) || len(t.eager) >= e.cfg.MaxEagerPeers {
 		return false
 	}
-	if e.eager.has(p) {
-		t.del = slices.DeleteFunc(t.del, func(x ID) bool { return x == p })
-	} else {
-		if !e.neighbour(p) && !e.addLazy(p) {
-			return false
-		}
-		t.add = append(t.add, p)
+	if !e.neighbour(p) && !e.addLazy(p) {
+		return false
 	}
+	t.eager = append(t.eager, p)
 	e.emit(Event{Kind: EventPromoted})
 	return true
 }
 
-// cut takes p out of t (out of the shared tree while t is young).
+// cut takes p out of t (and out of the shared tree while t is young).
 func (e *Engine[ID]) cut(t *originTree[ID], p ID) {
 	if t.young() {
 		e.makeLazy(p)
 	}
-	if !e.inTree(t, p) {
+	i := slices.Index(t.eager, p)
+	if i < 0 {
 		return
 	}
-	t.add = slices.DeleteFunc(t.add, func(x ID) bool { return x == p })
-	if e.eager.has(p) {
-		t.del = append(t.del, p)
-	}
-	t.ties = dropStamp(t.ties, p)
+	t.eager = slices.Delete(t.eager, i, i+1)
 	e.emit(Event{Kind: EventDemoted})
 }
 
@@ -681,32 +658,6 @@ func (e *Engine[ID]) prune(now time.Time, t *originTree[ID], origin, p ID) {
 	e.emit(Event{Kind: EventPruneSent})
 }
 
-// tie keeps the link to p in t from being pruned for a while: a graft went
-// over it, so some node needed it to get a message of that origin. Several
-// messages of one origin in flight could otherwise cut the edge that one
-// of them just grafted (riak_core#378), leaving a hole that the next
-// message grafts again.
-func (e *Engine[ID]) tie(now time.Time, t *originTree[ID], p ID) {
-	t.ties = setStamp(t.ties, p, now.Add(e.cfg.GraftTimeout*tieFactor))
-}
-
-// tied reports whether duplicates from p must not prune t's link now.
-func (e *Engine[ID]) tied(now time.Time, t *originTree[ID], p ID) bool {
-	until, ok := findStamp(&t.ties, p)
-	if !ok {
-		return false
-	}
-	if !now.Before(until) {
-		t.ties = dropStamp(t.ties, p)
-		return false
-	}
-	return true
-}
-
-// tieFactor times GraftTimeout is how long a link a graft went over is kept
-// from pruning in that origin's tree.
-const tieFactor = 5
-
 // Receive processes a message from peer from.
 func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 	e.start(now)
@@ -750,7 +701,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 			return
 		}
 		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout {
-			if t := e.tree(now, m.Origin); !e.tied(now, t, from) && e.mayPrune(now, t, m.ID) {
+			if t := e.tree(now, m.Origin); e.mayPrune(now, t, m.ID) {
 				e.prune(now, t, m.Origin, from)
 			}
 		}
@@ -795,11 +746,6 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	parent := true
 	if t.young() {
 		parent = e.link(t, from)
-	}
-	if parent && miss != nil && miss.grafted && miss.lastGrafted == from {
-		// The link a graft went over: some node needed it, so its
-		// duplicates do not prune it for a while (see tie).
-		e.tie(now, t, from)
 	}
 	e.push(now, m.ID, &c, t, from, miss)
 	if !parent && e.members.has(from) {
@@ -1038,7 +984,6 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		// A peer that grafts missed a message: while it is not in a
 		// message's tree it hears of every message (see announceTargets).
 		e.asked[from] = now.Add(e.cfg.MessageCacheTTL)
-		e.tie(now, t, from)
 		// The reply carries this node's own hop count plus one: the hops
 		// the payload has really travelled.
 		e.send(from, Msg[ID]{Kind: KindGossip, ID: m.ID, Round: c.round + 1, Origin: c.origin,
@@ -1065,7 +1010,9 @@ func (e *Engine[ID]) onGreeting(now time.Time, from ID) {
 	if !e.makeEager(from) {
 		e.send(from, Msg[ID]{Kind: KindPrune, Shared: true})
 		e.emit(Event{Kind: EventPruneSent})
+		return
 	}
+	e.addToTrees(from)
 }
 
 func (e *Engine[ID]) nack(to ID, id MessageID, retry time.Duration) {
@@ -1561,6 +1508,7 @@ func (e *Engine[ID]) promote() {
 		p := e.lazy.list[e.rng.IntN(e.lazy.len())]
 		e.lazy.remove(p)
 		e.eager.add(p)
+		e.addToTrees(p)
 		e.emit(Event{Kind: EventPromoted})
 		e.send(p, Msg[ID]{Kind: KindGraft}) // no message: "push to me"
 	}
@@ -1589,6 +1537,7 @@ func (e *Engine[ID]) fill() {
 			// Every origin's tree takes it too: a tree that lost a
 			// neighbour is whole again without a graft per origin.
 			e.eager.add(id)
+			e.addToTrees(id)
 			e.emit(Event{Kind: EventPromoted})
 		case e.lazy.len() < e.cfg.MaxLazyPeers:
 			e.lazy.add(id)
@@ -1716,12 +1665,10 @@ func (e *Engine[ID]) checkInvariants() error {
 		return fmt.Errorf("%d origin trees, MaxOrigins %d", len(e.trees), e.cfg.MaxOrigins)
 	}
 	for o, t := range e.trees {
-		// A tree takes peers of its own within MaxEagerPeers; the shared
-		// tree may grow past that under it later.
-		if len(t.add) > e.cfg.MaxEagerPeers {
-			return fmt.Errorf("origin %v's tree adds %d eager peers (max %d)", o, len(t.add), e.cfg.MaxEagerPeers)
+		if len(t.eager) > e.cfg.MaxEagerPeers {
+			return fmt.Errorf("origin %v's tree has %d eager peers (max %d)", o, len(t.eager), e.cfg.MaxEagerPeers)
 		}
-		for _, p := range t.add {
+		for _, p := range t.eager {
 			if !e.neighbour(p) {
 				return fmt.Errorf("origin %v's tree adds %v, not a neighbour", o, p)
 			}

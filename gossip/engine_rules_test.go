@@ -25,48 +25,38 @@ func (pe *paperEngine) graftFrom(p int, id MessageID, at time.Time) time.Time {
 	return now
 }
 
-// A duplicate on a link a graft went over does not prune it for
-// tieFactor × GraftTimeout (Engine.tie): with many origins, a duplicate of
-// one message would otherwise cut the edge another just grafted, and the
-// tree flaps. Both ends hold: the node that grafted, and the node grafted.
-// Catches: tie made a no-op.
-func TestGraftedLinkHeldFromPruning(t *testing.T) {
+// Two messages of one origin in flight at once each see the edge the
+// other came by as redundant: a's copy of m1 first and b's second prunes
+// b, while b's copy of m2 (sent before the Prune reached b) first and a's
+// second would prune a, and the node would have no parent left
+// (riak_core#378). Within GraftTimeout of a prune, only duplicates of the
+// message that pruned may prune again (Engine.mayPrune). Catches: the
+// window made a no-op.
+func TestPruneWindowInFlight(t *testing.T) {
 	cfg := testConfig()
-	hold := cfg.GraftTimeout * tieFactor
-	t.Run("grafting side", func(t *testing.T) {
-		pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
-		parent, lazy := pe.e.EagerPeers()[0], pe.e.LazyPeers()[0]
-		at := pe.graftFrom(lazy, MessageID{1}, t0)
-		// Another message, first from the parent, then a racing duplicate
-		// over the grafted link: held, no prune.
-		now := at.Add(hold / 2)
-		pe.e.Receive(now, parent, gossipMsg(MessageID{2}, 1))
-		pe.e.Receive(now.Add(time.Millisecond), lazy, gossipMsg(MessageID{2}, 2))
-		if p := only(pe.out(), KindPrune); len(p) != 0 {
-			t.Fatalf("a duplicate over the link grafted %v ago pruned it: %+v", hold/2, p)
-		}
-		// After the hold, the same race prunes (the rule is back).
-		now = at.Add(hold + time.Millisecond)
-		pe.e.Receive(now, parent, gossipMsg(MessageID{3}, 1))
-		pe.e.Receive(now.Add(time.Millisecond), lazy, gossipMsg(MessageID{3}, 2))
-		if p := only(pe.out(), KindPrune); len(p) != 1 || p[0].To != lazy {
-			t.Fatalf("after the hold of %v a racing duplicate from %d gave prunes %+v, want one", hold, lazy, p)
-		}
-	})
-	t.Run("grafted side", func(t *testing.T) {
-		pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
-		parent, lazy := pe.e.EagerPeers()[0], pe.e.LazyPeers()[0]
-		id, _ := pe.e.Broadcast(t0, Payload{Data: []byte("x")}, nil)
-		pe.out()
-		pe.e.Receive(t0.Add(time.Second), lazy, &Msg[int]{Kind: KindGraft, ID: id, Round: 1, WantPayload: true})
-		pe.out()
-		now := t0.Add(time.Second + hold/2)
-		pe.e.Receive(now, parent, gossipMsg(MessageID{2}, 1))
-		pe.e.Receive(now.Add(time.Millisecond), lazy, gossipMsg(MessageID{2}, 2))
-		if p := only(pe.out(), KindPrune); len(p) != 0 {
-			t.Fatalf("a duplicate from the peer that grafted this node %v ago pruned it: %+v", hold/2, p)
-		}
-	})
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	eager := sorted(pe.e.EagerPeers())
+	a, b := eager[0], eager[1]
+	pe.e.Receive(t0, a, gossipMsg(MessageID{1, 0}, 1)) // the origin's first: its tree is young
+	pe.out()
+	now := t0.Add(time.Second)
+	pe.e.Receive(now, a, gossipMsg(MessageID{1, 1}, 1))
+	pe.e.Receive(now.Add(time.Millisecond), b, gossipMsg(MessageID{1, 1}, 2))
+	if p := only(pe.out(), KindPrune); len(p) != 1 || p[0].To != b || p[0].Msg.Origin != 99 {
+		t.Fatalf("m1's duplicate from %d gave prunes %+v, want one to it for origin 99", b, p)
+	}
+	pe.e.Receive(now.Add(2*time.Millisecond), b, gossipMsg(MessageID{1, 2}, 1))
+	pe.e.Receive(now.Add(3*time.Millisecond), a, gossipMsg(MessageID{1, 2}, 2))
+	if p := only(pe.out(), KindPrune); len(p) != 0 {
+		t.Fatalf("m2, in flight with m1, pruned the other parent too: %+v", p)
+	}
+	// Past the window, duplicates prune again.
+	later := now.Add(cfg.GraftTimeout + time.Millisecond)
+	pe.e.Receive(later, a, gossipMsg(MessageID{1, 3}, 1))
+	pe.e.Receive(later.Add(time.Millisecond), b, gossipMsg(MessageID{1, 3}, 2))
+	if p := only(pe.out(), KindPrune); len(p) != 1 || p[0].To != b {
+		t.Fatalf("after the window, m3's duplicate from %d gave prunes %+v, want one", b, p)
+	}
 }
 
 // Deliver's contract: a message it rejects is recorded as seen, so that a
@@ -158,6 +148,10 @@ func TestOptimizationSkipsRecoveredPayloads(t *testing.T) {
 			cfg.OptimizationThreshold = 2
 			pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
 			parent, announcer := pe.e.EagerPeers()[0], pe.e.LazyPeers()[0]
+			// The origin's first message: its tree is young, and young
+			// trees are never optimized.
+			pe.e.Receive(t0, parent, gossipMsg(MessageID{6}, 6))
+			pe.out()
 			id := MessageID{7}
 			pe.e.Receive(t0, announcer, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 1}}})
 			m := gossipMsg(id, 6)

@@ -298,20 +298,28 @@ func depthUnderLoss(t *testing.T, nodes int) {
 // an exact tree after the warm-up (RMR 0, reliability 1), and neither it
 // nor random origins get a deeper tree than the engine before issue 16
 // gave, by more than one hop (its mean LDH for these seeds in ldhBefore).
+//
+// The full overlay runs LargeClusterConfig, whose tree optimization
+// (threshold 4) swaps a parent for an announcer 4 hops closer: each swap
+// costs the origin's next message one duplicate (the slower edge is
+// pruned by it), and overlay maintenance keeps bringing new announcers.
+// There the tree is 7 hops deep instead of 27, and RMR is near 0, not 0
+// (rmrMean).
 func TestTreeStaysExactAndShallow(t *testing.T) {
 	for _, tc := range []struct {
 		cfg       Config
 		ldhBefore float64
+		rmrMean   float64
 	}{
-		{Config{Nodes: 500, Overlay: OverlayPaper, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 7},
-		{Config{Nodes: 500, Overlay: OverlayFull, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 27},
-		{Config{Nodes: 500, Overlay: OverlayPaper, Warmup: 10, Broadcasts: 30, Seed: 16}, 12.167},
+		{Config{Nodes: 500, Overlay: OverlayPaper, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 7, 0},
+		{Config{Nodes: 500, Overlay: OverlayFull, Scenario: Senders, Senders: 1, Interval: time.Second, Warmup: 10, Broadcasts: 20, Seed: 16}, 27, 0.001},
+		{Config{Nodes: 500, Overlay: OverlayPaper, Warmup: 10, Broadcasts: 30, Seed: 16}, 12.167, 0},
 	} {
 		r := run(t, tc.cfg)
 		s := r.Summary
-		if s.ReliabilityMin != 1 || s.RMRMax != 0 {
-			t.Errorf("%s %s senders %d: reliability min %.4f, RMR max %.4f after the warm-up; want 1 and 0",
-				tc.cfg.Scenario, tc.cfg.Overlay, tc.cfg.Senders, s.ReliabilityMin, s.RMRMax)
+		if s.ReliabilityMin != 1 || (tc.rmrMean == 0 && s.RMRMax != 0) || s.RMRMean > tc.rmrMean {
+			t.Errorf("%s %s senders %d: reliability min %.4f, RMR mean %.4f max %.4f after the warm-up; want 1 and at most %v",
+				tc.cfg.Scenario, tc.cfg.Overlay, tc.cfg.Senders, s.ReliabilityMin, s.RMRMean, s.RMRMax, tc.rmrMean)
 		}
 		if s.LDHMean > tc.ldhBefore+1 {
 			t.Errorf("%s %s senders %d: mean LDH %.2f, before issue 16 %.2f: deeper by more than one hop",
