@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -20,11 +19,10 @@ import (
 // after it. After the heal every broadcast must reach every node, the
 // cut's within the LAN preset's message cache TTL (60 s) of the heal.
 //
-// It fails on the engine as it was when written (sets that are full are
-// never changed, so no link crosses after the heal) and is skipped unless
-// PLUMTREE_E2E_ISSUE16=1:
+// It failed on the engine as it was when written (sets that are full were
+// never changed, so no link crossed after the heal):
 //
-//	sudo PLUMTREE_E2E_ISSUE16=1 go test -tags e2e -count=1 -run TestPartitionLargerThanCaps -v ./e2e/
+//	sudo go test -tags e2e -count=1 -run TestPartitionLargerThanCaps -v ./e2e/
 const (
 	largeSize  = 24
 	largeSideA = 12
@@ -34,9 +32,6 @@ const (
 var capFlags = []string{"-eager-fanout", "2", "-lazy-fanout", "3", "-max-eager-peers", "3", "-max-lazy-peers", "5", "-max-peers", "8"}
 
 func TestPartitionLargerThanCaps(t *testing.T) {
-	if os.Getenv("PLUMTREE_E2E_ISSUE16") != "1" {
-		t.Skip("needs overlay maintenance (issue 16); run with PLUMTREE_E2E_ISSUE16=1")
-	}
 	requireNetns(t)
 	bin := buildPlumtree(t)
 	nw := newNetwork(t, "L", largeSize, largeSideA)
