@@ -338,15 +338,26 @@ func (e *Engine[ID]) Broadcast(now time.Time, p Payload, trace []byte) (MessageI
 	c := cached[ID]{origin: e.self, parent: e.self, ts: now.UnixNano(), trace: trace, payload: p}
 	e.remember(now, id, c)
 	t := e.tree(now, e.self)
-	t.seen()
+	e.count(t, e.self)
 	e.push(now, id, &c, t, e.self, nil)
 	return id, nil
 }
 
-// seen counts one more message of the tree's origin, up to what young needs.
-func (t *originTree[ID]) seen() {
-	if t.msgs <= youngMsgs {
-		t.msgs++
+// count counts one more message of t's origin, that came from from. When
+// the tree stops being young it is taken afresh from the shared tree,
+// which the first messages of every origin have pruned since t was made,
+// less from: an origin's tree is directed, and from is upstream of this
+// node.
+func (e *Engine[ID]) count(t *originTree[ID], from ID) {
+	if t.msgs > youngMsgs {
+		return
+	}
+	t.msgs++
+	if !t.young() {
+		t.eager = append(t.eager[:0], e.eager.list...)
+		if i := slices.Index(t.eager, from); i >= 0 {
+			t.eager = slices.Delete(t.eager, i, i+1)
+		}
 	}
 }
 
@@ -735,17 +746,21 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	}
 	e.remember(now, m.ID, c)
 	t := e.tree(now, m.Origin)
-	t.seen()
+	e.count(t, from)
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
 	// this node's parent in the tree. Past the eager cap, refuse the edge.
-	// Made before the push so that the push skips it. Only on the shared
-	// tree (young origins), which serves every origin in both directions;
-	// an origin's own tree is directed (see prune): pushing each message
-	// back to the parent would cost a duplicate per edge until pruned, as
-	// iroh-gossip and corrosion also found.
+	// Only in the shared tree (young origins), which serves every origin
+	// in both directions. An origin's own tree is directed (see prune):
+	// it never pushes back to the parent, which has the origin's messages
+	// before this node does; pushing each message back would cost a
+	// duplicate per edge until pruned (iroh-gossip and corrosion skip it
+	// too).
 	parent := true
 	if t.young() {
-		parent = e.link(t, from)
+		parent = e.makeEager(from) || !e.members.has(from)
+		if i := slices.Index(t.eager, from); i >= 0 {
+			t.eager = slices.Delete(t.eager, i, i+1)
+		}
 	}
 	e.push(now, m.ID, &c, t, from, miss)
 	if !parent && e.members.has(from) {
@@ -785,13 +800,13 @@ func (e *Engine[ID]) forget(id MessageID, mm *missingMsg[ID]) {
 // maxMissingPerPeer is one peer's share of MaxMissing.
 func (e *Engine[ID]) maxMissingPerPeer() int { return max(1, e.cfg.MaxMissing/4) }
 
-// optimize grafts announcer into the origin's tree when its path is at
+// optimize grafts announcer for the origin's messages when its path is at
 // least OptimizationThreshold hops shorter than the one the payload took
-// (paper, Algorithm 2). The paper also prunes the parent at once; here the
-// duplicate rule does it, with the origin's next payload that reaches this
-// node both ways, because a prune sent on a guess cut nodes off the tree
-// when the announcer's eager set was full (the announcer then prunes the
-// graft back, and the node is left with neither edge).
+// (paper, Algorithm 2): the announcer then pushes them here too. The paper
+// also prunes the parent at once; here the duplicate rule does it, with
+// the origin's next payload that reaches this node both ways, so that a
+// guess never leaves the node without a parent. An origin's tree is
+// directed (see prune): this node's own pushes do not change.
 //
 // Hop counts are not latencies: the new edge can turn out the slower, and
 // then its duplicates prune it again. Each announcer is tried once per
@@ -803,7 +818,7 @@ func (e *Engine[ID]) optimize(now time.Time, t *originTree[ID], id MessageID, pa
 	// Not while the tree is young: its changes go to the shared tree,
 	// which origins that send once share, and a path shorter from one
 	// origin is a detour from another.
-	if t.young() || !e.inTree(t, parent) || e.inTree(t, announcer) {
+	if t.young() || !e.members.has(announcer) {
 		return
 	}
 	if until, ok := findStamp(&t.tried, announcer); ok && now.Before(until) {
@@ -811,9 +826,6 @@ func (e *Engine[ID]) optimize(now time.Time, t *originTree[ID], id MessageID, pa
 	}
 	t.tried = slices.DeleteFunc(t.tried, func(s stamp[ID]) bool { return !now.Before(s.at) })
 	t.tried = setStamp(t.tried, announcer, now.Add(e.cfg.MessageCacheTTL))
-	if !e.link(t, announcer) {
-		return
-	}
 	e.send(announcer, Msg[ID]{Kind: KindGraft, ID: id, Round: announced})
 	e.emit(Event{Kind: EventGraftSent, Message: id})
 	e.emit(Event{Kind: EventOptimized, Message: id, Hops: round - announced})
