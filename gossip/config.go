@@ -78,10 +78,11 @@ type Config struct {
 	// the slower edge is then pruned by the origin's next duplicate. 0 turns
 	// it off. Trees are kept per origin, so shortening one origin's tree
 	// never costs another's; but each origin's tree pays for its own swaps
-	// (a duplicate each), so with many origins sending rarely it costs more
-	// than it saves: on 50 nodes, random origins, 1 ms links, threshold 3
-	// gave 2,152 swaps in 400 broadcasts. LargeClusterConfig, where trees
-	// are deep and repairs after failures leave them deeper, sets 4.
+	// (a duplicate each), and the presets leave it off: on 50 nodes with
+	// random origins and 1 ms links, threshold 3 made 2,152 swaps in 400
+	// broadcasts; on 500 nodes with full membership and one sender,
+	// threshold 4 took the tree from 17 hops to 7 but left RMR at 0.04 for
+	// a minute (swaps whose new edge lost the race, repaired by grafts).
 	OptimizationThreshold int
 
 	// MaxOrigins bounds the origins a node keeps a tree for (eager peers
@@ -275,7 +276,6 @@ func LargeClusterConfig() Config {
 	c.IHaveBatchSize = 32 // guide: reduce IHave storm
 	c.MessageCacheMaxSize = 50_000
 	c.MaxOrigins = 4096                                                    // more senders
-	c.OptimizationThreshold = 4                                            // deep trees: repairs after failures shortened
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // bandwidth over CPU at this size
 	return c
 }
