@@ -102,7 +102,7 @@
 // requester asks the next announcer at once) or "not now, retry after"
 // (rate limited). The first graft goes to the announcer with the fewest
 // hops. A 10 s cut at 100 broadcasts/s between two halves of 20 nodes, the
-// membership unaware, is recovered whole 2 s after the heal (11 s with
+// membership unaware, is recovered whole 3 s after the heal (11 s with
 // traffic going on).
 //
 // # Other choices
