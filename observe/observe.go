@@ -108,6 +108,10 @@ type Observer struct {
 	decodeErr, sendErr       metric.Int64Counter
 	unknownPeer              metric.Int64Counter
 	stuckDeadline            metric.Int64Counter
+	shuffles                 metric.Int64Counter
+	nacks                    metric.Int64Counter
+	originsEvicted           metric.Int64Counter
+	nackSent, nackRecv       attrs
 
 	// Attribute options for the combinations of type and path, built once
 	// so that Observe does not allocate.
@@ -164,6 +168,11 @@ func New(opts ...Option) (*Observer, error) {
 	o.sendErr = counter("plumtree.errors.send", "{frame}", "Frames the transport refused or a full send queue dropped.")
 	o.unknownPeer = counter("plumtree.errors.unknown_peer", "{frame}", "Frames to a peer with no known address.")
 	o.stuckDeadline = counter("plumtree.errors.stuck_deadline", "{tick}", "Ticks after which the engine still asked to be woken at once (an engine bug; the runner backs off).")
+	o.shuffles = counter("plumtree.overlay.shuffles", "{peer}", "Neighbours taken in by overlay maintenance (shuffle, or a returning member).")
+	o.nacks = counter("plumtree.grafts.nacks", "{graft}", "Grafts that could not be answered (not cached, or refused for now), by direction.")
+	o.originsEvicted = counter("plumtree.origins.evicted", "{origin}", "Origin trees forgotten: idle for MessageCacheTTL, or past MaxOrigins.")
+	o.nackSent = o.withAttrs(attribute.String("direction", "sent"))
+	o.nackRecv = o.withAttrs(attribute.String("direction", "received"))
 	var err error
 	o.hops, err = m.Int64Histogram("plumtree.delivery.hops", metric.WithUnit("{hop}"),
 		metric.WithDescription("Hops from the origin of each delivered message."),
@@ -296,6 +305,14 @@ func (o *Observer) Observe(e gossip.Event) {
 		o.unknownPeer.Add(ctx, 1, o.opt.add...)
 	case gossip.EventStuckDeadline:
 		o.stuckDeadline.Add(ctx, 1, o.opt.add...)
+	case gossip.EventShuffled:
+		o.shuffles.Add(ctx, 1, o.opt.add...)
+	case gossip.EventNackSent:
+		o.nacks.Add(ctx, 1, o.nackSent.add...)
+	case gossip.EventNackReceived:
+		o.nacks.Add(ctx, 1, o.nackRecv.add...)
+	case gossip.EventOriginEvicted:
+		o.originsEvicted.Add(ctx, int64(e.Count), o.opt.add...)
 	}
 }
 

@@ -194,6 +194,10 @@ func TestObserveEveryKind(t *testing.T) {
 		gossip.EventSendError:        {"plumtree.errors.send 1"},
 		gossip.EventUnknownPeer:      {"plumtree.errors.unknown_peer 1"},
 		gossip.EventStuckDeadline:    {"plumtree.errors.stuck_deadline 1"},
+		gossip.EventShuffled:         {"plumtree.overlay.shuffles 1"},
+		gossip.EventNackSent:         {"plumtree.grafts.nacks 1 direction=sent"},
+		gossip.EventNackReceived:     {"plumtree.grafts.nacks 1 direction=received"},
+		gossip.EventOriginEvicted:    {"plumtree.origins.evicted 3"},
 	}
 	for k := gossip.EventKind(0); k < 64; k++ {
 		o.Observe(gossip.Event{Kind: k, Type: gossip.KindIHave, Path: transport.PathDatagram, Count: 3, Bytes: 10, Hops: 4, Latency: 250 * time.Millisecond})
