@@ -66,6 +66,7 @@ type Engine[ID comparable] struct {
 	treeN uint64 // trees made so far
 	// sharedWindow is mayPrune's window for the shared tree.
 	sharedWindow pruneWindow
+	youngRate    rate // first copies of young origins' messages (see sampled)
 
 	incarnation uint64
 	seq         uint64 // sequence number of the last broadcast
@@ -625,12 +626,54 @@ func (e *Engine[ID]) mayPrune(now time.Time, t *originTree[ID], id MessageID) bo
 	w := &t.window
 	if t.young() {
 		w = &e.sharedWindow
+		if !e.sampled(id) {
+			return false
+		}
 	}
 	if w.id != id && !w.at.IsZero() && now.Sub(w.at) < e.cfg.GraftTimeout {
 		return false
 	}
 	w.id, w.at = id, now
 	return true
+}
+
+// sampled reports whether id's duplicates may prune the shared tree. The
+// prune window keeps one node from pruning for two messages at once, but
+// with many origins sending once each, overlapping in flight, two nodes
+// on one cycle each prune for a different message and cut it. So only a
+// sample of the messages prunes the shared tree, the same sample at every
+// node (a hash of the ID), sized from the rate of young messages this
+// node sees so that about one is in flight per GraftTimeout.
+func (e *Engine[ID]) sampled(id MessageID) bool {
+	n := e.youngRate.last * e.cfg.GraftTimeout.Seconds()
+	var mask uint64
+	for float64(mask+1) < n {
+		mask = mask<<1 | 1
+	}
+	h := binary.BigEndian.Uint64(id[:8]) ^ binary.BigEndian.Uint64(id[8:])*0x9e3779b97f4a7c15
+	h ^= h >> 29
+	return h&mask == 0
+}
+
+// rate counts events per second: last is the count of the last full second.
+type rate struct {
+	last, cur float64
+	at        time.Time
+}
+
+func (r *rate) add(now time.Time) {
+	if r.at.IsZero() {
+		r.at = now
+	}
+	if el := now.Sub(r.at); el >= time.Second {
+		if el < 2*time.Second {
+			r.last = r.cur
+		} else {
+			r.last = 0
+		}
+		r.cur, r.at = 0, now
+	}
+	r.cur++
 }
 
 // pruneWindow is the message whose duplicates last pruned a tree, and when.
@@ -747,6 +790,9 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	e.remember(now, m.ID, c)
 	t := e.tree(now, m.Origin)
 	e.count(t, from)
+	if t.young() {
+		e.youngRate.add(now)
+	}
 	// Paper: the sender of a first payload becomes (or stays) eager: it is
 	// this node's parent in the tree. Past the eager cap, refuse the edge.
 	// Only in the shared tree (young origins), which serves every origin

@@ -223,13 +223,11 @@ func TestIssue16Backlog(t *testing.T) {
 // -sim.large).
 func TestIssue16Senders(t *testing.T) {
 	needIssue16(t)
-	missed(t, "RMR 0.20-0.28 per window of 100 after the first 100 (was 0.20-0.57): random origins each send about once, so their messages use the shared tree, which concurrent floods still over-prune")
 	senders(t, 600)
 }
 
 func TestIssue16SendersLarge(t *testing.T) {
 	needIssue16(t)
-	missed(t, "as TestIssue16Senders")
 	needLarge(t)
 	senders(t, 2000)
 }
