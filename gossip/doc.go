@@ -40,6 +40,7 @@
 //     here yet. An origin's first message (its tree is young) is pushed
 //     along it and its prunes and grafts change it, both ways, as the paper
 //     does; so the shared tree settles for origins that send rarely.
+//
 //   - From an origin's second message on, its tree is its own: taken from
 //     the shared tree as it then stands, less the neighbour the message
 //     came from (upstream). It is directed: a duplicate's receiver prunes
@@ -47,14 +48,17 @@
 //     Pruning both ways cut trees whose edges carried some messages one
 //     way and some the other (jitter flips which copy comes first), leaving
 //     both ends without a parent.
+//
 //   - Within GraftTimeout of a prune, only duplicates of the message that
 //     pruned may prune again. All of one message's duplicates come from one
 //     flood and agree on which edges are redundant; two messages in flight
 //     at once each see the edge the other came by as redundant, and
 //     together they cut the tree (riak_core#378): one origin sending every
 //     20 ms on 1,000 simulated nodes grafted 55 times per broadcast.
+//
 //   - Topology changes reach every tree: a newcomer's greeting, a neighbour
 //     picked to replace a lost one, a neighbour dropped.
+//
 //   - Memory: at most MaxOrigins trees, each the eager list (at most
 //     MaxEagerPeers IDs) and a few stamps, about 200 bytes with string IDs;
 //     a tree idle for MessageCacheTTL is forgotten, and past MaxOrigins the
