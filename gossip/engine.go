@@ -139,9 +139,6 @@ func (t *originTree[ID]) young() bool { return t.msgs <= youngMsgs }
 // inTree reports whether t pushes to p.
 func (e *Engine[ID]) inTree(t *originTree[ID], p ID) bool { return slices.Contains(t.eager, p) }
 
-// treeLen is how many peers t pushes to.
-func (e *Engine[ID]) treeLen(t *originTree[ID]) int { return len(t.eager) }
-
 // treePeers calls fn for each peer t pushes to, in a stable order.
 func (e *Engine[ID]) treePeers(t *originTree[ID], fn func(ID)) {
 	for _, p := range t.eager {
@@ -167,9 +164,9 @@ func (t *originTree[ID]) forgetPeer(p ID) {
 	t.tried = dropStamp(t.tried, p)
 }
 
-// find returns p's stamp in ss, dropping it once expired by now.
-func findStamp[ID comparable](ss *[]stamp[ID], p ID) (time.Time, bool) {
-	for _, s := range *ss {
+// findStamp returns p's stamp in ss.
+func findStamp[ID comparable](ss []stamp[ID], p ID) (time.Time, bool) {
+	for _, s := range ss {
 		if s.peer == p {
 			return s.at, true
 		}
@@ -700,7 +697,7 @@ func (e *Engine[ID]) prune(now time.Time, t *originTree[ID], origin, p ID) {
 	if t.young() {
 		e.cut(t, p)
 	}
-	if at, ok := findStamp(&t.pruned, p); ok && now.Sub(at) < e.cfg.GraftTimeout {
+	if at, ok := findStamp(t.pruned, p); ok && now.Sub(at) < e.cfg.GraftTimeout {
 		return
 	}
 	t.pruned = setStamp(t.pruned, p, now)
@@ -867,7 +864,7 @@ func (e *Engine[ID]) optimize(now time.Time, t *originTree[ID], id MessageID, pa
 	if t.young() || !e.members.has(announcer) {
 		return
 	}
-	if until, ok := findStamp(&t.tried, announcer); ok && now.Before(until) {
+	if until, ok := findStamp(t.tried, announcer); ok && now.Before(until) {
 		return
 	}
 	t.tried = slices.DeleteFunc(t.tried, func(s stamp[ID]) bool { return !now.Before(s.at) })
