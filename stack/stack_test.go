@@ -42,7 +42,7 @@ func refused(t *testing.T, cfg stack.Config, want ...string) error {
 	s, err := stack.New(cfg)
 	if err == nil {
 		s.Close()
-		t.Fatalf("New(%+v) was accepted", cfg)
+		t.Fatalf("New was accepted: name %q, transport %q, join %v", cfg.Name, cfg.Transport, cfg.Join)
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
