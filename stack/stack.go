@@ -61,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -216,7 +217,7 @@ func New(cfg Config) (_ *Stack, err error) {
 	if s.name == "" {
 		s.name = s.Transport.LocalAddr()
 	}
-	s.conflicts = &conflicts{self: s.name}
+	s.conflicts = &conflicts{self: s.name, log: cfg.Logger}
 	mlConf, err := memberlistConfig(cfg, mlBind, advertise, label)
 	if err != nil {
 		return nil, err
@@ -246,6 +247,7 @@ func New(cfg Config) (_ *Stack, err error) {
 	if c := s.conflicts.first(); c != nil {
 		return nil, c
 	}
+	s.conflicts.started.Store(true)
 	var auth func(string, string) error
 	if cfg.TLS != nil {
 		auth = gossip.MatchIdentity[string]
@@ -266,15 +268,6 @@ func (s *Stack) ID() string { return s.name }
 
 // ClusterAddr is memberlist's address: what other nodes Join.
 func (s *Stack) ClusterAddr() string { return s.Membership.Memberlist().LocalNode().Address() }
-
-// Conflict returns the name conflict memberlist reported since the node
-// started (another live node with this name), or nil.
-func (s *Stack) Conflict() error {
-	if c := s.conflicts.first(); c != nil {
-		return c
-	}
-	return nil
-}
 
 // Close stops the node, leaves the cluster (telling the others) and closes
 // the transport. It is idempotent.
@@ -320,14 +313,22 @@ func (s *Stack) shutdown() error {
 // conflicts is memberlist's ConflictDelegate: it keeps the first report of
 // another live node named as this one.
 type conflicts struct {
-	self string
-	mu   sync.Mutex
-	err  *ConflictError
+	self    string
+	log     *slog.Logger
+	started atomic.Bool // New has returned: a conflict is the newcomer's to refuse
+	mu      sync.Mutex
+	err     *ConflictError
 }
 
 func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
 	if existing.Name != c.self {
 		return // a conflict between two other nodes
+	}
+	if c.started.Load() {
+		if c.log != nil {
+			c.log.Warn("stack: another node tried to join with this node's name", "name", c.self, "addr", other.Address())
+		}
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
