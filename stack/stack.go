@@ -141,6 +141,13 @@ type Config struct {
 	// and the conflict delegate; keep those.
 	Memberlist func(*memberlist.Config)
 
+	// Authenticate checks each frame's sender ID against the identity the
+	// transport authenticated (gossip.Options.Authenticate). nil means
+	// gossip.MatchIdentity with TLS (each certificate names its node) and
+	// nothing without; a function that returns nil accepts any
+	// certificate of the CA (nodes that share one certificate).
+	Authenticate func(sender, identity string) error
+
 	// OnDeliver receives the deliveries; nil leaves them on
 	// Node.Deliveries.
 	OnDeliver func(gossip.Delivery[string, []byte])
@@ -248,8 +255,8 @@ func New(cfg Config) (_ *Stack, err error) {
 		return nil, c
 	}
 	s.conflicts.started.Store(true)
-	var auth func(string, string) error
-	if cfg.TLS != nil {
+	auth := cfg.Authenticate
+	if auth == nil && cfg.TLS != nil {
 		auth = gossip.MatchIdentity[string]
 	}
 	s.Node, err = gossip.New(gcfg, gossip.Options[string, []byte]{
