@@ -249,3 +249,15 @@ func TestNodeService(t *testing.T) {
 		}
 	}
 }
+
+// -http binds loopback unless an address says otherwise.
+func TestHTTPListenAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		":8080": "127.0.0.1:8080", "8080": "127.0.0.1:8080", "0.0.0.0:8080": "0.0.0.0:8080",
+		"10.0.0.5:8080": "10.0.0.5:8080", "[::1]:8080": "[::1]:8080",
+	} {
+		if got, err := httpListenAddr(in); err != nil || got != want {
+			t.Errorf("-http %s binds %q (%v), want %q", in, got, err, want)
+		}
+	}
+}
