@@ -15,6 +15,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/transport/tcp"
+	"github.com/plumtree-go/plumtree/transport/udp"
+	"github.com/plumtree-go/plumtree/transport/udptcp"
 )
 
 // runMain runs this test binary as the plumtree command with args and
@@ -259,5 +264,24 @@ func TestHTTPListenAddr(t *testing.T) {
 		if got, err := httpListenAddr(in); err != nil || got != want {
 			t.Errorf("-http %s binds %q (%v), want %q", in, got, err, want)
 		}
+	}
+}
+
+// The refusal report says only what it has to: nothing when nothing was
+// refused, and no counter at zero.
+func TestReportRefusedOnlyNonZero(t *testing.T) {
+	tr, err := udptcp.Listen("127.0.0.1:0", udp.Config{}, tcp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var b strings.Builder
+	reportRefused(&b, "a", tr, func() (gossip.Stats, error) { return gossip.Stats{}, nil })
+	if b.String() != "" {
+		t.Errorf("nothing refused, yet: %q", b.String())
+	}
+	reportRefused(&b, "a", tr, func() (gossip.Stats, error) { return gossip.Stats{DecodeErrors: 3}, nil })
+	if got := b.String(); got != "node a: refused: gossip 3 unreadable or unauthenticated frames\n" {
+		t.Errorf("report %q", got)
 	}
 }
