@@ -436,6 +436,9 @@ func isWildcard(host string) bool {
 // addresses works out where the transport binds, where memberlist binds,
 // and what memberlist advertises ("" for its bind address).
 func addresses(cfg Config) (bind, mlBind, advertise string, err error) {
+	if cfg.Listen == "" {
+		return "", "", "", errors.New("stack: Config.Listen is required: the broadcast transport's ip:port (port 0 picks one)")
+	}
 	host, port, err := splitHostPort(cfg.Listen)
 	if err != nil {
 		return "", "", "", fmt.Errorf("stack: Listen: %w", err)

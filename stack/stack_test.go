@@ -138,4 +138,5 @@ func TestUnknownNames(t *testing.T) {
 	refused(t, stack.Config{Listen: "127.0.0.1:0", Transport: "mem"}, `unknown transport "mem" (want udp+tcp, tcp, quic)`)
 	refused(t, stack.Config{Listen: "127.0.0.1:0", Preset: "fast"}, `unknown preset "fast"`)
 	refused(t, stack.Config{Listen: "127.0.0.1:0", Transport: "quic"}, "quic needs TLS")
+	refused(t, stack.Config{}, "Listen is required")
 }
