@@ -61,7 +61,7 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	fs.StringVar(&o.advertise, "advertise", "", "the IP the other nodes reach this node at; the broadcast transport binds it (with -listen's port) and memberlist advertises it")
 	fs.StringVar(&o.clusterListen, "cluster-listen", "", "address of memberlist (membership); default: the -listen host, port+1")
 	fs.StringVar(&o.join, "join", "", "comma-separated memberlist addresses of nodes to join; empty for the first node")
-	fs.StringVar(&o.name, "name", "", "node name, unique in the cluster (its gossip ID); default: the -listen address")
+	fs.StringVar(&o.name, "name", "", "node name, unique in the cluster (its gossip ID); default: the -listen address (with -advertise, its IP)")
 	fs.StringVar(&o.transport, "transport", "quic", "transport: "+strings.Join(stack.Transports, ", "))
 	fs.StringVar(&o.preset, "preset", "lan", "configuration preset: "+strings.Join(stack.Presets, ", "))
 	fs.StringVar(&o.compressor, "compressor", "preset", "compression: preset, none, zstd, lz4")
@@ -88,6 +88,9 @@ func node(ctx context.Context, args []string, in io.Reader, out, status io.Write
 	}
 	if o.name == "" {
 		o.name = o.listen
+		if _, port, err := net.SplitHostPort(o.listen); err == nil && o.advertise != "" {
+			o.name = net.JoinHostPort(o.advertise, port) // a wildcard names no node
+		}
 	}
 	cfg, err := stack.Preset(o.preset)
 	if err != nil {
