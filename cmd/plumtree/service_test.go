@@ -160,6 +160,27 @@ func TestNodeService(t *testing.T) {
 			}
 		}
 	}()
+	// A second subscriber on b, with server-sent events.
+	sseReq, _ := http.NewRequestWithContext(ctx, "GET", b.api+"/subscribe", nil)
+	sseReq.Header.Set("Accept", "text/event-stream")
+	sse, err := client.Do(sseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sse.Body.Close()
+	if ct := sse.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("SSE subscription's Content-Type %q", ct)
+	}
+	sseEvents := make(chan event, 16)
+	go func() {
+		sc := bufio.NewScanner(sse.Body)
+		for sc.Scan() {
+			var e event
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && json.Unmarshal([]byte(data), &e) == nil {
+				sseEvents <- e
+			}
+		}
+	}()
 	// Publish on a until b streams it (until both memberships have the
 	// other, a message may go nowhere).
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -183,6 +204,14 @@ func TestNodeService(t *testing.T) {
 	}
 	if got.Origin != "a" || got.Text != "hello over http" || string(got.Data) != "hello over http" || got.Hops != 1 {
 		t.Errorf("streamed %+v", got)
+	}
+	select {
+	case e := <-sseEvents:
+		if e.Origin != "a" || e.Text != "hello over http" {
+			t.Errorf("server-sent event %+v", e)
+		}
+	case <-time.After(time.Until(deadline)):
+		t.Fatal("no server-sent event")
 	}
 	resp, err := client.Post(a.api+"/publish?topic=x", "text/plain", strings.NewReader("x"))
 	if err != nil {
