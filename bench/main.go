@@ -8,8 +8,8 @@
 //
 // Usage, from this directory:
 //
-//	go run . -n 20 -size 1024 -rate 100 -count 1000
-//	go run . -systems gossipsub,memberlist -n 5
+//	go run . -nodes 20 -size 1024 -rate 100 -count 1000
+//	go run . -systems gossipsub,memberlist -nodes 5
 //
 // The flags are those of `plumtree bench`; -h lists them. Interrupt
 // (SIGINT, SIGTERM) stops the run and closes the systems.
@@ -25,18 +25,18 @@ import (
 	"syscall"
 
 	"github.com/plumtree-go/plumtree/internal/bench"
+	"github.com/plumtree-go/plumtree/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := bench.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, gossipsubDriver{}, memberlistDriver{})
 	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	default:
+	// The conventions of plumtree's subcommands: -h exits 0, a usage
+	// error 2 (the flag package has printed a bad flag already), others 1.
+	var u *cli.UsageError
+	if err != nil && !errors.Is(err, flag.ErrHelp) && !(errors.As(err, &u) && u.Shown) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
 	}
+	os.Exit(cli.ExitCode(err))
 }

@@ -42,8 +42,12 @@ type cluster struct {
 	tails    [][]string    // node i's last status lines, across restarts
 	deliv    map[string]map[procKey]*delivery
 	sent     map[string]sentMsg
-	crashed  []string // processes that exited without being killed
-	seq      int
+	crashed  []string       // processes that exited without being killed
+	subs     sync.WaitGroup // the /subscribe readers
+	// subscribed marks the processes driven through the HTTP API whose
+	// /subscribe stream is open (see httpapi_test.go).
+	subscribed map[procKey]bool
+	seq        int
 }
 
 // procKey names one process: node index and generation.
@@ -71,9 +75,10 @@ type proc struct {
 
 func newCluster(t *testing.T, bin, transport string, extra []string, nw *network) *cluster {
 	c := &cluster{t: t, bin: bin, transport: transport, extra: extra, nw: nw, n: len(nw.nodes),
-		changed: make(chan struct{}),
-		deliv:   make(map[string]map[procKey]*delivery),
-		sent:    make(map[string]sentMsg),
+		changed:    make(chan struct{}),
+		deliv:      make(map[string]map[procKey]*delivery),
+		sent:       make(map[string]sentMsg),
+		subscribed: make(map[procKey]bool),
 	}
 	c.procs = make([]*proc, c.n)
 	c.gens = make([]int, c.n)
@@ -112,6 +117,9 @@ func (c *cluster) start(i int, join []int) {
 	if len(seeds) > 0 {
 		args = append(args, "-join", strings.Join(seeds, ","))
 	}
+	if viaHTTP(i) {
+		args = append(args, "-http", httpAddr(i))
+	}
 	args = append(args, c.extra...)
 	cmd := exec.Command(ipPath, args...)
 	// ip netns exec execs the command in place: the PID is the node's,
@@ -145,6 +153,10 @@ func (c *cluster) start(i int, join []int) {
 	readers.Add(2)
 	go func() {
 		defer readers.Done()
+		if viaHTTP(i) { // its deliveries are read from /subscribe
+			io.Copy(io.Discard, stdout)
+			return
+		}
 		c.readDeliveries(p.key, stdout)
 	}()
 	go func() {
@@ -178,21 +190,26 @@ func (c *cluster) readDeliveries(k procKey, r io.Reader) {
 		}
 		_, hopStr, _ := strings.Cut(head, " (hops ")
 		hops, _ := strconv.Atoi(hopStr)
-		now := time.Now()
-		c.mu.Lock()
-		byProc := c.deliv[msg]
-		if byProc == nil {
-			byProc = make(map[procKey]*delivery)
-			c.deliv[msg] = byProc
-		}
-		if d := byProc[k]; d != nil {
-			d.count++
-		} else {
-			byProc[k] = &delivery{count: 1, first: now, hops: hops}
-		}
-		c.notify()
-		c.mu.Unlock()
+		c.recordDelivery(k, msg, hops)
 	}
+}
+
+// recordDelivery records that process k delivered msg after hops hops.
+func (c *cluster) recordDelivery(k procKey, msg string, hops int) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byProc := c.deliv[msg]
+	if byProc == nil {
+		byProc = make(map[procKey]*delivery)
+		c.deliv[msg] = byProc
+	}
+	if d := byProc[k]; d != nil {
+		d.count++
+	} else {
+		byProc[k] = &delivery{count: 1, first: now, hops: hops}
+	}
+	c.notify()
 }
 
 // readStatus keeps the last status lines of process k and its membership.
@@ -206,6 +223,15 @@ func (c *cluster) readStatus(k procKey, r io.Reader) {
 			tail = tail[len(tail)-tailLines:]
 		}
 		c.tails[k.node] = tail
+		if viaHTTP(k.node) && strings.Contains(line, ": HTTP API on http://") {
+			if p := c.procs[k.node]; p != nil && p.key == k {
+				c.subs.Add(1)
+				go func() {
+					defer c.subs.Done()
+					c.subscribe(k, p.done)
+				}()
+			}
+		}
 		// "node nX: members: N (a b c)"
 		if _, rest, ok := strings.Cut(line, ": members: "); ok && c.gens[k.node] == k.gen {
 			if _, list, ok := strings.Cut(rest, " ("); ok {
@@ -275,6 +301,9 @@ func (c *cluster) membersAre(i int, want []int) bool {
 		names[j] = name(w)
 	}
 	slices.Sort(names)
+	if viaHTTP(i) && !c.subscribed[procKey{i, c.gens[i]}] {
+		return false // its deliveries would go unread
+	}
 	return c.members[i] == strings.Join(names, " ")
 }
 
@@ -318,7 +347,11 @@ func (c *cluster) broadcast(scenario string, i int) string {
 	if p == nil {
 		c.t.Fatalf("broadcast from %s, which is not running", name(i))
 	}
-	if _, err := io.WriteString(p.stdin, msg+"\n"); err != nil {
+	if viaHTTP(i) {
+		if err := c.publish(i, msg); err != nil {
+			c.t.Fatalf("broadcast from %s through its HTTP API: %v\n%s", name(i), err, c.dump())
+		}
+	} else if _, err := io.WriteString(p.stdin, msg+"\n"); err != nil {
 		c.t.Fatalf("broadcast from %s: %v\n%s", name(i), err, c.dump())
 	}
 	return msg
@@ -359,6 +392,7 @@ func (c *cluster) stopAll() {
 			c.t.Error(err)
 		}
 	}
+	c.subs.Wait() // each ends with its process
 }
 
 // receivers returns the nodes of to that should deliver m: all but its

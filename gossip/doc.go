@@ -164,12 +164,18 @@
 //
 // # Trust
 //
-// The sender ID in a frame is not yet authenticated: anyone who can reach a
-// node's transport can speak as a member (send it Prunes, Grafts or
-// announcements in that member's name), and a peer that learns a message ID
-// can send a bogus payload under it first, which the node rejects and then
-// treats as seen. Until authenticated transports bind the sender to a
-// certificate or key, run the cluster on a network only members reach. The
+// A frame's sender ID is authenticated where the transport says it
+// authenticates its peers (transport.Authenticator: TLS over tcp, QUIC):
+// Options.Authenticate (gossip.MatchIdentity) refuses a frame whose sender
+// ID is not the name in the certificate of the connection it came on, and
+// counts it. Over a transport that does not authenticate (udp, udp+tcp, tcp
+// without TLS) anyone who reaches a node can speak as a member (send it
+// Prunes, Grafts or announcements in that member's name); transport/seal
+// keeps outsiders out with a cluster key, but any holder of the key can
+// still claim any ID. Only the neighbour that sent a frame is
+// authenticated, never the origin of a payload it relays, and a peer that
+// learns a message ID can send a bogus payload under it first, which the
+// node rejects (Options.Validate) and then treats as seen. The
 // per-peer limits bound what one named peer can cost: grafts answered
 // (GraftRateLimitPerSecond), announcements processed
 // (IHaveRateLimitPerSecond), missing messages tracked (a quarter of

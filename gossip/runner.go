@@ -196,6 +196,13 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	if o.Codec == nil {
 		return nil, errors.New("gossip: Options.Codec is nil")
 	}
+	// A membership that knows which member is this node (memberlist's
+	// does) must agree with Options.ID: with another ID the others would
+	// address this node by one name and it would answer by another, and
+	// broadcasts would reach some peers and not others, silently.
+	if s, ok := o.Membership.(interface{ Self() membership.Member[ID] }); ok && s.Self().ID != o.ID {
+		return nil, fmt.Errorf("gossip: Options.ID %v is not this node in the membership, which lists it as %v: leave the ID to the membership (with membership/memberlist, its node name)", o.ID, s.Self().ID)
+	}
 	p := &Plumtree[ID, M]{o: o, cfg: cfg, clock: o.Clock, log: o.Logger, comps: o.Compressors}
 	p.dg, _ = o.Transport.(transport.Datagram)
 	p.st, _ = o.Transport.(transport.Stream)

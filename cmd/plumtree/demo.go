@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,8 +18,10 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/internal/cli"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
+	"github.com/plumtree-go/plumtree/stack"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -65,27 +66,38 @@ type report struct {
 
 func demo(ctx context.Context, args []string, out, progress io.Writer) error {
 	var o demoOptions
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(progress)
+	fs := cli.FlagSet("demo", `Starts a cluster in this process on loopback sockets (QUIC and memberlist by
+default; -transport mem for an in-memory network with static membership), warms
+it up, broadcasts from random origins at a steady rate, and reports what the
+paper measures: reliability, RMR, last delivery hop, latency, wire bytes.`, progress)
 	fs.IntVar(&o.nodes, "nodes", 20, "cluster size")
 	fs.IntVar(&o.count, "count", 200, "broadcasts, from random origins")
 	fs.IntVar(&o.size, "size", 256, "payload bytes")
 	fs.Float64Var(&o.rate, "rate", 50, "broadcasts per second")
-	fs.StringVar(&o.transport, "transport", "quic", "transport: quic, udp+tcp, tcp (loopback sockets, memberlist membership) or mem (in-memory network, static membership)")
+	fs.StringVar(&o.transport, "transport", "quic", "transport: "+strings.Join(stack.Transports, ", ")+" (loopback sockets, memberlist membership) or mem (in-memory network, static membership)")
 	fs.StringVar(&o.preset, "preset", "lan", "configuration preset: default, lan, wan, large")
 	fs.StringVar(&o.compressor, "compressor", "preset", "compression: preset (the preset's), none, zstd, lz4")
 	fs.Float64Var(&o.loss, "loss", 0, "datagram loss rate (mem transport only)")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed (origins, payloads, peer sampling)")
-	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
+	fs.BoolVar(&o.json, "json", false, "write the report as JSON to stdout, instead of the table")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase (after the warm-up) to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if o.nodes < 2 || o.count < 1 || o.size < 1 || o.rate <= 0 {
-		return fmt.Errorf("need -nodes >= 2, -count >= 1, -size >= 1, -rate > 0")
+		return cli.Usagef("need -nodes >= 2, -count >= 1, -size >= 1, -rate > 0")
 	}
 	if o.loss != 0 && o.transport != "mem" {
-		return fmt.Errorf("-loss needs -transport mem (real sockets on loopback do not lose datagrams on purpose)")
+		return cli.Usagef("-loss needs -transport mem (real sockets on loopback do not lose datagrams on purpose)")
+	}
+	if o.transport != "mem" && !slices.Contains(stack.Transports, o.transport) {
+		return cli.Usagef("-transport: unknown transport %q (want mem, %s)", o.transport, strings.Join(stack.Transports, ", "))
+	}
+	if _, err := stack.Preset(o.preset); err != nil {
+		return &cli.UsageError{Err: fmt.Errorf("-preset: %w", err)}
+	}
+	if _, err := stack.WithCompressor(gossip.DefaultConfig(), o.compressor); err != nil {
+		return &cli.UsageError{Err: fmt.Errorf("-compressor: %w", err)}
 	}
 	r, err := runDemo(ctx, o, progress)
 	if err != nil {
@@ -234,25 +246,20 @@ func startCluster(ctx context.Context, o demoOptions, cfg gossip.Config, obs gos
 					return nodes, "", err
 				}
 			}
-			tr, err := listenTransport(o.transport, "127.0.0.1:0", tlsConf)
+			s, err := stack.New(stack.Config{Name: name(i), Listen: "127.0.0.1:0", Join: seeds, Transport: o.transport,
+				Gossip: &cfg, TLS: tlsConf, Observer: obs, Seed: o.seed, OnDeliver: func(gossip.Delivery[string, []byte]) {}})
 			if err != nil {
-				return nodes, "", err
+				return nodes, "", fmt.Errorf("%s: %w", name(i), err)
 			}
-			n := &demoNode{tr: tr}
-			nodes = append(nodes, n)
-			ml, err := joinMemberlist(name(i), "127.0.0.1:0", tr.LocalAddr(), seeds, nil)
-			if err != nil {
-				return nodes, "", fmt.Errorf("%s: memberlist: %w", name(i), err)
-			}
-			n.mem, n.stop = ml, func() { ml.Close() }
+			nodes = append(nodes, &demoNode{tr: s.Transport, mem: s.Membership, pt: s.Node, stop: func() { s.Close() }})
 			if i == 0 {
-				seeds = []string{ml.Memberlist().LocalNode().Address()}
+				seeds = []string{s.ClusterAddr()}
 			}
 		}
-		membershipName = "memberlist"
 		if err := converge(ctx, nodes); err != nil {
 			return nodes, "", err
 		}
+		return nodes, "memberlist", nil
 	}
 	for i, n := range nodes {
 		n.pt, err = gossip.New(cfg, gossip.Options[string, []byte]{
@@ -314,11 +321,11 @@ func stopCluster(nodes []*demoNode) {
 }
 
 func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, error) {
-	cfg, err := presetConfig(o.preset)
+	cfg, err := stack.Preset(o.preset)
 	if err != nil {
 		return report{}, err
 	}
-	if cfg, err = withCompressor(cfg, o.compressor); err != nil {
+	if cfg, err = stack.WithCompressor(cfg, o.compressor); err != nil {
 		return report{}, err
 	}
 	compression := "none"

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/hkdf"
-	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/stack"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/seal"
 )
@@ -36,84 +34,53 @@ func decodeSecrets(s string) ([][]byte, error) {
 	return keys, nil
 }
 
-// sealKeyInfo is the HKDF info string of the seal keys derived from -secret.
-const sealKeyInfo = "plumtree seal v1"
+// sealKeys derives the seal's keys from the -secret keys (stack.SealKeys).
+func sealKeys(secrets [][]byte) ([][]byte, error) { return stack.SealKeys(secrets) }
 
-// sealKeys derives the seal's keys from the -secret keys, one each, with
-// HKDF-SHA256 (no salt, info sealKeyInfo, as long as the secret), so that
-// seal and memberlist, which keeps the raw keys (as memberlist's own tools
-// expect), never encrypt under the same AES key. The order, and with it
-// the primary key, is kept.
-func sealKeys(secrets [][]byte) ([][]byte, error) {
-	keys := make([][]byte, len(secrets))
-	for i, s := range secrets {
-		k, err := hkdf.Key(sha256.New, s, nil, sealKeyInfo, len(s))
-		if err != nil {
-			return nil, fmt.Errorf("-secret: key %d: derive the seal key: %w", i+1, err)
-		}
-		keys[i] = k
-	}
-	return keys, nil
-}
-
-// sealTransport wraps the broadcast transport tr (named name) with keys
-// derived from those of secret (sealKeys), for the transports without TLS
-// of their own: udp+tcp and tcp. quic, whose security is mutual TLS, is
-// returned as it is. With no secret, tr is returned as it is. On error tr
+// sealTransport wraps the broadcast transport tr (named name) as the stack
+// does (stack.Seal), with the keys of the -secret flag's value. On error tr
 // is closed.
 func sealTransport(name string, tr transport.Transport, secret string) (transport.Transport, error) {
 	secrets, err := decodeSecrets(secret)
-	if err != nil || len(secrets) == 0 || name == "quic" {
-		if err != nil {
-			tr.Close()
-		}
-		return tr, err
-	}
-	keys, err := sealKeys(secrets)
 	if err != nil {
 		tr.Close()
 		return nil, err
 	}
-	kr, err := seal.NewKeyring(keys[0], keys[1:]...)
-	if err != nil {
-		tr.Close()
-		return nil, err
-	}
-	s, err := seal.Wrap(tr, kr)
-	if err != nil {
-		tr.Close()
-		return nil, err
-	}
-	return s, nil
+	return stack.Seal(name, tr, secrets)
 }
 
-// authenticate is the gossip Authenticate check for a node: with TLS, the
-// sender ID of every frame must be the name in the sender's certificate
-// (the node's -name); without, none.
-func authenticate(tlsConf *tls.Config) func(sender, identity string) error {
-	if tlsConf == nil {
-		return nil
-	}
-	return gossip.MatchIdentity[string]
-}
-
-// reportRefused writes what the node refused: frames whose seal did not
-// open (by reason) and frames gossip could not read or authenticate.
+// reportRefused writes what the node refused, if anything: frames whose
+// seal did not open (by reason), connections refused, and frames gossip
+// could not read or authenticate. Counters at zero are left out, and
+// nothing is written when nothing was refused.
 func reportRefused(w io.Writer, name string, tr transport.Transport, stats func() (gossip.Stats, error)) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "node %s: refused:", name)
+	var parts []string
 	if s, ok := tr.(seal.Transport); ok {
 		r := s.SealStats().Refused
-		fmt.Fprintf(&b, " seal %d (short %d, version %d, unknown key %d, auth %d, window %d, replay %d);",
-			r.Total(), r.Short, r.Version, r.UnknownKey, r.Auth, r.Window, r.Replay)
+		if r.Total() > 0 {
+			var why []string
+			for _, c := range []struct {
+				n    uint64
+				name string
+			}{{r.Short, "short"}, {r.Version, "version"}, {r.UnknownKey, "unknown key"}, {r.Auth, "auth"}, {r.Window, "window"}, {r.Replay, "replay"}} {
+				if c.n > 0 {
+					why = append(why, fmt.Sprintf("%s %d", c.name, c.n))
+				}
+			}
+			parts = append(parts, fmt.Sprintf("seal %d (%s)", r.Total(), strings.Join(why, ", ")))
+		}
 	}
 	if r, ok := tr.(transport.StatsReporter); ok {
-		fmt.Fprintf(&b, " connections %d (failed handshakes, hellos without a valid proof, over the cap);", r.Stats().ConnectionsRefused)
+		if n := r.Stats().ConnectionsRefused; n > 0 {
+			parts = append(parts, fmt.Sprintf("connections %d (failed handshakes, hellos without a valid proof, over the cap)", n))
+		}
 	}
-	if st, err := stats(); err == nil {
-		fmt.Fprintf(&b, " gossip %d unreadable or unauthenticated frames", st.DecodeErrors)
+	if st, err := stats(); err == nil && st.DecodeErrors > 0 {
+		parts = append(parts, fmt.Sprintf("gossip %d unreadable or unauthenticated frames", st.DecodeErrors))
 	}
-	fmt.Fprintln(w, b.String())
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "node %s: refused: %s\n", name, strings.Join(parts, "; "))
+	}
 }
 
 // readSecretFile sets *secret from the file at path (nothing for an empty

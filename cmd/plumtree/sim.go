@@ -2,22 +2,22 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/plumtree-go/plumtree/gossip"
+	"github.com/plumtree-go/plumtree/internal/cli"
 	"github.com/plumtree-go/plumtree/sim"
+	"github.com/plumtree-go/plumtree/stack"
 )
 
 // simCmd runs `plumtree sim`: the engine at scale on a simulated network
 // with virtual time, Plumtree against flooding. The table (or the JSON or
 // CSV written to "-") goes to stdout, progress and timings to stderr.
 func simCmd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.FlagSet("sim", "Runs the protocol engine at scale on a simulated network with virtual time,\nPlumtree against flooding, and prints reliability, RMR and last delivery hop\n(the paper's measures) for each. The same seed gives the same output.", stderr)
 	nodes := fs.Int("nodes", 1000, "cluster size")
 	overlay := fs.String("overlay", "paper", "paper (a few random neighbours per node, as HyParView) or full (every member known, as memberlist)")
 	degree := fs.Int("degree", 4, "neighbours per node in the paper overlay")
@@ -43,34 +43,22 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", 64, "payload bytes")
 	threshold := fs.Int("threshold", -1, "the engine's OptimizationThreshold (-1: the preset's; 0: off)")
 	noFlood := fs.Bool("no-flood", false, "skip the flooding run")
-	jsonOut := fs.String("json", "", "write the report as JSON to this file (- for stdout, instead of the table)")
+	jsonOut := fs.Bool("json", false, "write the report as JSON to stdout, instead of the table")
 	csvOut := fs.String("csv", "", "write one CSV row per protocol and broadcast to this file (- for stdout, instead of the table)")
 	plotDir := fs.String("plot", "", "write reliability.svg, rmr.svg and ldh.svg into this directory")
 	quiet := fs.Bool("q", false, "no progress on stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("sim: unexpected arguments %q", fs.Args())
 	}
 	lat, err := sim.ParseLatency(*latency)
 	if err != nil {
-		return err
+		return &cli.UsageError{Err: fmt.Errorf("-latency: %w", err)}
 	}
 	var eng *gossip.Config
 	if *preset != "" {
-		var c gossip.Config
-		switch *preset {
-		case "default":
-			c = gossip.DefaultConfig()
-		case "lan":
-			c = gossip.LANConfig()
-		case "wan":
-			c = gossip.WANConfig()
-		case "large":
-			c = gossip.LargeClusterConfig()
-		default:
-			return fmt.Errorf("sim: unknown preset %q (default, lan, wan or large)", *preset)
+		c, err := stack.Preset(*preset)
+		if err != nil {
+			return &cli.UsageError{Err: err}
 		}
 		eng = &c
 	}
@@ -113,7 +101,7 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	for _, o := range []struct {
 		path  string
 		write func(io.Writer) error
-	}{{*jsonOut, rep.WriteJSON}, {*csvOut, rep.WriteCSV}} {
+	}{{map[bool]string{true: "-"}[*jsonOut], rep.WriteJSON}, {*csvOut, rep.WriteCSV}} {
 		switch o.path {
 		case "":
 			continue
@@ -174,16 +162,4 @@ func endProgress(w io.Writer) {
 	if progressTTY {
 		fmt.Fprintln(w)
 	}
-}
-
-// runSim runs `plumtree sim` with the process's streams and exits.
-func runSim(args []string) {
-	if err := simCmd(args, os.Stdout, os.Stderr); err != nil {
-		if err == flag.ErrHelp {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "plumtree:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
 }

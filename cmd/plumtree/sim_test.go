@@ -29,7 +29,7 @@ func TestSimDeterministic(t *testing.T) {
 		var runs [2]map[string][]byte
 		for i := range runs {
 			dir := t.TempDir()
-			js := runSimCmd(t, append(args, "-json", "-")...)
+			js := runSimCmd(t, append(args, "-json")...)
 			runSimCmd(t, append(args, "-csv", filepath.Join(dir, "out.csv"), "-plot", dir)...)
 			runs[i] = map[string][]byte{"json": []byte(js)}
 			for _, f := range []string{"out.csv", "reliability.svg", "rmr.svg", "ldh.svg"} {
@@ -45,7 +45,7 @@ func TestSimDeterministic(t *testing.T) {
 				t.Errorf("%s: two runs with -seed 5 wrote different %s", sc, k)
 			}
 		}
-		other := runSimCmd(t, append(args[:len(args)-3], "-seed", "6", "-q", "-json", "-")...)
+		other := runSimCmd(t, append(args[:len(args)-3], "-seed", "6", "-q", "-json")...)
 		if other == string(runs[0]["json"]) {
 			t.Errorf("%s: -seed 5 and -seed 6 gave the same JSON", sc)
 		}

@@ -35,17 +35,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
-	plummember "github.com/plumtree-go/plumtree/membership/memberlist"
-	"github.com/plumtree-go/plumtree/transport/quic"
+	"github.com/plumtree-go/plumtree/stack"
 )
 
 // config is what the flags set.
@@ -81,16 +78,12 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 	if cfg.Name == "" {
 		return errors.New("chat: -name is required")
 	}
-	host, port, err := net.SplitHostPort(cfg.Listen)
+	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("chat: -listen: %w", err)
 	}
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		return fmt.Errorf("chat: -listen %s: give a specific IP address that the others can reach", cfg.Listen)
-	}
-	portNum, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("chat: -listen: %w", err)
 	}
 	w := &syncWriter{w: out} // deliveries and membership news print from other goroutines
 	creds, err := newCredentials(cfg.Secret)
@@ -98,38 +91,24 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 		return err
 	}
 
-	// The broadcast transport: QUIC, on a port of its own.
-	tr, err := quic.Listen(net.JoinHostPort(host, "0"), quic.Config{TLS: creds.TLS})
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-
-	// Membership: memberlist, advertising the QUIC address to the others.
-	mlc := memberlist.DefaultLANConfig()
-	mlc.Name, mlc.BindAddr, mlc.BindPort = cfg.Name, host, portNum
-	mlc.SecretKey = creds.MemberlistKey
-	mlc.LogOutput = io.Discard
-	mlc.Events = &news{self: cfg.Name, out: w}
-	members, err := plummember.New(plummember.Config[string]{Memberlist: mlc, Addr: tr.LocalAddr(), Join: cfg.Join})
-	if err != nil {
-		return err
-	}
-	defer members.Close() // leaves the room gracefully
-
-	node, err := gossip.New(gossip.LANConfig(), gossip.Options[string, string]{
-		ID:         cfg.Name,
-		Transport:  tr,
-		Membership: members,
-		Codec:      codec.String(),
-		OnDeliver:  func(d gossip.Delivery[string, string]) { fmt.Fprintf(w, "%s: %s\n", d.Origin, d.Value) },
+	// QUIC on a port of its own, memberlist at -listen advertising the QUIC
+	// address, and the node over them: package stack builds all three.
+	s, err := stack.New(stack.Config{
+		Name: cfg.Name, Listen: net.JoinHostPort(host, "0"), ClusterListen: cfg.Listen, Join: cfg.Join,
+		Transport: "quic", TLS: creds.TLS, Secret: [][]byte{creds.MemberlistKey},
+		Memberlist: func(c *memberlist.Config) { c.Events = &news{self: cfg.Name, out: w} },
+		// Every node has the same certificate (from the passphrase): it
+		// names no node, so any sender ID is accepted from it.
+		Authenticate: func(string, string) error { return nil },
+		OnDeliver:    func(d gossip.Delivery[string, []byte]) { fmt.Fprintf(w, "%s: %s\n", d.Origin, d.Value) },
 	})
 	if err != nil {
 		return err
 	}
-	defer node.Close()
+	defer s.Close() // leaves the room gracefully
+	node := s.Node
 
-	addr := members.Memberlist().LocalNode().FullAddress().Addr
+	addr := s.ClusterAddr()
 	fmt.Fprintf(w, "* %s in the room at %s (others join with -join %s)\n", cfg.Name, addr, addr)
 
 	lines := make(chan string)
@@ -153,7 +132,7 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			if _, err := node.Broadcast(ctx, line); err != nil {
+			if _, err := node.Broadcast(ctx, []byte(line)); err != nil {
 				return err
 			}
 		case <-ctx.Done():

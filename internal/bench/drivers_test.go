@@ -90,7 +90,7 @@ func TestMainJSON(t *testing.T) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := Main(ctx, []string{"-systems", "floor", "-n", "4", "-count", "30", "-rate", "300", "-size", "64", "-netns", "off", "-json"}, &out, &errOut)
+	err := Main(ctx, []string{"-systems", "floor", "-nodes", "4", "-count", "30", "-rate", "300", "-size", "64", "-netns", "off", "-json"}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("Main: %v\n%s", err, errOut.String())
 	}
@@ -113,7 +113,7 @@ func TestMainSweepText(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := Main(ctx, []string{"-systems", "floor", "-sweep", "-sizes", "64", "-rates", "100,200", "-step", "0.1",
-		"-n", "3", "-count", "10", "-netns", "off", "-bound", "10s"}, &out, &errOut)
+		"-nodes", "3", "-count", "10", "-netns", "off", "-bound", "10s"}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("Main: %v\n%s", err, errOut.String())
 	}
@@ -127,7 +127,7 @@ func TestMainRefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-systems", "nosuch"},
 		{"-size", "4"},
-		{"-n", "1"},
+		{"-nodes", "1"},
 		{"-netns", "maybe"},
 		{"-cpuprofile", "x.prof"}, // more than one system
 		{"-sweep", "-rates", "200,100"},
@@ -144,7 +144,7 @@ func TestMainRefusesBadFlags(t *testing.T) {
 func TestMainExtraDriver(t *testing.T) {
 	var out, errOut bytes.Buffer
 	extra := namedDriver{Driver: Floor(), name: "floor-again"}
-	err := Main(context.Background(), []string{"-systems", "floor-again", "-n", "3", "-count", "5", "-rate", "500", "-netns", "off"}, &out, &errOut, extra)
+	err := Main(context.Background(), []string{"-systems", "floor-again", "-nodes", "3", "-count", "5", "-rate", "500", "-netns", "off"}, &out, &errOut, extra)
 	if err != nil {
 		t.Fatalf("Main: %v\n%s", err, errOut.String())
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plumtree-go/plumtree/internal/cli"
 )
 
 // netnsEnv marks the child that reexecInNetns starts inside a network
@@ -34,7 +35,7 @@ type options struct {
 	systems           string
 	n, size, count    int
 	rate              float64
-	seed              int64
+	seed              uint64
 	random            bool
 	drain             time.Duration
 	json              bool
@@ -78,22 +79,21 @@ const (
 // deliveries that are missing are a result, shown in the report.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ...Driver) error {
 	var o options
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.FlagSet("bench", "", stderr)
 	drivers := append(Builtin(), extra...)
 	var names []string
 	for _, d := range drivers {
 		names = append(names, d.Name())
 	}
 	fs.StringVar(&o.systems, "systems", strings.Join(names, ","), "comma-separated systems to run, in this order")
-	fs.IntVar(&o.n, "n", 20, "nodes per system")
+	fs.IntVar(&o.n, "nodes", 20, "nodes per system")
 	fs.IntVar(&o.size, "size", 1024, "payload bytes (at least 8: an 8-byte sequence number, then filler)")
 	fs.Float64Var(&o.rate, "rate", 100, "broadcasts per second")
 	fs.IntVar(&o.count, "count", 1000, "broadcasts measured (with -sweep: the least per step)")
-	fs.Int64Var(&o.seed, "seed", 1, "random seed (origins with -random-origins, the drivers' randomness)")
+	fs.Uint64Var(&o.seed, "seed", 1, "random seed (origins with -random-origins, the drivers' randomness)")
 	fs.BoolVar(&o.random, "random-origins", false, "pick each broadcast's origin at random (seeded) instead of round-robin")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "longest wait after the last broadcast for missing deliveries")
-	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
+	fs.BoolVar(&o.json, "json", false, "write the report as JSON to stdout, instead of the table")
 	fs.BoolVar(&o.sweep, "sweep", false, "step the rate up until a system fails, for each size of -sizes")
 	fs.StringVar(&o.sizes, "sizes", "64,1024,16384", "payload sizes of the sweep")
 	fs.StringVar(&o.rates, "rates", "100,200,500,1000,2000,4000,8000,16000,32000", "rates of the sweep, increasing")
@@ -103,38 +103,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window to this file (one system only, not with -sweep)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile, taken at the end of the measured window, to this file (one system only, not with -sweep)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: plumtree bench [flags]\n\nRuns the same paced broadcast workload over each system in turn, on loopback, and\nreports what each costs. Systems: %s.\n\n", strings.Join(names, ", "))
+		fmt.Fprintf(stderr, "usage: plumtree bench [flags]\n\nRuns the same paced broadcast workload over each system in turn, on loopback, and\nreports what each costs. Systems: %s.\n\nflags:\n", strings.Join(names, ", "))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	selected, err := selectDrivers(drivers, o.systems)
 	if err != nil {
-		return err
+		return &cli.UsageError{Err: err}
 	}
-	w := Workload{Nodes: o.n, Size: o.size, Rate: o.rate, Count: o.count, Seed: o.seed, RandomOrigins: o.random, Drain: o.drain}
+	w := Workload{Nodes: o.n, Size: o.size, Rate: o.rate, Count: o.count, Seed: int64(o.seed), RandomOrigins: o.random, Drain: o.drain}
 	if err := w.check(); err != nil {
-		return err
+		return &cli.UsageError{Err: err}
 	}
 	var sizes []int
 	var rates []float64
 	if o.sweep {
 		if sizes, err = parseInts(o.sizes); err != nil {
-			return fmt.Errorf("bench: -sizes: %w", err)
+			return cli.Usagef("-sizes: %w", err)
 		}
 		if rates, err = parseRates(o.rates); err != nil {
-			return fmt.Errorf("bench: -rates: %w", err)
+			return cli.Usagef("-rates: %w", err)
 		}
 		if slices.Min(sizes) < seqBytes {
-			return fmt.Errorf("bench: -sizes: a payload needs at least %d bytes", seqBytes)
+			return cli.Usagef("-sizes: a payload needs at least %d bytes", seqBytes)
 		}
 	}
 	if (o.cpuprofile != "" || o.memprofile != "") && (len(selected) != 1 || o.sweep) {
-		return fmt.Errorf("bench: -cpuprofile and -memprofile profile one system: name exactly one with -systems, without -sweep")
+		return cli.Usagef("-cpuprofile and -memprofile profile one system: name exactly one with -systems, without -sweep")
 	}
 
 	inNetns := os.Getenv(netnsEnv) != ""
@@ -151,7 +148,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 			}
 		}
 	default:
-		return fmt.Errorf("bench: -netns must be auto, on or off, not %q", o.netns)
+		return cli.Usagef("-netns must be auto, on or off, not %q", o.netns)
 	}
 	rep := Report{Wire: wireTransports}
 	if inNetns && o.netns != "off" {

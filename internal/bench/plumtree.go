@@ -2,23 +2,18 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
-	plummember "github.com/plumtree-go/plumtree/membership/memberlist"
+	"github.com/plumtree-go/plumtree/stack"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
-	"github.com/plumtree-go/plumtree/transport/quic"
-	"github.com/plumtree-go/plumtree/transport/tcp"
-	"github.com/plumtree-go/plumtree/transport/udp"
-	"github.com/plumtree-go/plumtree/transport/udptcp"
 )
 
 // PlumtreeTransports are the transports Plumtree drivers run on.
@@ -39,32 +34,16 @@ type plumtreeDriver struct{ tr string }
 
 func (d plumtreeDriver) Name() string { return "plumtree/" + d.tr }
 
-func (d plumtreeDriver) listen(ca *devcert.UnsafeCA, name string) (transport.Transport, error) {
-	const addr = "127.0.0.1:0"
-	switch d.tr {
-	case "udp+tcp":
-		return udptcp.Listen(addr, udp.Config{}, tcp.Config{})
-	case "tcp":
-		return tcp.Listen(addr, tcp.Config{})
-	case "quic":
-		tlsConf, err := ca.UnsafeMutualTLS(name, "127.0.0.1")
-		if err != nil {
-			return nil, err
-		}
-		return quic.Listen(addr, quic.Config{TLS: tlsConf})
-	}
-	return nil, fmt.Errorf("unknown transport %q", d.tr)
-}
-
 type plumtreeNode struct {
-	tr transport.Transport
-	ml *plummember.Membership[string]
-	pt *gossip.Plumtree[string, []byte]
+	s *stack.Stack
 }
 
 // Start starts the nodes one by one (node 0 is every other's memberlist
-// seed), waits until every node's membership lists all n, then starts the
-// gossip engines.
+// seed) with package stack, and waits until every node's membership lists
+// all n. memberlist runs with its LAN timeouts, as a deployment in one
+// datacenter would: its local configuration's (a 1 s TCP timeout, 200 ms
+// probes) fail joins and declare live nodes dead when 50 nodes share two
+// busy cores.
 func (d plumtreeDriver) Start(ctx context.Context, cfg StartConfig, deliver func(node int, payload []byte)) (_ Cluster, err error) {
 	c := &plumtreeCluster{}
 	defer func() {
@@ -79,57 +58,42 @@ func (d plumtreeDriver) Start(ctx context.Context, cfg StartConfig, deliver func
 		}
 	}
 	name := func(i int) string { return fmt.Sprintf("node-%02d", i) }
+	gcfg := gossip.LANConfig()
 	var seeds []string
 	for i := range cfg.Nodes {
-		tr, err := d.listen(ca, name(i))
+		var tlsConf *tls.Config
+		if ca != nil {
+			if tlsConf, err = ca.UnsafeMutualTLS(name(i), "127.0.0.1"); err != nil {
+				return nil, err
+			}
+		}
+		s, err := stack.New(stack.Config{
+			Name: name(i), Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Join: seeds,
+			Transport: d.tr, Gossip: &gcfg, TLS: tlsConf, Seed: uint64(cfg.Seed),
+			OnDeliver:  func(dl gossip.Delivery[string, []byte]) { deliver(i, dl.Value) },
+			Memberlist: lanTimeouts,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: listen: %w", name(i), err)
+			return nil, fmt.Errorf("%s: %w", name(i), err)
 		}
-		n := &plumtreeNode{tr: tr}
-		c.nodes = append(c.nodes, n)
-		if n.ml, err = joinLocalMemberlist(name(i), tr.LocalAddr(), seeds); err != nil {
-			return nil, fmt.Errorf("%s: memberlist: %w", name(i), err)
-		}
+		c.nodes = append(c.nodes, &plumtreeNode{s: s})
 		if i == 0 {
-			seeds = []string{n.ml.Memberlist().LocalNode().Address()}
+			seeds = []string{s.ClusterAddr()}
 		}
 	}
 	if err := c.converge(ctx); err != nil {
 		return nil, err
 	}
-	gcfg := gossip.LANConfig()
-	for i, n := range c.nodes {
-		n.pt, err = gossip.New(gcfg, gossip.Options[string, []byte]{
-			ID: name(i), Transport: n.tr, Membership: n.ml, Codec: codec.Bytes(),
-			Seed:      uint64(cfg.Seed),
-			OnDeliver: func(dl gossip.Delivery[string, []byte]) { deliver(i, dl.Value) },
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name(i), err)
-		}
-	}
 	return c, nil
 }
 
-// joinLocalMemberlist starts a memberlist member on 127.0.0.1 (a port the
-// system picks), advertising addr as the node's broadcast address, joining
-// seeds. It takes memberlist's LAN configuration, as a deployment in one
-// datacenter would: its local configuration's timeouts (a 1 s TCP timeout,
-// 200 ms probes) fail joins and declare live nodes dead when 50 nodes share
-// two busy cores.
-func joinLocalMemberlist(name, addr string, seeds []string) (*plummember.Membership[string], error) {
-	conf := memberlist.DefaultLANConfig()
-	conf.Name = name
-	conf.BindAddr = "127.0.0.1"
-	conf.BindPort = 0
-	conf.AdvertisePort = 0
-	conf.LogOutput = io.Discard
-	return plummember.New(plummember.Config[string]{
-		Memberlist:   conf,
-		Addr:         addr,
-		Join:         seeds,
-		LeaveTimeout: 2 * time.Second,
-	})
+// lanTimeouts gives memberlist the timings of its LAN configuration.
+func lanTimeouts(c *memberlist.Config) {
+	lan := memberlist.DefaultLANConfig()
+	c.TCPTimeout, c.ProbeInterval, c.ProbeTimeout = lan.TCPTimeout, lan.ProbeInterval, lan.ProbeTimeout
+	c.SuspicionMult, c.GossipInterval, c.PushPullInterval = lan.SuspicionMult, lan.GossipInterval, lan.PushPullInterval
+	c.IndirectChecks, c.RetransmitMult, c.GossipNodes = lan.IndirectChecks, lan.RetransmitMult, lan.GossipNodes
+	c.GossipToTheDeadTime = lan.GossipToTheDeadTime
 }
 
 type plumtreeCluster struct {
@@ -153,7 +117,7 @@ func (c *plumtreeCluster) converge(ctx context.Context) error {
 	for {
 		var short []*plumtreeNode
 		for _, n := range c.nodes {
-			if len(n.ml.Members()) < len(c.nodes) {
+			if len(n.s.Membership.Members()) < len(c.nodes) {
 				short = append(short, n)
 			}
 		}
@@ -164,10 +128,10 @@ func (c *plumtreeCluster) converge(ctx context.Context) error {
 			nextRejoin = time.Now().Add(rejoinAfter)
 			var all []string
 			for _, n := range c.nodes {
-				all = append(all, n.ml.Memberlist().LocalNode().Address())
+				all = append(all, n.s.Membership.Memberlist().LocalNode().Address())
 			}
 			for _, n := range short {
-				_, _ = n.ml.Memberlist().Join(all) // what fails is retried next round
+				_, _ = n.s.Membership.Memberlist().Join(all) // what fails is retried next round
 			}
 		}
 		select {
@@ -177,8 +141,8 @@ func (c *plumtreeCluster) converge(ctx context.Context) error {
 			// agrees with the adapter's.
 			var short []string
 			for i, n := range c.nodes {
-				if got := len(n.ml.Members()); got < len(c.nodes) {
-					short = append(short, fmt.Sprintf("node %d lists %d (memberlist itself %d)", i, got, n.ml.Memberlist().NumMembers()))
+				if got := len(n.s.Membership.Members()); got < len(c.nodes) {
+					short = append(short, fmt.Sprintf("node %d lists %d (memberlist itself %d)", i, got, n.s.Membership.Memberlist().NumMembers()))
 				}
 			}
 			if len(short) > 5 {
@@ -194,7 +158,7 @@ func (c *plumtreeCluster) Publish(ctx context.Context, from int, payload []byte)
 	if from < 0 || from >= len(c.nodes) {
 		return fmt.Errorf("plumtree: no node %d", from)
 	}
-	_, err := c.nodes[from].pt.Broadcast(ctx, payload)
+	_, err := c.nodes[from].s.Node.Broadcast(ctx, payload)
 	return err
 }
 
@@ -202,7 +166,7 @@ func (c *plumtreeCluster) Publish(ctx context.Context, from int, payload []byte)
 func (c *plumtreeCluster) Wire() Wire {
 	var w Wire
 	for _, n := range c.nodes {
-		if sr, ok := n.tr.(transport.StatsReporter); ok {
+		if sr, ok := n.s.Transport.(transport.StatsReporter); ok {
 			s := sr.Stats()
 			w.Bytes += s.BytesSent
 			w.Packets += s.DatagramsSent + s.FramesSent
@@ -216,21 +180,11 @@ func (c *plumtreeCluster) Wire() Wire {
 // transports.
 func (c *plumtreeCluster) Close() error {
 	c.closeOnce.Do(func() {
-		for _, n := range c.nodes {
-			if n.pt != nil {
-				n.pt.Close()
-			}
-		}
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
-			if n.ml != nil {
-				wg.Go(func() { n.ml.Shutdown() })
-			}
+			wg.Go(func() { n.s.Shutdown() })
 		}
 		wg.Wait()
-		for _, n := range c.nodes {
-			n.tr.Close()
-		}
 	})
 	return nil
 }

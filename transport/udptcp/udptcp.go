@@ -8,6 +8,9 @@
 //	// tr implements transport.Datagram, transport.Stream and
 //	// transport.StatsReporter; tr.LocalAddr() is "10.0.0.5:7946".
 //
+// Listen refuses a wildcard address (":7946", "0.0.0.0:7946", "[::]:7946"):
+// the transport advertises the address it is bound to.
+//
 // With port 0, Listen binds TCP first on a port the system picks and then UDP
 // on the same port; if that UDP port is taken it tries again with a new TCP
 // port, a few times.
@@ -18,6 +21,7 @@ package udptcp
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/tcp"
@@ -30,9 +34,14 @@ const attempts = 10
 // Listen binds TCP and UDP at addr ("ip:port") on the same port and joins
 // them. Closing the result closes both.
 func Listen(addr string, udpCfg udp.Config, tcpCfg tcp.Config) (*transport.Joined, error) {
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("udptcp: listen %s: %w", addr, err)
+	}
+	// LocalAddr is what peers are told to send to, and "[::]:7946" reaches
+	// nobody: refuse it here rather than let peers fail later.
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		return nil, fmt.Errorf("udptcp: listen %q: a wildcard address would be advertised as the address peers send to, and they cannot reach it; listen on this node's IP", addr)
 	}
 	tries := 1
 	if port == "0" || port == "" {

@@ -123,3 +123,19 @@ func TestStatsAddUp(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// A wildcard address would be advertised as "[::]:PORT", which no peer
+// reaches: Listen refuses it with a reason.
+func TestListenRefusesWildcard(t *testing.T) {
+	for _, addr := range []string{":0", "0.0.0.0:0", "[::]:0"} {
+		j, err := udptcp.Listen(addr, udp.Config{}, tcp.Config{})
+		if err == nil {
+			t.Errorf("Listen(%q) accepted, advertising %s", addr, j.LocalAddr())
+			j.Close()
+			continue
+		}
+		if !strings.Contains(err.Error(), "wildcard") {
+			t.Errorf("Listen(%q): %v; want it to say wildcard", addr, err)
+		}
+	}
+}
