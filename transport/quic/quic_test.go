@@ -572,15 +572,27 @@ func TestMaxInboundConnections(t *testing.T) {
 	}
 	// x's connection is over the cap: b closes it at once, and whatever x
 	// queued on it is lost; nothing of x's is delivered.
+	// Wait for b's count, not for x to see its connection go: b may close
+	// it before x's handshake completes, and then x's dial fails instead
+	// of a connection being detached (the test waited for that in vain in
+	// 3 runs of 8 under -race).
 	gone := detached(x)
 	x.SendFrame(ctx, b.LocalAddr(), []byte("over the cap"))
-	select {
-	case <-gone:
-	case <-ctx.Done():
-		t.Fatal("watchdog: b did not close the connection over the cap")
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for b.Stats().ConnectionsRefused == 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatal("watchdog: b did not refuse the connection over the cap")
+		}
 	}
-	if s := b.Stats(); s.ConnectionsRefused != 1 {
-		t.Fatalf("b counted %d refused connections; want 1", s.ConnectionsRefused)
+	// x may have dialled again by now (its connection failed): each
+	// refusal is counted, so at least one.
+	select {
+	case got := <-b.Frames():
+		t.Fatalf("b delivered %q from %s over the cap", got.Data, got.From)
+	default:
 	}
 	// a leaves: x gets in.
 	a.Close()
