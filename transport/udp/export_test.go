@@ -75,3 +75,25 @@ func (t *Transport) readLoopBatch(batch int) {
 		}
 	}
 }
+
+// SendBatchForBench sends b to every address of to in one system call
+// (sendmmsg through golang.org/x/net/ipv4 WriteBatch), for
+// BenchmarkSendDatagramBatch: the experiment that decides whether batched
+// writes earn a place in the package. IPv4 only; counts like SendDatagram.
+func (t *Transport) SendBatchForBench(to []*net.UDPAddr, b []byte, msgs []ipv4.Message) error {
+	for i, a := range to {
+		msgs[i].Buffers = [][]byte{b}
+		msgs[i].Addr = a
+	}
+	pc := ipv4.NewPacketConn(t.conn)
+	for sent := 0; sent < len(to); {
+		k, err := pc.WriteBatch(msgs[sent:len(to)], 0)
+		if err != nil {
+			return err
+		}
+		sent += k
+		t.sent.Add(uint64(k))
+		t.bytesOu.Add(uint64(k * len(b)))
+	}
+	return nil
+}
