@@ -41,10 +41,11 @@
 // golang.org/x/net's ipv4 and ipv6 ReadBatch; one datagram per call
 // elsewhere). A datagram arriving alone still costs one call, and the call
 // that finds the socket empty another, as before; a burst costs one call
-// for up to 16. At saturation on loopback, the median of 8 runs on the
-// shared 2-core machine was 3-6% faster than one read per datagram
-// (BenchmarkDatagram against BenchmarkDatagramSingleRead, 64 B and 1 KiB),
-// inside the noise: the gain is the system calls a burst saves. Writes are
+// for up to 16. At saturation on loopback the gain is inside the noise of
+// the shared 2-core machine (BenchmarkDatagram against
+// BenchmarkDatagramSingleRead: the median of 8 runs 3-6% faster at 64 B and
+// 1 KiB, single runs either way): what it saves is the system calls of a
+// burst, which a node meets when it falls behind. Writes are
 // one sendto per datagram from the caller's goroutine: sending the same
 // datagrams to 8 peers in one sendmmsg was no faster on loopback
 // (BenchmarkSendDatagramBatch: the kernel's per-packet work, not the system
