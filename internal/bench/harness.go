@@ -36,6 +36,11 @@ type Workload struct {
 	// Drain bounds the wait, after the last publication, for the deliveries
 	// still expected. 0 means 10 seconds.
 	Drain time.Duration
+	// Cold skips the warm-up: the measured window starts with the first
+	// broadcast the freshly started nodes see (membership has converged,
+	// but no connection is open and no tree has formed), so it includes
+	// what the warm-up otherwise hides.
+	Cold bool
 	// CPUProfile, if set, receives a CPU profile of the measured window.
 	CPUProfile io.Writer
 	// HeapProfile, if set, receives a heap profile taken at the end of the
@@ -78,6 +83,9 @@ type Result struct {
 	// when publishing could not keep up.
 	AchievedRate float64 `json:"rate_achieved_per_s"`
 	Count        int     `json:"broadcasts"`
+	// Start is "cold" when the measured window began right after the
+	// nodes started (Workload.Cold), "warm" after a warm-up.
+	Start string `json:"start"`
 	// WarmupMissing counts the warm-up deliveries that had not arrived
 	// 30 s after their broadcast: the run goes on, and says so, since a
 	// system that loses messages (memberlist's queue) still has numbers.
@@ -145,10 +153,8 @@ type system struct {
 	missing  int // warm-up deliveries that never arrived
 }
 
-// startSystem starts d with n nodes, then warms it up: one broadcast from
-// each node in turn, each awaited at every node, so that connections are
-// open and the tree formed before anything is measured; then it waits for
-// the transports to go quiet (100 ms without a byte, at most 2 s).
+// startSystem starts d with n nodes, then, unless w.Cold, warms it up (see
+// warmUp).
 func startSystem(ctx context.Context, d Driver, w Workload, maxPayload int) (*system, error) {
 	runtime.GC()
 	s := &system{name: d.Name(), n: w.Nodes, baseline: runtime.NumGoroutine()}
@@ -166,6 +172,9 @@ func startSystem(ctx context.Context, d Driver, w Workload, maxPayload int) (*sy
 		return nil, fmt.Errorf("%s: start: %w", s.name, err)
 	}
 	s.cluster = c
+	if w.Cold {
+		return s, nil
+	}
 	if err := s.warmUp(ctx, w.Size); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: warm-up: %w", s.name, err)
@@ -173,6 +182,10 @@ func startSystem(ctx context.Context, d Driver, w Workload, maxPayload int) (*sy
 	return s, nil
 }
 
+// warmUp makes one broadcast from each node in turn, each awaited at every
+// node, so that connections are open and the tree formed before anything
+// is measured; then it waits for the transports to go quiet (100 ms
+// without a byte, at most 2 s).
 func (s *system) warmUp(ctx context.Context, size int) error {
 	buf := filler(size, 0)
 	for i := range s.n {
@@ -262,7 +275,10 @@ func origins(w Workload) []int {
 
 // measure runs the workload once on the started system.
 func (s *system) measure(ctx context.Context, w Workload) (Result, error) {
-	res := Result{System: s.name, Nodes: s.n, Size: w.Size, Rate: w.Rate, Count: w.Count, WarmupMissing: s.missing}
+	res := Result{System: s.name, Nodes: s.n, Size: w.Size, Rate: w.Rate, Count: w.Count, WarmupMissing: s.missing, Start: "warm"}
+	if w.Cold {
+		res.Start = "cold"
+	}
 	s.gen++
 	r := newRecorder(s.gen, s.n, origins(w))
 	buf := filler(w.Size, w.Seed)
@@ -344,7 +360,40 @@ func (s *system) measure(ctx context.Context, w Workload) (Result, error) {
 	return res, nil
 }
 
-// Run starts d, warms it up, runs the workload once and closes it.
+// RunColdWarm starts d and measures the workload twice on the same nodes:
+// first cold, from the first broadcast after the start, then, after a
+// warm-up, warm. It closes d at the end. w.Cold is ignored.
+func RunColdWarm(ctx context.Context, d Driver, w Workload) (cold, warm Result, err error) {
+	if err := w.check(); err != nil {
+		return Result{}, Result{}, err
+	}
+	w.Cold = true
+	s, err := startSystem(ctx, d, w, w.Size)
+	if err != nil {
+		return Result{System: d.Name(), Start: "cold"}, Result{System: d.Name(), Start: "warm"}, err
+	}
+	defer func() {
+		if cerr := s.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("%s: close: %w", d.Name(), cerr)
+		}
+	}()
+	// The cold window's broadcasts must not count as the warm one's: a
+	// CPU profile covers the warm window only.
+	cw := w
+	cw.CPUProfile, cw.HeapProfile = nil, nil
+	if cold, err = s.measure(ctx, cw); err != nil {
+		return cold, Result{System: d.Name(), Start: "warm"}, err
+	}
+	if err := s.warmUp(ctx, w.Size); err != nil {
+		return cold, Result{System: d.Name(), Start: "warm"}, fmt.Errorf("%s: warm-up: %w", d.Name(), err)
+	}
+	w.Cold = false
+	warm, err = s.measure(ctx, w)
+	return cold, warm, err
+}
+
+// Run starts d, warms it up unless w.Cold, runs the workload once and
+// closes it.
 func Run(ctx context.Context, d Driver, w Workload) (Result, error) {
 	if err := w.check(); err != nil {
 		return Result{}, err

@@ -45,6 +45,7 @@ type options struct {
 	stepSeconds       float64
 	netns, cpuprofile string
 	memprofile        string
+	warmup            string
 }
 
 // Report is what Main prints with -json.
@@ -99,6 +100,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 	fs.StringVar(&o.rates, "rates", "100,200,500,1000,2000,4000,8000,16000,32000", "rates of the sweep, increasing")
 	fs.DurationVar(&o.bound, "bound", 50*time.Millisecond, "sweep: the last-delivery p99 a sustained rate must stay within")
 	fs.Float64Var(&o.stepSeconds, "step", 1, "sweep: each step publishes for at least this many seconds")
+	fs.StringVar(&o.warmup, "warmup", "on", "on: measure after a warm-up (a broadcast from each node, awaited everywhere); off: measure from the first broadcast after the nodes start (cold); both: a cold row, then a warm-up and a warm row, on the same nodes")
 	fs.StringVar(&o.netns, "netns", "auto", "run in a network namespace of its own to count loopback traffic: auto (when root), on, off")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window to this file (one system only, not with -sweep)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile, taken at the end of the measured window, to this file (one system only, not with -sweep)")
@@ -116,6 +118,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 	w := Workload{Nodes: o.n, Size: o.size, Rate: o.rate, Count: o.count, Seed: int64(o.seed), RandomOrigins: o.random, Drain: o.drain}
 	if err := w.check(); err != nil {
 		return &cli.UsageError{Err: err}
+	}
+	switch o.warmup {
+	case "on":
+	case "off":
+		w.Cold = true
+	case "both":
+		if o.sweep {
+			return errors.New("bench: -warmup both measures one run per system; a sweep takes on or off")
+		}
+	default:
+		return fmt.Errorf("bench: -warmup must be on, off or both, not %q", o.warmup)
 	}
 	var sizes []int
 	var rates []float64
@@ -198,7 +211,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 				profs = append(profs, f)
 				*p.w = f
 			}
-			r, err := Run(ctx, d, dw)
+			var rs []Result
+			var err error
+			if o.warmup == "both" {
+				var cold, warm Result
+				cold, warm, err = RunColdWarm(ctx, d, dw)
+				rs = []Result{cold, warm}
+			} else {
+				var r Result
+				r, err = Run(ctx, d, dw)
+				rs = []Result{r}
+			}
 			for _, f := range profs {
 				if cerr := f.Close(); cerr != nil && err == nil {
 					err = cerr
@@ -209,12 +232,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, extra ..
 					return ctx.Err()
 				}
 				fmt.Fprintf(stderr, "%s: %v\n", d.Name(), err)
-				r.System, r.Err = d.Name(), err.Error()
+				// The phase that failed is the first without a measured
+				// window; the ones before it keep their rows.
+				i := slices.IndexFunc(rs, func(r Result) bool { return r.Count == 0 || r.Seconds == 0 })
+				if i < 0 {
+					i = len(rs) - 1
+				}
+				rs = rs[:i+1]
+				rs[i].System, rs[i].Err = d.Name(), err.Error()
 				if !errors.Is(err, ErrUnsupported) {
 					failed = append(failed, d.Name())
 				}
 			}
-			rep.Results = append(rep.Results, r)
+			rep.Results = append(rep.Results, rs...)
 		}
 	}
 
@@ -295,12 +325,20 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	if w.RandomOrigins {
 		origins = "random"
 	}
-	fmt.Fprintf(out, "%d nodes, %d-byte payloads, %g/s, %d broadcasts from %s origins, after a warm-up; seed %d\n",
-		w.Nodes, w.Size, w.Rate, w.Count, origins, w.Seed)
+	start := "after a warm-up"
+	switch {
+	case slices.ContainsFunc(rep.Results, func(r Result) bool { return r.Start == "cold" }) &&
+		slices.ContainsFunc(rep.Results, func(r Result) bool { return r.Start == "warm" }):
+		start = "cold (from the first broadcast after the start) then, on the same nodes, warm (after a warm-up)"
+	case w.Cold:
+		start = "cold (from the first broadcast after the start, no warm-up)"
+	}
+	fmt.Fprintf(out, "%d nodes, %d-byte payloads, %g/s, %d broadcasts from %s origins, %s; seed %d\n",
+		w.Nodes, w.Size, w.Rate, w.Count, origins, start, w.Seed)
 	fmt.Fprintf(out, "%s\n\n", rep.Wire)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	lo := rep.Wire == wireNetns
-	hdr := "system\tdelivered\tdup\tp50 ms\tp99 ms\tmax ms\tlast p50\tlast p99\twire/B\tpkts/bc"
+	hdr := "system\tstart\tdelivered\tdup\tp50 ms\tp99 ms\tmax ms\tlast p50\tlast p99\twire/B\tpkts/bc"
 	if lo {
 		hdr += "\tlo/B\tlo pkts/bc"
 	}
@@ -308,11 +346,11 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	fmt.Fprintln(tw, hdr)
 	for _, r := range rep.Results {
 		if r.Err != "" {
-			fmt.Fprintf(tw, "%s\tfailed (below)%s\t\n", r.System, strings.Repeat("\t-", strings.Count(hdr, "\t")-2))
+			fmt.Fprintf(tw, "%s\t%s\tfailed (below)%s\t\n", r.System, r.Start, strings.Repeat("\t-", strings.Count(hdr, "\t")-3))
 			continue
 		}
-		row := fmt.Sprintf("%s\t%.4f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.1f",
-			r.System, r.DeliveryRatio, r.Duplicates, r.LatencyP50, r.LatencyP99, r.LatencyMax, r.LastP50, r.LastP99,
+		row := fmt.Sprintf("%s\t%s\t%.4f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.1f",
+			r.System, r.Start, r.DeliveryRatio, r.Duplicates, r.LatencyP50, r.LatencyP99, r.LatencyMax, r.LastP50, r.LastP99,
 			r.WirePerIdealByte, r.PacketsPerBroadcast)
 		if lo {
 			if r.Loopback != nil {
@@ -335,7 +373,9 @@ func printResults(out io.Writer, rep Report, w Workload) {
 			fmt.Fprintf(out, "%s: %d warm-up deliveries never arrived (the run went on)\n", r.System, r.WarmupMissing)
 		}
 	}
-	fmt.Fprintln(out, "\ndelivered: share of (broadcasts x (nodes-1)) deliveries; dup: deliveries of a message a node already had;")
+	fmt.Fprintln(out, "\nstart: cold is measured from the first broadcast after the nodes started (connections and tree still to")
+	fmt.Fprintln(out, "form), warm after a warm-up (one broadcast from each node, awaited everywhere, then 100 ms of quiet);")
+	fmt.Fprintln(out, "delivered: share of (broadcasts x (nodes-1)) deliveries; dup: deliveries of a message a node already had;")
 	fmt.Fprintln(out, "p50/p99/max: publish to each delivery; last p50/p99: publish to the last node's delivery, over messages;")
 	fmt.Fprintln(out, "wire/B: bytes sent / (broadcasts x (nodes-1) x size); pkts/bc: datagrams and frames sent per broadcast;")
 	fmt.Fprintln(out, "cpu ms/bc: process CPU (user+sys, all nodes and the harness) per broadcast; goroutines: peak above the")

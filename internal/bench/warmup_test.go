@@ -79,3 +79,32 @@ func TestWarmUpLossIsReportedNotFatal(t *testing.T) {
 		}
 	})
 }
+
+// TestColdRunHasNoWarmUp: with Workload.Cold the measured window starts
+// with the system's first broadcasts, so a loss that the warm-up would
+// absorb shows in the result; RunColdWarm measures that cold window first
+// and then a warm one on the same nodes.
+func TestColdRunHasNoWarmUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := Workload{Nodes: 4, Size: 64, Rate: 100, Count: 10, Seed: 1, Cold: true}
+		res, err := Run(t.Context(), lossyDriver{lose: 2}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Start != "cold" || res.WarmupMissing != 0 || res.Deliveries != 29 {
+			t.Errorf("cold run: start %q, warm-up missing %d, deliveries %d; want cold, 0, 29 (the first broadcast from node 2 misses node 0 inside the window)",
+				res.Start, res.WarmupMissing, res.Deliveries)
+		}
+
+		cold, warm, err := RunColdWarm(t.Context(), lossyDriver{lose: 2}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cold.Start != "cold" || cold.Deliveries != 29 {
+			t.Errorf("RunColdWarm cold: start %q, deliveries %d; want cold, 29", cold.Start, cold.Deliveries)
+		}
+		if warm.Start != "warm" || warm.Deliveries != 30 || warm.WarmupMissing != 0 {
+			t.Errorf("RunColdWarm warm: start %q, deliveries %d, warm-up missing %d; want warm, 30, 0", warm.Start, warm.Deliveries, warm.WarmupMissing)
+		}
+	})
+}

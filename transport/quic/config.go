@@ -55,7 +55,7 @@ type Config struct {
 	// Enable0RTT turns on TLS session resumption with 0-RTT: the client
 	// side keeps session tickets per peer (in TLS.ClientSessionCache if set,
 	// else in a cache of its own) and dials with DialEarly, and the server
-	// side accepts 0-RTT. Default false. With quic-go v0.61 frames still
+	// side accepts 0-RTT. Default false. With quic-go v0.66 frames still
 	// wait for the handshake to complete; see the package documentation.
 	Enable0RTT bool
 

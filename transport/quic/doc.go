@@ -66,8 +66,8 @@
 // peer address and dials with DialEarly, and the server side accepts 0-RTT, so
 // a reconnect to a known peer resumes the TLS session (no certificate
 // exchange) with early data accepted. This transport does not yet put frames
-// or datagrams into the 0-RTT flight, though: quic-go v0.61 has a data race
-// between opening a stream (or sending a datagram) and the handshake that
+// or datagrams into the 0-RTT flight, though: quic-go (still at v0.66) has a
+// data race between opening a stream (or sending a datagram) and the handshake that
 // installs the server's transport parameters (quic-go issue #4303), so the
 // writers wait for the handshake to complete. A reconnect thus still waits one
 // round trip before its first frame, as a full handshake does, but skips the

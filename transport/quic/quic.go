@@ -802,9 +802,9 @@ func awaitHandshake(c *conn) bool {
 // batchBytes), which saves quic-go a packet per small frame.
 func (t *Transport) writeFrames(c *conn) {
 	p, ctx := c.p, c.qc.Context()
-	// quic-go v0.61 reads the peer's transport parameters when a stream is
-	// opened (or a datagram sent) without synchronising with the handshake
-	// that replaces them (quic-go issue #4303, a data race), so nothing is
+	// quic-go (v0.61 to v0.66 at least) reads the peer's transport
+	// parameters when a stream is opened (or a datagram sent) without
+	// synchronising with the handshake that replaces them (quic-go issue #4303, a data race), so nothing is
 	// sent on a 0-RTT connection before its handshake completes.
 	if c.early && !awaitHandshake(c) {
 		return

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,5 +224,57 @@ func TestBadAddress(t *testing.T) {
 	a := listen(t, udp.Config{})
 	if err := a.SendDatagram(context.Background(), "no port", []byte("x")); err == nil {
 		t.Error("send to an address without a port succeeded")
+	}
+}
+
+// The read loop takes several datagrams per system call; every one of a
+// batch is delivered, whole, in order per sender, with its own sender's
+// address.
+func TestBatchedReadKeepsEveryDatagram(t *testing.T) {
+	var mu sync.Mutex
+	largest := 0
+	r, start, err := udp.ListenPaused("127.0.0.1:0", udp.Config{}, func(k int) {
+		mu.Lock()
+		largest = max(largest, k)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a, b := listen(t, udp.Config{}), listen(t, udp.Config{})
+	const each = 20
+	ctx := context.Background()
+	for i := range each {
+		for j, s := range []*udp.Transport{a, b} {
+			if err := s.SendDatagram(ctx, r.LocalAddr(), []byte(fmt.Sprintf("%d-%02d", j, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start() // the kernel holds the 40 datagrams: the first reads are full batches
+	next := map[string]int{}
+	senders := map[string]string{a.LocalAddr(): "0", b.LocalAddr(): "1"}
+	watchdog := time.NewTimer(10 * time.Second)
+	defer watchdog.Stop()
+	for range 2 * each {
+		select {
+		case m := <-r.Datagrams():
+			j, ok := senders[m.From]
+			if !ok {
+				t.Fatalf("datagram %q from %s, not a sender", m.Data, m.From)
+			}
+			if want := fmt.Sprintf("%s-%02d", j, next[j]); string(m.Data) != want {
+				t.Fatalf("from %s: got %q, want %q", m.From, m.Data, want)
+			}
+			next[j]++
+		case <-watchdog.C:
+			t.Fatalf("watchdog: received %v of %d from each sender", next, each)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if largest < 2 {
+		t.Errorf("no read returned more than one datagram (largest batch %d): the batched path went untested", largest)
 	}
 }
