@@ -213,6 +213,7 @@ type missingMsg[ID comparable] struct {
 	gen         int             // the graft timer that counts: earlier ones are stale
 	grafted     bool
 	lastGrafted ID
+	awaiting    bool // a graft to lastGrafted is outstanding: its one Nack may move the entry on
 	firstGraft  time.Time
 	created     time.Time // given up MessageCacheTTL later: no one caches it longer
 }
@@ -308,7 +309,8 @@ func (e *Engine[ID]) start(now time.Time) {
 // jitter returns d scaled by a random factor in [0.75, 1.25), so that
 // periodic work of many nodes does not fall in step.
 func (e *Engine[ID]) jitter(d time.Duration) time.Duration {
-	return d*3/4 + time.Duration(e.rng.Int64N(int64(d)/2+1))
+	// Never 0: a timer re-armed at now inside Tick would be due again.
+	return max(d*3/4+time.Duration(e.rng.Int64N(int64(d)/2+1)), time.Millisecond)
 }
 
 func (e *Engine[ID]) send(to ID, m Msg[ID]) {
@@ -560,20 +562,22 @@ func (e *Engine[ID]) makeEager(p ID) bool {
 }
 
 // makeLazy moves p out of the shared eager set and, room permitting, into
-// the lazy set.
+// the lazy set. A peer that is not in the eager set is left as it is: a
+// prune never makes a neighbour.
 func (e *Engine[ID]) makeLazy(p ID) {
 	if e.lazy.has(p) || !e.members.has(p) {
 		return
 	}
 	wasEager := e.eager.remove(p)
+	if !wasEager {
+		return // not a neighbour: a prune does not make one
+	}
 	if e.lazy.len() < e.cfg.MaxLazyPeers && e.neighbours() < e.cfg.MaxPeers {
 		e.lazy.add(p)
-	} else if wasEager {
+	} else {
 		e.dropNeighbour(p)
 	}
-	if wasEager {
-		e.emit(Event{Kind: EventDemoted})
-	}
+	e.emit(Event{Kind: EventDemoted})
 }
 
 // link makes p an eager peer of origin's tree t (and of the shared tree
@@ -748,12 +752,15 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		// some node recovered and passed on over today's tree, and one
 		// that passed through a graft took a path chosen to recover it:
 		// pruning for either would cut the edges the tree needs now.
-		if m.Recovered || m.GraftReply {
+		if m.Recovered || m.GraftReply || !e.members.has(from) {
 			return
 		}
+		// The tree is the cached origin's, not the one the duplicate claims.
 		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout {
-			if t := e.tree(now, m.Origin); e.mayPrune(now, t, m.ID) {
-				e.prune(now, t, m.Origin, from)
+			if c, ok := e.cache.Get(m.ID, now); ok {
+				if t := e.tree(now, c.origin); e.mayPrune(now, t, m.ID) {
+					e.prune(now, t, c.origin, from)
+				}
 			}
 		}
 		return
@@ -975,11 +982,21 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 		return
 	}
 	e.admit(now, from)
-	budget := 2 * e.cfg.MessageCacheMaxSize // IDs looked at, whatever the ranges claim
+	// Each ID looked at costs one announcement of the peer's IHave rate
+	// limit: a tiny frame claiming a huge range costs the receiver no more
+	// than announcements would. The next exchange brings the rest.
+	rl := e.ihaveRL[from]
+	if rl == nil {
+		rl = &ratelimit.Bucket{}
+		e.ihaveRL[from] = rl
+	}
 	for _, r := range ranges {
 		inc := binary.BigEndian.Uint64(r.Prefix[:])
-		for s := r.First; s-r.First < r.N && budget > 0; s++ {
-			budget--
+		for s := r.First; s-r.First < r.N; s++ {
+			if !rl.Allow(now, 1, e.cfg.IHaveRateLimitPerSecond, e.cfg.IHaveRateLimitBurst) {
+				e.emit(Event{Kind: EventIHaveDropped, Count: 1})
+				return
+			}
 			id := makeID(inc, s)
 			if e.seen.Has(id, now) {
 				continue
@@ -1091,8 +1108,12 @@ func (e *Engine[ID]) onNack(now time.Time, from ID, m *Msg[ID]) {
 	}
 	e.emit(ev)
 	mm := e.missing[m.ID]
-	if mm == nil || !mm.grafted || mm.lastGrafted != from {
-		return
+	if mm == nil || !mm.awaiting || mm.lastGrafted != from {
+		return // not an answer to the graft outstanding: at most one Nack counts per graft
+	}
+	mm.awaiting = false
+	if n := len(mm.announcers); n > 0 {
+		mm.next %= n
 	}
 	i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == from })
 	if m.Retry <= 0 {
@@ -1109,7 +1130,9 @@ func (e *Engine[ID]) onNack(now time.Time, from ID, m *Msg[ID]) {
 	if i >= 0 {
 		mm.announcers[i].notBefore = now.Add(wait)
 	}
-	mm.attempt-- // refused for now is not a failed attempt
+	if mm.attempt > 0 {
+		mm.attempt-- // refused for now is not a failed attempt
+	}
 	e.schedule(mm, m.ID, now)
 }
 
@@ -1220,10 +1243,10 @@ func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
 	if !mm.grafted {
 		mm.grafted, mm.firstGraft = true, now
 	}
-	mm.lastGrafted = a.peer
+	mm.lastGrafted, mm.awaiting = a.peer, true
 	e.send(a.peer, Msg[ID]{Kind: KindGraft, ID: t.id, Round: a.round, WantPayload: true})
 	e.emit(Event{Kind: EventGraftSent, Message: t.id, Count: mm.attempt})
-	wait := e.cfg.GraftTimeout << min(mm.attempt-1, 20)
+	wait := e.cfg.GraftTimeout << max(0, min(mm.attempt-1, 20))
 	if wait > e.cfg.GraftMaxBackoff || wait <= 0 {
 		wait = e.cfg.GraftMaxBackoff
 	}
@@ -1531,6 +1554,7 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 		if i < 0 {
 			continue
 		}
+		mm.next %= len(mm.announcers)
 		mm.announcers = slices.Delete(mm.announcers, i, i+1)
 		if i < mm.next {
 			mm.next--

@@ -133,3 +133,29 @@ func TestShuffleTakesOutsiderIn(t *testing.T) {
 		t.Fatalf("%d shuffles, but the neighbours are the same: %v", st.Shuffles, after)
 	}
 }
+
+// A peer may answer a graft with one Nack: more (a peer repeating "not
+// now") must not push the attempt count below zero, where the backoff's
+// shift went negative and panicked, and GraftMaxRetries never applied.
+// Catches: every Nack counted.
+func TestNackOncePerGraft(t *testing.T) {
+	cfg := testConfig()
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	lazy := sorted(pe.e.LazyPeers())
+	id := MessageID{5, 5}
+	pe.e.Receive(t0, lazy[0], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 1}}})
+	pe.e.Receive(t0, lazy[1], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 2}}})
+	now := t0.Add(cfg.GraftTimeout)
+	pe.e.Tick(now)
+	pe.out()
+	for range 5 {
+		pe.e.Receive(now, lazy[0], &Msg[int]{Kind: KindNack, ID: id, Retry: 10 * time.Second})
+	}
+	if mm := pe.e.missing[id]; mm == nil || mm.attempt < 0 {
+		t.Fatalf("after 5 Nacks for one graft the entry is %+v", mm)
+	}
+	for at := now; at.Before(now.Add(time.Minute)); at = at.Add(100 * time.Millisecond) {
+		pe.e.Tick(at) // panicked with a negative shift
+		pe.out()
+	}
+}
