@@ -269,15 +269,9 @@ func (p *Plumtree[ID, M]) onRoom(now time.Time) {
 	if len(p.flow.waiting) == 0 {
 		p.flow.waiting = nil
 	}
+	// Only ever cleared here, when nothing waits: whoever needs room again
+	// sets it before looking at the queues, so no departure is missed.
 	p.flow.wantRoom.Store(len(p.flow.waiting) > 0 || len(p.flow.held) > 0)
-	if p.flow.wantRoom.Load() {
-		// Whatever left between the last look and the store above.
-		select {
-		case p.flow.room <- struct{}{}:
-		default:
-		}
-		// The loop takes it on its next turn; a busy peer sends more.
-	}
 }
 
 // notePush records a push of id queued for pr as frame number seq.
