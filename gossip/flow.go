@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -337,6 +338,38 @@ func (p *Plumtree[ID, M]) holdAnnouncements(pr *peer, m *Msg[ID]) bool {
 	p.flow.wantRoom.Store(true)
 	m.Announcements = keep
 	return len(keep) > 0
+}
+
+// trimExchange takes out of an exchange's ranges the newest messages whose
+// push from here is still queued, as holdAnnouncements does for IHave: a
+// neighbour that reads them would graft what is only late in this node's
+// queues. Only a range's tail is trimmed (the newest messages are the ones
+// queued); the next exchange announces them.
+func (p *Plumtree[ID, M]) trimExchange(m *Msg[ID]) {
+	if len(p.flow.pushes) == 0 {
+		return
+	}
+	var out []Range
+	for i, r := range m.Ranges {
+		inc := binary.BigEndian.Uint64(r.Prefix[:])
+		n := r.N
+		for n > 0 && p.pushQueued(makeID(inc, r.First+n-1)) {
+			n--
+		}
+		if n == r.N && out == nil {
+			continue
+		}
+		if out == nil {
+			out = append(make([]Range, 0, len(m.Ranges)), m.Ranges[:i]...)
+		}
+		if n > 0 {
+			r.N = n
+			out = append(out, r)
+		}
+	}
+	if out != nil {
+		m.Ranges = out
+	}
 }
 
 // releaseHeld sends the held announcements whose pushes have left, or that

@@ -27,15 +27,18 @@ const (
 type overloadResult struct {
 	offered, accepted, refused int
 	blocked                    int // slots passed while Broadcast waited
-	rmr                        float64
+	rmr, lateRMR               float64 // over all accepted, over the second half
 	duplicates, grafts         int
 	sendErrors                 uint64
 	framesDropped              uint64
 	held                       int
 }
 
-func runOverload(t *testing.T, factor float64, try bool) overloadResult {
+func runOverload(t *testing.T, factor float64, try bool, tune func(*Config), maxRMR float64) overloadResult {
 	cfg := DefaultConfig()
+	if tune != nil {
+		tune(&cfg)
+	}
 	c := newCluster(t, overloadNodes, cfg, mem.Config{Latency: time.Millisecond, StreamBandwidth: overloadBandwidth}, 17)
 	pub := c.nodes[0]
 	payload := func(i int) []byte {
@@ -106,6 +109,12 @@ func runOverload(t *testing.T, factor float64, try bool) overloadResult {
 		received += c.tally.payloads[id]
 	}
 	r.rmr = float64(received)/float64(len(accepted)*(overloadNodes-1)) - 1
+	late := accepted[len(accepted)/2:]
+	received = 0
+	for _, id := range late {
+		received += c.tally.payloads[id]
+	}
+	r.lateRMR = float64(received)/float64(len(late)*(overloadNodes-1)) - 1
 	r.grafts = c.tally.events[EventGraftSent] - grafts0
 	r.duplicates = c.tally.events[EventDuplicate] - dups0
 	c.tally.mu.Unlock()
@@ -121,11 +130,14 @@ func runOverload(t *testing.T, factor float64, try bool) overloadResult {
 	}
 	r.framesDropped = c.net.Stats().FramesDropped
 	accRate := float64(r.accepted) / elapsed.Seconds()
-	t.Logf("offered %.0f/s (%.0fx the links' %.0f/s) for %v: %d offered, %d accepted (%.0f/s, %.0f%% of the links), %d refused, %d passed while Broadcast waited; RMR %.4f, %d duplicates, %d grafts, %d send errors, %d frames dropped",
+	t.Logf("offered %.0f/s (%.0fx the links' %.0f/s) for %v: %d offered, %d accepted (%.0f/s, %.0f%% of the links), %d refused, %d passed while Broadcast waited; RMR %.4f (second half %.4f), %d duplicates, %d grafts, %d send errors, %d frames dropped",
 		rate, factor, capacity, elapsed.Round(time.Millisecond), r.offered, r.accepted, accRate, 100*accRate/capacity, r.refused, r.blocked,
-		r.rmr, r.duplicates, r.grafts, r.sendErrors, r.framesDropped)
-	if r.rmr > 0.1 {
-		t.Errorf("RMR %.4f, want at most 0.1", r.rmr)
+		r.rmr, r.lateRMR, r.duplicates, r.grafts, r.sendErrors, r.framesDropped)
+	if r.rmr > maxRMR {
+		t.Errorf("RMR %.4f, want at most %v", r.rmr, maxRMR)
+	}
+	if r.lateRMR > 0.1 {
+		t.Errorf("RMR %.4f over the second half of the window, want at most 0.1: late duplicates did not prune the mesh back to a tree", r.lateRMR)
 	}
 	if r.sendErrors != 0 || r.framesDropped != 0 {
 		t.Errorf("%d send errors, %d frames dropped: want none", r.sendErrors, r.framesDropped)
@@ -144,14 +156,23 @@ func TestOverloadBackpressure(t *testing.T) {
 		name   string
 		factor float64
 		try    bool
+		tune   func(*Config)
+		maxRMR float64
 	}{
-		{"2x/Broadcast", 2, false},
-		{"2x/TryBroadcast", 2, true},
-		{"4x/Broadcast", 4, false},
-		{"4x/TryBroadcast", 4, true},
+		{"2x/Broadcast", 2, false, nil, 0.1},
+		{"2x/TryBroadcast", 2, true, nil, 0.1},
+		{"4x/Broadcast", 4, false, nil, 0.1},
+		{"4x/TryBroadcast", 4, true, nil, 0.1},
+		// Queues a publisher may fill for 1 s of a link, twice GraftTimeout:
+		// the announcements of what waits in them must wait too, or every
+		// lazy neighbour grafts what is only late in this node's queue
+		// (RMR 1.95 without the hold, 0.26 with it). Some duplicates come
+		// while the queues fill; they must prune the tree back, so that
+		// the second half of the window is a tree again.
+		{"2x/deep-queues", 2, true, func(c *Config) { c.PublishQueueBytes, c.PublishPendingBytes = 2<<20, 8<<20 }, 0.1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			watchdog.Test(t, func(t *testing.T) { runOverload(t, tc.factor, tc.try) })
+			watchdog.Test(t, func(t *testing.T) { runOverload(t, tc.factor, tc.try, tc.tune, tc.maxRMR) })
 		})
 	}
 }

@@ -761,6 +761,7 @@ func (p *Plumtree[ID, M]) flushOutbox() {
 				p.sendAnnouncements(pr, &s.Msg)
 			}
 		case KindExchange:
+			p.trimExchange(&s.Msg)
 			p.sendAnnouncements(pr, &s.Msg)
 		default:
 			p.sendOne(pr, &s.Msg)
