@@ -26,7 +26,7 @@ const (
 
 type overloadResult struct {
 	offered, accepted, refused int
-	blocked                    int // slots passed while Broadcast waited
+	blocked                    int     // slots passed while Broadcast waited
 	rmr, lateRMR               float64 // over all accepted, over the second half
 	duplicates, grafts         int
 	sendErrors                 uint64
