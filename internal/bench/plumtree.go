@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -102,6 +103,7 @@ func (d plumtreeDriver) Start(ctx context.Context, cfg StartConfig, deliver func
 		n.pt, err = gossip.New(gcfg, gossip.Options[string, []byte]{
 			ID: name(i), Transport: n.tr, Membership: n.ml, Codec: codec.Bytes(),
 			Seed:      uint64(cfg.Seed),
+			Observer:  &c.payloads,
 			OnDeliver: func(dl gossip.Delivery[string, []byte]) { deliver(i, dl.Value) },
 		})
 		if err != nil {
@@ -133,6 +135,7 @@ func joinLocalMemberlist(name, addr string, seeds []string) (*plummember.Members
 }
 
 type plumtreeCluster struct {
+	payloads  payloadCount
 	nodes     []*plumtreeNode
 	closeOnce sync.Once
 }
@@ -233,4 +236,23 @@ func (c *plumtreeCluster) Close() error {
 		}
 	})
 	return nil
+}
+
+// payloadCount counts payloads and grafts over every node (a gossip.Observer).
+type payloadCount struct{ delivered, duplicates, grafts atomic.Uint64 }
+
+func (p *payloadCount) Observe(e gossip.Event) {
+	switch e.Kind {
+	case gossip.EventDelivered:
+		p.delivered.Add(1)
+	case gossip.EventDuplicate:
+		p.duplicates.Add(1)
+	case gossip.EventGraftSent:
+		p.grafts.Add(1)
+	}
+}
+
+// Payloads implements PayloadCounter.
+func (c *plumtreeCluster) Payloads() (deliveries, duplicates, grafts uint64) {
+	return c.payloads.delivered.Load(), c.payloads.duplicates.Load(), c.payloads.grafts.Load()
 }
