@@ -50,6 +50,9 @@ type EngineOptions[ID comparable] struct {
 type Engine[ID comparable] struct {
 	self    ID
 	cfg     Config
+	// graftDelay is added to GraftTimeout before a message announced from
+	// now on is first grafted (SetGraftDelay).
+	graftDelay time.Duration
 	rng     *rand.Rand
 	deliver func(RawDelivery[ID]) bool
 	retrace func(RawDelivery[ID]) []byte
@@ -956,7 +959,7 @@ func (e *Engine[ID]) missingFrom(now time.Time, from ID, id MessageID, round uin
 		mm = &missingMsg[ID]{creator: from, created: now}
 		e.missing[id] = mm
 		e.missingBy[from]++
-		heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout), id: id})
+		heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout + e.graftDelay), id: id})
 	}
 	if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
 		len(mm.announcers) < e.cfg.MaxPeers {
@@ -1670,6 +1673,14 @@ func (e *Engine[ID]) Stats() EngineStats {
 		s.LazyQueued += len(q.anns)
 	}
 	return s
+}
+
+// SetGraftDelay makes the first graft of a message announced from now on
+// wait GraftTimeout plus d (at most GraftMaxBackoff in all): the runner sets
+// it to how late payloads arrive because of queueing, so that a message
+// that is only late is not grafted (issue 17). d <= 0 is none.
+func (e *Engine[ID]) SetGraftDelay(d time.Duration) {
+	e.graftDelay = min(max(d, 0), e.cfg.GraftMaxBackoff-e.cfg.GraftTimeout)
 }
 
 // EagerPeers returns a copy of the shared tree's eager set.

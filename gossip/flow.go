@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/plumtree-go/plumtree/transport"
 )
 
 // Flow control. The node bounds what it has accepted from its own
@@ -67,6 +70,13 @@ type flow struct {
 	pending  atomic.Int64  // bytes in every peer's stream queue
 	wantRoom atomic.Bool   // the loop waits for frames to leave: senders signal room
 	room     chan struct{} // cap 1: a frame left a queue while wantRoom
+
+	// Lateness of payloads: per origin (by wire ID), the least age seen in
+	// this window and the last (a clock offset cancels out), and how much
+	// older than that payloads arrive now.
+	ageMin     map[string][2]time.Duration
+	windowEnds time.Time
+	lag        time.Duration
 
 	queues  []*peer         // peers with a stream queue
 	waiting []*broadcastReq // Broadcast calls waiting for room, in order
@@ -339,6 +349,72 @@ func (p *Plumtree[ID, M]) holdAnnouncements(pr *peer, m *Msg[ID]) bool {
 	m.Announcements = keep
 	return len(keep) > 0
 }
+
+// lagWindow is how long the least age of an origin's payloads is kept.
+const lagWindow = 10 * time.Second
+
+// noteLateness measures how late a payload from origin, broadcast at ts
+// (the origin's clock, Unix ns), arrives compared with the quickest of that
+// origin's payloads recently: that difference is queueing, here, on the
+// way, or at a neighbour. The engine's first graft waits that much longer
+// (Engine.SetGraftDelay), so that a message that is only late is not
+// grafted: a lazy neighbour's announcement comes by datagram and overtakes
+// payloads that wait in stream queues, whatever the node that queues them.
+// The estimate rises at once and falls by an eighth of the gap per payload.
+func (p *Plumtree[ID, M]) noteLateness(origin []byte, ts int64) {
+	now := p.clock.Now()
+	age := now.Sub(time.Unix(0, ts))
+	f := &p.flow
+	if f.ageMin == nil || now.After(f.windowEnds) {
+		old := f.ageMin
+		f.ageMin = make(map[string][2]time.Duration, len(old))
+		if len(old) <= p.cfg.MaxOrigins {
+			for k, v := range old {
+				f.ageMin[k] = [2]time.Duration{math.MaxInt64, v[0]}
+			}
+		}
+		f.windowEnds = now.Add(lagWindow)
+	}
+	m, ok := f.ageMin[string(origin)]
+	if !ok || age < m[0] {
+		if !ok {
+			m[1] = age
+		}
+		m[0] = age
+		f.ageMin[string(origin)] = m // allocates the key: only when it changes
+	}
+	late := age - min(m[0], m[1])
+	if late > f.lag {
+		f.lag = late
+	} else {
+		f.lag -= (f.lag - late) / 8
+	}
+	p.eng.SetGraftDelay(f.lag)
+}
+
+// streamsFirst reads the stream frames already waiting before a datagram is
+// handled. An announcement comes by datagram, its payload by stream; when
+// this node falls behind, the payload that came first still waits in the
+// stream queue and the announcement, read first, would start a graft for a
+// message this node already has. Bounded: a busy stream path must not
+// starve the datagrams.
+func (p *Plumtree[ID, M]) streamsFirst(stCh <-chan transport.Message) {
+	for range maxStreamsFirst {
+		select {
+		case m, ok := <-stCh:
+			if !ok {
+				return
+			}
+			p.receive(m)
+			p.flushOutbox()
+		default:
+			return
+		}
+	}
+}
+
+// maxStreamsFirst bounds the stream frames read ahead of one datagram.
+const maxStreamsFirst = 64
 
 // trimExchange takes out of an exchange's ranges the newest messages whose
 // push from here is still queued, as holdAnnouncements does for IHave: a

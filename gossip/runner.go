@@ -410,6 +410,7 @@ func (p *Plumtree[ID, M]) loop() {
 				dgCh = nil
 				continue
 			}
+			p.streamsFirst(stCh)
 			p.receive(m)
 		case m, ok := <-stCh:
 			if !ok {
@@ -698,6 +699,9 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		m.Timestamp, m.Trace = f.Timestamp, f.Trace
 		m.Payload = Payload{Compressor: f.Compressor, Data: f.Payload}
 		m.Recovered = f.Recovered
+		if !m.Recovered {
+			p.noteLateness(f.Origin, f.Timestamp)
+		}
 	case wire.TypeIHave:
 		m.Announcements = f.Announcements
 	case wire.TypeExchange:
