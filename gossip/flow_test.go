@@ -198,3 +198,34 @@ func TestDeliveryLagged(t *testing.T) {
 		}
 	})
 }
+
+// The first graft waits GraftTimeout plus the delay the runner measured
+// (payloads arriving late because of queueing), at most GraftMaxBackoff in
+// all; retries are unchanged.
+func TestGraftDelayFollowsLateness(t *testing.T) {
+	cfg := testConfig()
+	for _, tc := range []struct{ set, want time.Duration }{
+		{0, 0},
+		{300 * time.Millisecond, 300 * time.Millisecond},
+		{time.Hour, cfg.GraftMaxBackoff - cfg.GraftTimeout},
+		{-time.Second, 0},
+	} {
+		pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+		pe.e.SetGraftDelay(tc.set)
+		lazy := pe.e.LazyPeers()
+		id := MessageID{4}
+		pe.e.Receive(t0, lazy[0], &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: id, Round: 2}}})
+		at := t0.Add(cfg.GraftTimeout + tc.want)
+		if d := pe.e.NextDeadline(); !d.Equal(at) {
+			t.Fatalf("SetGraftDelay(%v): graft timer at %v, want %v", tc.set, d.Sub(t0), at.Sub(t0))
+		}
+		pe.e.Tick(at.Add(-time.Nanosecond))
+		if len(only(pe.out(), KindGraft)) != 0 {
+			t.Fatalf("SetGraftDelay(%v): grafted before GraftTimeout plus the delay", tc.set)
+		}
+		pe.e.Tick(at)
+		if g := only(pe.out(), KindGraft); len(g) != 1 {
+			t.Fatalf("SetGraftDelay(%v): %d grafts at GraftTimeout plus the delay, want 1", tc.set, len(g))
+		}
+	}
+}
