@@ -50,13 +50,14 @@ type EngineOptions[ID comparable] struct {
 type Engine[ID comparable] struct {
 	self    ID
 	cfg     Config
-	// graftDelay is added to GraftTimeout before a message announced from
-	// now on is first grafted (SetGraftDelay).
-	graftDelay time.Duration
 	rng     *rand.Rand
 	deliver func(RawDelivery[ID]) bool
 	retrace func(RawDelivery[ID]) []byte
 	obs     Observer
+
+	// graftDelay is added to GraftTimeout before a message announced from
+	// now on is first grafted (SetGraftDelay).
+	graftDelay time.Duration
 
 	members peerSet[ID]
 	// eager and lazy split the neighbours. eager is the shared tree: what a
