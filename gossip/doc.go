@@ -42,7 +42,7 @@
 // the tree into a mesh. On the receiving side, the first graft of a message
 // waits GraftTimeout plus how late payloads arrive now (per origin, against
 // the quickest of its payloads in the last 10 to 20 s, so that clock
-// offsets cancel; at most GraftMaxBackoff in all), since queues the node
+// offsets cancel; at most MessageCacheTTL/4), since queues the node
 // cannot see (a neighbour's, the kernel's) delay payloads and not
 // announcements; and stream frames already received are read before a
 // datagram.

@@ -1677,11 +1677,12 @@ func (e *Engine[ID]) Stats() EngineStats {
 }
 
 // SetGraftDelay makes the first graft of a message announced from now on
-// wait GraftTimeout plus d (at most GraftMaxBackoff in all): the runner sets
-// it to how late payloads arrive because of queueing, so that a message
-// that is only late is not grafted (issue 17). d <= 0 is none.
+// wait GraftTimeout plus d, d at most a quarter of MessageCacheTTL (the
+// announcer must still have the message): the runner sets it to how late
+// payloads arrive because of queueing, so that a message that is only late
+// is not grafted (issue 17). d <= 0 is none.
 func (e *Engine[ID]) SetGraftDelay(d time.Duration) {
-	e.graftDelay = min(max(d, 0), e.cfg.GraftMaxBackoff-e.cfg.GraftTimeout)
+	e.graftDelay = min(max(d, 0), e.cfg.MessageCacheTTL/4)
 }
 
 // EagerPeers returns a copy of the shared tree's eager set.

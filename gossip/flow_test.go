@@ -200,14 +200,14 @@ func TestDeliveryLagged(t *testing.T) {
 }
 
 // The first graft waits GraftTimeout plus the delay the runner measured
-// (payloads arriving late because of queueing), at most GraftMaxBackoff in
-// all; retries are unchanged.
+// (payloads arriving late because of queueing), the delay at most a quarter
+// of MessageCacheTTL.
 func TestGraftDelayFollowsLateness(t *testing.T) {
 	cfg := testConfig()
 	for _, tc := range []struct{ set, want time.Duration }{
 		{0, 0},
 		{300 * time.Millisecond, 300 * time.Millisecond},
-		{time.Hour, cfg.GraftMaxBackoff - cfg.GraftTimeout},
+		{time.Hour, cfg.MessageCacheTTL / 4},
 		{-time.Second, 0},
 	} {
 		pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
