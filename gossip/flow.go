@@ -77,6 +77,7 @@ type flow struct {
 	ageMin     map[string][2]time.Duration
 	windowEnds time.Time
 	lag        time.Duration
+	lagAt      time.Time // when lag was last set
 
 	queues  []*peer         // peers with a stream queue
 	waiting []*broadcastReq // Broadcast calls waiting for room, in order
@@ -360,7 +361,7 @@ const lagWindow = 10 * time.Second
 // (Engine.SetGraftDelay), so that a message that is only late is not
 // grafted: a lazy neighbour's announcement comes by datagram and overtakes
 // payloads that wait in stream queues, whatever the node that queues them.
-// The estimate rises at once and falls by an eighth of the gap per payload.
+// The estimate rises at once and falls by 250 ms per second.
 func (p *Plumtree[ID, M]) noteLateness(origin []byte, ts int64) {
 	now := p.clock.Now()
 	age := now.Sub(time.Unix(0, ts))
@@ -383,12 +384,11 @@ func (p *Plumtree[ID, M]) noteLateness(origin []byte, ts int64) {
 		m[0] = age
 		f.ageMin[string(origin)] = m // allocates the key: only when it changes
 	}
+	// Up at once, down by a quarter of the time passed: a node that falls
+	// behind in bursts (a pause, a busy core) stays patient between them.
 	late := age - min(m[0], m[1])
-	if late > f.lag {
-		f.lag = late
-	} else {
-		f.lag -= (f.lag - late) / 8
-	}
+	f.lag = max(late, f.lag-now.Sub(f.lagAt)/4, 0)
+	f.lagAt = now
 	p.eng.SetGraftDelay(f.lag)
 }
 
