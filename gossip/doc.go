@@ -58,7 +58,10 @@
 // by full send queues. With queues a publisher may fill for 1 s of a link
 // (PublishQueueBytes 2 MiB, twice GraftTimeout), RMR is 0 with the IHave
 // hold, the exchange trim and the graft delay; 1.57 without the hold, 0.21
-// with the hold alone, 2.91 with the trim alone.
+// with the hold alone, 2.91 with the trim alone. On loopback sockets (the
+// bench's saturation step, udp+tcp, 20 nodes, 1 KiB, 20 runs per rate on a
+// loaded 2-core machine): at 2,000/s RMR at most 0.044; at 4,000/s median
+// 0.04, 4 runs of 20 above 0.1 (at most 0.197); everything delivered.
 //
 // # The protocol
 //
