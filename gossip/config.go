@@ -145,13 +145,26 @@ type Config struct {
 
 	// DeliveryBuffer is how many deliveries may wait for the application.
 	// Past it deliveries are dropped, counted and reported, never blocking
-	// the protocol.
+	// the protocol; the next delivery says how many (Delivery.Lagged).
 	DeliveryBuffer int
 	// SendQueueSize and SendQueueBytes bound the stream frames waiting for
 	// one peer, by count and by total size; past either, frames are dropped
 	// and counted, so a peer that does not read costs bounded memory.
 	SendQueueSize  int
 	SendQueueBytes int
+	// PublishQueueBytes and PublishPendingBytes are the publishers' share
+	// of the send queues: this node takes a broadcast of its own only while
+	// every peer's stream queue holds fewer than PublishQueueBytes bytes
+	// (and fewer than SendQueueSize/2 frames) and all of them together
+	// fewer than PublishPendingBytes. Until then Broadcast waits and
+	// TryBroadcast returns a *BusyError (ErrBusy). Relayed messages never
+	// wait: the rest of SendQueueBytes is theirs. The queueing delay a
+	// publisher can cause is about PublishQueueBytes divided by a link's
+	// bandwidth: keep it well under GraftTimeout. PublishQueueBytes is
+	// capped at SendQueueBytes/2; 0 means that, or 256 KiB if less, and
+	// 4 x PublishQueueBytes for PublishPendingBytes.
+	PublishQueueBytes   int
+	PublishPendingBytes int
 	// ReconcileInterval is how often the runner compares the membership's
 	// full view with its own, repairing any event the membership dropped.
 	ReconcileInterval time.Duration
@@ -222,7 +235,9 @@ func DefaultConfig() Config {
 		GossipDatagramMaxSize:   1024, // small gossip by datagram, as the guide's table
 		DeliveryBuffer:          1024,
 		SendQueueSize:           1024,
-		SendQueueBytes:          8 << 20, // eight maximum-size messages
+		SendQueueBytes:          8 << 20,   // eight maximum-size messages
+		PublishQueueBytes:       256 << 10, // 125 ms of a 2 MiB/s link, a quarter of GraftTimeout
+		PublishPendingBytes:     1 << 20,
 		ReconcileInterval:       10 * time.Second,
 	}
 }
@@ -402,6 +417,12 @@ func (c *Config) Validate() error {
 	positive("SendQueueSize", c.SendQueueSize)
 	if c.SendQueueBytes < c.MaxMessageSize {
 		bad("SendQueueBytes", "(%d) must be at least MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
+	}
+	if c.PublishQueueBytes < 0 {
+		bad("PublishQueueBytes", "must not be negative, is %d", c.PublishQueueBytes)
+	}
+	if c.PublishPendingBytes < 0 {
+		bad("PublishPendingBytes", "must not be negative, is %d", c.PublishPendingBytes)
 	}
 	positiveDur("ReconcileInterval", c.ReconcileInterval)
 	if a := c.Compression.Algorithm; a != "" && !slices.Contains(builtin.Names(), a) {

@@ -55,6 +55,10 @@ type Engine[ID comparable] struct {
 	retrace func(RawDelivery[ID]) []byte
 	obs     Observer
 
+	// graftDelay is added to GraftTimeout before a message announced from
+	// now on is first grafted (SetGraftDelay).
+	graftDelay time.Duration
+
 	members peerSet[ID]
 	// eager and lazy split the neighbours. eager is the shared tree: what a
 	// node pushes the messages of an origin it has no tree of to, and what
@@ -964,7 +968,7 @@ func (e *Engine[ID]) missingFrom(now time.Time, from ID, id MessageID, round uin
 		mm = &missingMsg[ID]{creator: from, created: now}
 		e.missing[id] = mm
 		e.missingBy[from]++
-		heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout), id: id})
+		heap.Push(&e.timers, graftTimer{at: now.Add(e.cfg.GraftTimeout + e.graftDelay), id: id})
 	}
 	if !slices.ContainsFunc(mm.announcers, func(x announcer[ID]) bool { return x.peer == from }) &&
 		len(mm.announcers) < e.cfg.MaxPeers {
@@ -1698,6 +1702,15 @@ func (e *Engine[ID]) Stats() EngineStats {
 		s.LazyQueued += len(q.anns)
 	}
 	return s
+}
+
+// SetGraftDelay makes the first graft of a message announced from now on
+// wait GraftTimeout plus d, d at most a quarter of MessageCacheTTL (the
+// announcer must still have the message): the runner sets it to how late
+// payloads arrive because of queueing, so that a message that is only late
+// is not grafted (issue 17). d <= 0 is none.
+func (e *Engine[ID]) SetGraftDelay(d time.Duration) {
+	e.graftDelay = min(max(d, 0), e.cfg.MessageCacheTTL/4)
 }
 
 // EagerPeers returns a copy of the shared tree's eager set.

@@ -99,6 +99,11 @@ type Delivery[ID comparable, M any] struct {
 	Hops      uint32    // hops from the origin
 	Timestamp time.Time // the origin's clock when it broadcast
 	Value     M         // the message, decoded
+	// Lagged is how many deliveries were dropped, because the delivery
+	// buffer was full, since the delivery before this one: the application
+	// missed that many messages (also counted in Stats.DeliveriesDropped
+	// and reported as EventDeliveryDropped). 0 when nothing was missed.
+	Lagged uint64
 }
 
 // Stats is a snapshot of a node.
@@ -135,7 +140,7 @@ type Plumtree[ID comparable, M any] struct {
 	// (transport.Authenticator); otherwise an identity is ignored.
 	authenticated bool
 
-	bcast      chan broadcastReq
+	bcast      chan *broadcastReq
 	queries    chan func()
 	deliveries chan Delivery[ID, M]
 	stop       chan struct{}
@@ -153,6 +158,8 @@ type Plumtree[ID comparable, M any] struct {
 	lastKey    gossipKey
 	decodeBuf  []byte
 	warnedComp [256]bool // compressor IDs already logged as unknown
+	lagged     uint64    // deliveries dropped since the last one delivered
+	flow       flow
 
 	dropped, decodeErrs, sendErrs, stuck atomic.Uint64
 }
@@ -162,6 +169,9 @@ type peer struct {
 	idWire []byte
 	queue  chan *frameBuf // stream frames waiting for the sender goroutine
 	queued *atomic.Int64  // bytes in queue, shared with the sender goroutine
+	sent   *atomic.Uint64 // frames the sender goroutine has taken off queue and sent
+	queues uint64         // frames put on queue (owned by the loop)
+	gone   bool           // dropped: its queue is closed (owned by the loop)
 }
 
 type gossipKey struct {
@@ -174,6 +184,8 @@ type gossipKey struct {
 type broadcastReq struct {
 	payload Payload
 	ctx     context.Context // for the Tracer: the broadcast's span is its child
+	wait    bool            // wait for room (Broadcast), or refuse (TryBroadcast)
+	state   atomic.Int32    // reqPending, then reqTaken by the loop or reqWithdrawn
 	reply   chan broadcastResp
 }
 
@@ -253,7 +265,8 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	if err != nil {
 		return nil, err
 	}
-	p.bcast = make(chan broadcastReq)
+	p.bcast = make(chan *broadcastReq)
+	p.flow.init()
 	p.queries = make(chan func())
 	p.deliveries = make(chan Delivery[ID, M], cfg.DeliveryBuffer)
 	p.stop = make(chan struct{})
@@ -284,30 +297,15 @@ func (p *Plumtree[ID, M]) Deliveries() <-chan Delivery[ID, M] { return p.deliver
 // Broadcast sends m to the whole cluster and returns its ID. It fails with a
 // *MessageTooLargeError for a message over Config.MaxMessageSize. The local
 // node does not deliver its own message.
+//
+// While the node's send queues hold more than the publishers' share
+// (Config.PublishQueueBytes per peer, PublishPendingBytes in all), Broadcast
+// waits for room, first come first served, until ctx is done; TryBroadcast
+// refuses instead. A ctx that is done when Broadcast is called, or becomes
+// done before the message was taken, means the message is never sent and
+// Broadcast returns ctx.Err().
 func (p *Plumtree[ID, M]) Broadcast(ctx context.Context, m M) (MessageID, error) {
-	raw, err := p.o.Codec.Append(nil, m)
-	if err != nil {
-		return MessageID{}, fmt.Errorf("gossip: encoding message: %w", err)
-	}
-	if len(raw) > p.cfg.MaxMessageSize {
-		return MessageID{}, &MessageTooLargeError{Size: len(raw), Limit: p.cfg.MaxMessageSize}
-	}
-	pl := Payload{Data: raw}
-	if c := p.comp; c != nil && len(raw) >= p.cfg.Compression.MinSize {
-		if z, err := c.Compress(nil, raw); err == nil && len(z) < len(raw) {
-			pl = Payload{Compressor: c.ID(), Data: z}
-		}
-	}
-	req := broadcastReq{ctx: ctx, payload: pl, reply: make(chan broadcastResp, 1)}
-	select {
-	case p.bcast <- req:
-	case <-ctx.Done():
-		return MessageID{}, ctx.Err()
-	case <-p.stop:
-		return MessageID{}, ErrClosed
-	}
-	r := <-req.reply
-	return r.id, r.err
+	return p.publish(ctx, m, true)
 }
 
 // Stats returns a snapshot of the node. After Close it returns ErrClosed.
@@ -411,22 +409,15 @@ func (p *Plumtree[ID, M]) loop() {
 		case <-p.stop:
 			return
 		case req := <-p.bcast:
-			// The trace starts once the loop has the broadcast, so that a
-			// broadcast refused before (a cancelled context, a closed node)
-			// records no span.
-			var trace []byte
-			if p.o.Tracer != nil {
-				if tc := p.o.Tracer.Broadcast(req.ctx); len(tc) <= MaxTraceSize {
-					trace = tc
-				}
-			}
-			id, err := p.eng.Broadcast(p.clock.Now(), req.payload, trace)
-			req.reply <- broadcastResp{id: id, err: err}
+			p.onBroadcast(req)
+		case <-p.flow.room:
+			p.onRoom(p.clock.Now())
 		case m, ok := <-dgCh:
 			if !ok {
 				dgCh = nil
 				continue
 			}
+			p.streamsFirst(stCh)
 			p.receive(m)
 		case m, ok := <-stCh:
 			if !ok {
@@ -447,6 +438,7 @@ func (p *Plumtree[ID, M]) loop() {
 			holdUntil = p.checkDeadline(now, holdUntil)
 		case <-reconcile.C():
 			p.reconcile(p.clock.Now())
+			p.onRoom(p.clock.Now()) // held announcements past their time
 			reconcile.Reset(p.cfg.ReconcileInterval)
 		case fn := <-p.queries:
 			fn()
@@ -541,7 +533,14 @@ func (p *Plumtree[ID, M]) dropPeer(id ID) {
 	}
 	if pr.queue != nil {
 		close(pr.queue)
+		p.forgetQueue(pr)
+		p.flow.wantRoom.Store(true)
+		select {
+		case p.flow.room <- struct{}{}: // its frames no longer count
+		default:
+		}
 	}
+	pr.gone = true
 	delete(p.peers, id)
 	delete(p.byWire, string(pr.idWire))
 }
@@ -648,9 +647,12 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 		}
 	}
 	select {
-	case p.deliveries <- Delivery[ID, M]{ID: d.ID, Origin: d.Origin, From: d.From, Hops: d.Hops, Timestamp: d.Timestamp, Value: m}:
+	case p.deliveries <- Delivery[ID, M]{ID: d.ID, Origin: d.Origin, From: d.From, Hops: d.Hops, Timestamp: d.Timestamp, Value: m, Lagged: p.lagged}:
+		p.lagged = 0
 	default:
-		// Never block the protocol on a slow application: count, report.
+		// Never block the protocol on a slow application: count, report,
+		// and tell it with the next delivery it gets (Delivery.Lagged).
+		p.lagged++
 		p.dropped.Add(1)
 		p.emit(Event{Kind: EventDeliveryDropped, Message: d.ID})
 		// Checked first: the arguments would allocate even for a logger
@@ -704,6 +706,9 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 		m.Timestamp, m.Trace = f.Timestamp, f.Trace
 		m.Payload = Payload{Compressor: f.Compressor, Data: f.Payload}
 		m.Recovered = f.Recovered
+		if !m.Recovered {
+			p.noteLateness(f.Origin, f.Timestamp)
+		}
 	case wire.TypeIHave:
 		m.Announcements = f.Announcements
 	case wire.TypeExchange:
@@ -762,7 +767,12 @@ func (p *Plumtree[ID, M]) flushOutbox() {
 			continue
 		}
 		switch s.Msg.Kind {
-		case KindIHave, KindExchange:
+		case KindIHave:
+			if p.holdAnnouncements(pr, &s.Msg) {
+				p.sendAnnouncements(pr, &s.Msg)
+			}
+		case KindExchange:
+			p.trimExchange(&s.Msg)
 			p.sendAnnouncements(pr, &s.Msg)
 		default:
 			p.sendOne(pr, &s.Msg)
@@ -889,22 +899,24 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb
 			return
 		}
 	} else {
-		if pr.queue == nil {
-			pr.queue, pr.queued = make(chan *frameBuf, p.cfg.SendQueueSize), new(atomic.Int64)
-			p.senders.Add(1)
-			go p.streamSender(pr.addr, pr.queue, pr.queued)
-		}
+		p.queueOf(pr)
 		if pr.queued.Load()+int64(len(b)) > int64(p.cfg.SendQueueBytes) {
 			p.sendError(kind, fmt.Errorf("send queue to %s holds %d bytes, limit %d", pr.addr, pr.queued.Load(), p.cfg.SendQueueBytes))
 			return
 		}
 		pr.queued.Add(int64(len(b)))
+		p.flow.pending.Add(int64(len(b)))
 		fb.retain()
 		select {
 		case pr.queue <- fb:
+			pr.queues++
+			if kind == KindGossip {
+				p.notePush(m.ID, pr, pr.queues)
+			}
 		default:
 			fb.release()
 			pr.queued.Add(-int64(len(b)))
+			p.flow.pending.Add(-int64(len(b)))
 			p.sendError(kind, fmt.Errorf("send queue to %s is full", pr.addr))
 			return
 		}
@@ -914,18 +926,24 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb
 
 // streamSender writes one peer's stream frames in order, so that a slow
 // peer's backpressure never blocks the protocol loop.
-func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan *frameBuf, queued *atomic.Int64) {
+func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan *frameBuf, queued *atomic.Int64, sent *atomic.Uint64) {
 	defer p.senders.Done()
 	for fb := range q {
 		p.sendFrame(addr, fb, queued)
+		sent.Add(1)
+		p.flow.signalRoom()
 	}
 }
 
 // sendFrame sends one queued frame and gives up the queue's reference to it.
+// The frame counts as queued until the transport has taken it.
 func (p *Plumtree[ID, M]) sendFrame(addr string, fb *frameBuf, queued *atomic.Int64) {
 	defer fb.release()
 	b := fb.b
-	queued.Add(-int64(len(b)))
+	defer func() {
+		queued.Add(-int64(len(b)))
+		p.flow.pending.Add(-int64(len(b)))
+	}()
 	if p.ctx.Err() != nil {
 		return // closing: drain without sending
 	}

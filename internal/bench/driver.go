@@ -64,6 +64,14 @@ type Cluster interface {
 	Close() error
 }
 
+// PayloadCounter is a Cluster that counts, over every node, the payloads
+// that reached a node for the first time (deliveries) and again
+// (duplicates), and the grafts sent: the harness reports RMR, duplicates
+// over deliveries, over the measured window.
+type PayloadCounter interface {
+	Payloads() (deliveries, duplicates, grafts uint64)
+}
+
 // Wire counts traffic.
 type Wire struct {
 	// Bytes and Packets written to sockets (for a stream transport, Packets

@@ -95,6 +95,11 @@ type Result struct {
 	Expected      int     `json:"deliveries_expected"`
 	DeliveryRatio float64 `json:"delivery_ratio"`
 	Duplicates    int     `json:"duplicate_deliveries"`
+	// RMR is the relative message redundancy over the measured window:
+	// payloads received twice or more over payloads received first
+	// (PayloadCounter systems only, else -1); Grafts the grafts sent then.
+	RMR    float64 `json:"rmr"`
+	Grafts uint64  `json:"grafts,omitempty"`
 
 	LatencyP50 float64 `json:"latency_p50_ms"`
 	LatencyP99 float64 `json:"latency_p99_ms"`
@@ -294,6 +299,11 @@ func (s *system) measure(ctx context.Context, w Workload) (Result, error) {
 		}
 	}
 	wire0 := s.cluster.Wire()
+	pc, counts := s.cluster.(PayloadCounter)
+	var del0, dup0, gr0 uint64
+	if counts {
+		del0, dup0, gr0 = pc.Payloads()
+	}
 	cpu0 := cpuTime()
 	if w.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(w.CPUProfile); err != nil {
@@ -320,6 +330,12 @@ func (s *system) measure(ctx context.Context, w Workload) (Result, error) {
 	}
 	cpu := cpuTime() - cpu0
 	wire1 := s.cluster.Wire()
+	res.RMR = -1
+	if counts {
+		del1, dup1, gr1 := pc.Payloads()
+		res.RMR = ratio(float64(dup1-dup0), float64(del1-del0))
+		res.Grafts = gr1 - gr0
+	}
 	var lo1b, lo1p uint64
 	if w.Loopback != nil && err == nil {
 		lo1b, lo1p, err = w.Loopback()

@@ -338,7 +338,7 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	fmt.Fprintf(out, "%s\n\n", rep.Wire)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	lo := rep.Wire == wireNetns
-	hdr := "system\tstart\tdelivered\tdup\tp50 ms\tp99 ms\tmax ms\tlast p50\tlast p99\twire/B\tpkts/bc"
+	hdr := "system\tstart\tdelivered\tdup\trmr\tgrafts\tp50 ms\tp99 ms\tmax ms\tlast p50\tlast p99\twire/B\tpkts/bc"
 	if lo {
 		hdr += "\tlo/B\tlo pkts/bc"
 	}
@@ -349,8 +349,12 @@ func printResults(out io.Writer, rep Report, w Workload) {
 			fmt.Fprintf(tw, "%s\t%s\tfailed (below)%s\t\n", r.System, r.Start, strings.Repeat("\t-", strings.Count(hdr, "\t")-3))
 			continue
 		}
-		row := fmt.Sprintf("%s\t%s\t%.4f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.1f",
-			r.System, r.Start, r.DeliveryRatio, r.Duplicates, r.LatencyP50, r.LatencyP99, r.LatencyMax, r.LastP50, r.LastP99,
+		rmr := "-"
+		if r.RMR >= 0 {
+			rmr = fmt.Sprintf("%.4f", r.RMR)
+		}
+		row := fmt.Sprintf("%s\t%s\t%.4f\t%d\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.1f",
+			r.System, r.Start, r.DeliveryRatio, r.Duplicates, rmr, r.Grafts, r.LatencyP50, r.LatencyP99, r.LatencyMax, r.LastP50, r.LastP99,
 			r.WirePerIdealByte, r.PacketsPerBroadcast)
 		if lo {
 			if r.Loopback != nil {
@@ -376,6 +380,7 @@ func printResults(out io.Writer, rep Report, w Workload) {
 	fmt.Fprintln(out, "\nstart: cold is measured from the first broadcast after the nodes started (connections and tree still to")
 	fmt.Fprintln(out, "form), warm after a warm-up (one broadcast from each node, awaited everywhere, then 100 ms of quiet);")
 	fmt.Fprintln(out, "delivered: share of (broadcasts x (nodes-1)) deliveries; dup: deliveries of a message a node already had;")
+	fmt.Fprintln(out, "rmr: payloads a node received again / payloads received first, in the window (0 is a tree); grafts: sent then;")
 	fmt.Fprintln(out, "p50/p99/max: publish to each delivery; last p50/p99: publish to the last node's delivery, over messages;")
 	fmt.Fprintln(out, "wire/B: bytes sent / (broadcasts x (nodes-1) x size); pkts/bc: datagrams and frames sent per broadcast;")
 	fmt.Fprintln(out, "cpu ms/bc: process CPU (user+sys, all nodes and the harness) per broadcast; goroutines: peak above the")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -71,6 +72,7 @@ func (d plumtreeDriver) Start(ctx context.Context, cfg StartConfig, deliver func
 			Name: name(i), Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", Join: seeds,
 			Transport: d.tr, Gossip: &gcfg, TLS: tlsConf, Seed: uint64(cfg.Seed),
 			OnDeliver:  func(dl gossip.Delivery[string, []byte]) { deliver(i, dl.Value) },
+			Observer:   &c.payloads,
 			Memberlist: lanTimeouts,
 		})
 		if err != nil {
@@ -97,6 +99,7 @@ func lanTimeouts(c *memberlist.Config) {
 }
 
 type plumtreeCluster struct {
+	payloads  payloadCount
 	nodes     []*plumtreeNode
 	closeOnce sync.Once
 }
@@ -187,4 +190,23 @@ func (c *plumtreeCluster) Close() error {
 		wg.Wait()
 	})
 	return nil
+}
+
+// payloadCount counts payloads and grafts over every node (a gossip.Observer).
+type payloadCount struct{ delivered, duplicates, grafts atomic.Uint64 }
+
+func (p *payloadCount) Observe(e gossip.Event) {
+	switch e.Kind {
+	case gossip.EventDelivered:
+		p.delivered.Add(1)
+	case gossip.EventDuplicate:
+		p.duplicates.Add(1)
+	case gossip.EventGraftSent:
+		p.grafts.Add(1)
+	}
+}
+
+// Payloads implements PayloadCounter.
+func (c *plumtreeCluster) Payloads() (deliveries, duplicates, grafts uint64) {
+	return c.payloads.delivered.Load(), c.payloads.duplicates.Load(), c.payloads.grafts.Load()
 }

@@ -3,6 +3,7 @@ package mem
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -49,6 +50,13 @@ type Config struct {
 	MaxDatagramSize int
 	// MaxFrameSize is the largest stream frame accepted; default 4 MiB.
 	MaxFrameSize int
+	// StreamBandwidth, if positive, is the capacity in bytes per second of
+	// each stream link (one direction of one pair of transports). SendFrame
+	// then holds a frame for len/StreamBandwidth after the frames before it
+	// on the same link, as a socket whose send buffer is full blocks a
+	// writer, before it travels for Latency. 0 is unlimited. The datagram
+	// path is never limited.
+	StreamBandwidth int
 	// QueueSize is each transport's receive buffer, per path; default 1024.
 	// On the stream path it counts the frames in flight towards the
 	// transport as well as those waiting to be read.
@@ -141,6 +149,7 @@ func (n *Network) Listen(addr string) (*Transport, error) {
 		fqReady: make(chan struct{}, 1),
 		space:   make(chan struct{}),
 		peers:   make(map[*Transport]struct{}),
+		links:   make(map[string]*link),
 	}
 	n.transports[addr] = t
 	t.wg.Add(1)
@@ -280,6 +289,14 @@ type Transport struct {
 	inflight deliveries              // delayed deliveries, earliest first
 	nextSeq  uint64                  // orders deliveries due at the same instant
 	peers    map[*Transport]struct{} // stream peers, for Stats().Connections
+	links    map[string]*link        // outgoing stream links by address, with StreamBandwidth
+}
+
+// link is one direction of a stream connection under StreamBandwidth: one
+// frame at a time is on the wire.
+type link struct {
+	turn    chan struct{} // holds a token while a frame is being serialized
+	lastEnd time.Time     // when the last frame finished leaving
 }
 
 var (
@@ -492,6 +509,23 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mem: send frame %s→%s: %w", t.addr, addr, err)
 	}
+	if bw := t.net.cfg.StreamBandwidth; bw > 0 {
+		l := t.link(addr)
+		select {
+		case l.turn <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("mem: send frame %s→%s: %w", t.addr, addr, ctx.Err())
+		case <-t.done:
+			return t.closedErr("send frame", addr)
+		}
+		defer func() { <-l.turn }()
+		if err := l.serialize(ctx, t.done, len(b), bw); err != nil {
+			if errors.Is(err, transport.ErrClosed) {
+				return t.closedErr("send frame", addr)
+			}
+			return fmt.Errorf("mem: send frame %s→%s: %w", t.addr, addr, err)
+		}
+	}
 	var data []byte // copied once, outside any lock
 	for {
 		dst, reachable := t.net.lookupStream(t.addr, addr)
@@ -531,6 +565,44 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 			return fmt.Errorf("mem: send frame %s→%s: peer closed: %w", t.addr, addr, transport.ErrUnreachable)
 		}
 	}
+}
+
+// link returns the outgoing stream link to addr.
+func (t *Transport) link(addr string) *link {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.links[addr]
+	if l == nil {
+		l = &link{turn: make(chan struct{}, 1)}
+		if t.links != nil { // nil once closed: the caller fails on its next check
+			t.links[addr] = l
+		}
+	}
+	return l
+}
+
+// serialize waits until a frame of n bytes has left the link at bw bytes per
+// second, after the frames before it. The caller holds the link's turn.
+func (l *link) serialize(ctx context.Context, closed <-chan struct{}, n, bw int) error {
+	now := time.Now()
+	start := l.lastEnd
+	if start.Before(now) {
+		start = now
+	}
+	end := start.Add(time.Duration(float64(n) / float64(bw) * float64(time.Second)))
+	if wait := end.Sub(now); wait > 0 {
+		tm := time.NewTimer(wait)
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-closed:
+			return transport.ErrClosed
+		}
+	}
+	l.lastEnd = end
+	return nil
 }
 
 func (t *Transport) countFrameSent(n int) {
@@ -636,7 +708,7 @@ func (t *Transport) Close() error {
 		close(t.done)
 		close(t.dgrams) // every send to dgrams holds mu and checks closed
 		inflight := t.inflight
-		t.inflight, t.fq, t.peers = nil, nil, nil
+		t.inflight, t.fq, t.peers, t.links = nil, nil, nil, nil
 		t.mu.Unlock()
 
 		for _, d := range inflight {

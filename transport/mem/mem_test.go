@@ -951,3 +951,60 @@ func TestOrderingAcrossPairs(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamBandwidth: with StreamBandwidth, a link carries that many bytes
+// per second: frames leave one after the other, each len/bandwidth after the
+// one before, and each link (direction and pair) has its own capacity.
+func TestStreamBandwidth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const bw, size, frames = 1 << 20, 64 << 10, 8 // 62.5 ms per frame
+		n := mem.NewNetwork(mem.Config{StreamBandwidth: bw, QueueSize: 64})
+		a, b := listen(t, n, "a"), listen(t, n, "b")
+		c := listen(t, n, "c")
+		start := time.Now()
+		done := make(chan time.Duration, 2)
+		for _, dst := range []string{"b", "c"} {
+			go func() {
+				for range frames {
+					if err := a.SendFrame(context.Background(), dst, make([]byte, size)); err != nil {
+						t.Error(err)
+					}
+				}
+				done <- time.Since(start)
+			}()
+		}
+		per := time.Duration(float64(size) / bw * float64(time.Second))
+		for range 2 {
+			if got := <-done; got != frames*per {
+				t.Errorf("%d frames of %d bytes at %d B/s took %v, want %v", frames, size, bw, got, frames*per)
+			}
+		}
+		for _, tr := range []*mem.Transport{b, c} {
+			for range frames {
+				recvFrame(t, tr)
+			}
+		}
+	})
+}
+
+// TestStreamBandwidthCancel: a frame waiting for its link gives up when its
+// context is done, and the link stays usable.
+func TestStreamBandwidthCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := mem.NewNetwork(mem.Config{StreamBandwidth: 1000})
+		a, b := listen(t, n, "a"), listen(t, n, "b")
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if err := a.SendFrame(ctx, "b", make([]byte, 1000)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("SendFrame of a 1 s frame with a 500 ms context: %v, want DeadlineExceeded", err)
+		}
+		synctest.Wait()
+		none(t, b.Frames())
+		if err := a.SendFrame(context.Background(), "b", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if m := recvFrame(t, b); string(m.Data) != "x" {
+			t.Fatalf("got %q", m.Data)
+		}
+	})
+}
