@@ -1019,6 +1019,12 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 		return
 	}
 	if m.ID == (MessageID{}) && !m.WantPayload {
+		// A greeting: the peer picked this node to push to it. Until it
+		// is in a tree here it hears of every message (see
+		// announceTargets): a newcomer that no node had room for missed
+		// whole messages until the exchange (TestChurn, caps bind: 5 runs
+		// in 40).
+		e.asked[from] = now.Add(e.cfg.MessageCacheTTL)
 		e.onGreeting(now, from)
 		return
 	}
@@ -1084,6 +1090,9 @@ func (e *Engine[ID]) onGreeting(now time.Time, from ID) {
 		e.dropSpare()
 	}
 	if !e.makeEager(from) {
+		// No room in the eager set: a lazy neighbour then, which hears of
+		// every message while it is marked asked (see onGraft).
+		e.addLazy(from)
 		e.send(from, Msg[ID]{Kind: KindPrune, Shared: true})
 		e.emit(Event{Kind: EventPruneSent})
 		return
