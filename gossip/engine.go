@@ -143,13 +143,6 @@ func (t *originTree[ID]) young() bool { return t.msgs <= youngMsgs }
 // inTree reports whether t pushes to p.
 func (e *Engine[ID]) inTree(t *originTree[ID], p ID) bool { return slices.Contains(t.eager, p) }
 
-// treePeers calls fn for each peer t pushes to, in a stable order.
-func (e *Engine[ID]) treePeers(t *originTree[ID], fn func(ID)) {
-	for _, p := range t.eager {
-		fn(p)
-	}
-}
-
 // addToTrees makes p an eager peer of every origin's tree with room: a
 // change of the topology (a newcomer, a replacement for a lost
 // neighbour) that every tree needs, not a tree's own choice.
@@ -416,11 +409,11 @@ func (e *Engine[ID]) evictOldestTree() {
 func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], t *originTree[ID], from ID, miss *missingMsg[ID]) {
 	m := Msg[ID]{Kind: KindGossip, ID: id, Round: c.round + 1, Origin: c.origin,
 		Timestamp: c.ts, Trace: c.trace, Payload: c.payload, Recovered: c.recovered}
-	e.treePeers(t, func(p ID) {
+	for _, p := range t.eager {
 		if p != from {
 			e.send(p, m)
 		}
-	})
+	}
 	ann := Announcement{ID: id, Round: c.round + 1}
 	for _, p := range e.announceTargets(now, t, from, miss) {
 		e.announce(now, p, ann)
@@ -760,11 +753,9 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 			return
 		}
 		// The tree is the cached origin's, not the one the duplicate claims.
-		if at, ok := e.cache.Added(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout {
-			if c, ok := e.cache.Get(m.ID, now); ok {
-				if t := e.tree(now, c.origin); e.mayPrune(now, t, m.ID) {
-					e.prune(now, t, c.origin, from)
-				}
+		if c, at, ok := e.cache.Lookup(m.ID, now); ok && now.Sub(at) < e.cfg.GraftTimeout {
+			if t := e.tree(now, c.origin); e.mayPrune(now, t, m.ID) {
+				e.prune(now, t, c.origin, from)
 			}
 		}
 		return
@@ -1732,9 +1723,7 @@ func (e *Engine[ID]) OriginEagerPeers(origin ID) ([]ID, bool) {
 	if t == nil {
 		return nil, false
 	}
-	var out []ID
-	e.treePeers(t, func(p ID) { out = append(out, p) })
-	return out, true
+	return slices.Clone(t.eager), true
 }
 
 // LazyPeers returns a copy of the lazy set.

@@ -85,11 +85,18 @@ func (s *Store[V]) Get(k Key, now time.Time) (*V, bool) {
 
 // Added returns when k was put, if it is present and not expired at now.
 func (s *Store[V]) Added(k Key, now time.Time) (time.Time, bool) {
+	_, at, ok := s.Lookup(k, now)
+	return at, ok
+}
+
+// Lookup returns k's value and when it was put, if it is present and not
+// expired at now: Get and Added in one look-up.
+func (s *Store[V]) Lookup(k Key, now time.Time) (*V, time.Time, bool) {
 	i, ok := s.index[k]
 	if !ok || now.Sub(s.q.buf[i].at) >= s.ttl {
-		return time.Time{}, false
+		return nil, time.Time{}, false
 	}
-	return s.q.buf[i].at, true
+	return &s.q.buf[i].val, s.q.buf[i].at, true
 }
 
 // Has reports whether k is present and not expired at now.
