@@ -317,15 +317,6 @@ func (c *Config) exchangeWindow() time.Duration {
 	return c.MessageCacheTTL
 }
 
-// ConfigError names the Config field that is wrong and why.
-type ConfigError struct {
-	Field  string
-	Reason string
-}
-
-// Error names the field and the reason.
-func (e *ConfigError) Error() string { return "gossip: Config." + e.Field + " " + e.Reason }
-
 // Validate checks c and returns every problem, each a *ConfigError.
 func (c *Config) Validate() error {
 	var errs []error

@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -26,35 +25,6 @@ import (
 // otherwise a lazy neighbour would hear of the message by datagram long
 // before any payload could arrive, and graft it, for a delay that is only
 // this node's queueing (issue 17).
-
-// ErrBusy is what a *BusyError is (errors.Is): the node's send queues are too
-// full to take a local broadcast now.
-var ErrBusy = errors.New("gossip: node busy")
-
-// BusyError says why TryBroadcast refused a message: which queue is full.
-type BusyError struct {
-	// Peer is the address of the peer whose stream queue is full, or "" for
-	// the node's total (PublishPendingBytes) or for publishers already
-	// waiting in Broadcast (Waiting > 0), who go first.
-	Peer    string
-	Queued  int64 // bytes queued (for Peer, or in total)
-	Frames  int   // frames queued for Peer
-	Limit   int64 // the limit reached, in bytes
-	Waiting int   // Broadcast calls already waiting for room
-}
-
-func (e *BusyError) Error() string {
-	switch {
-	case e.Waiting > 0:
-		return fmt.Sprintf("gossip: node busy: %d broadcasts already waiting for room", e.Waiting)
-	case e.Peer != "":
-		return fmt.Sprintf("gossip: node busy: stream queue to %s holds %d bytes in %d frames (publish limit %d bytes)", e.Peer, e.Queued, e.Frames, e.Limit)
-	}
-	return fmt.Sprintf("gossip: node busy: send queues hold %d bytes (publish limit %d bytes)", e.Queued, e.Limit)
-}
-
-// Is makes errors.Is(err, ErrBusy) true.
-func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
 // Request states: a broadcast request is taken by the loop (sent) or
 // withdrawn by its caller (never sent), whichever comes first.

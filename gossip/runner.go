@@ -119,9 +119,6 @@ type Stats struct {
 	StuckDeadlines uint64
 }
 
-// ErrClosed is returned by the methods of a closed node.
-var ErrClosed = errors.New("gossip: node closed")
-
 // Plumtree is a node: it runs the protocol engine on a Transport and a
 // Membership. Make one with New; stop it with Close.
 type Plumtree[ID comparable, M any] struct {
@@ -580,18 +577,6 @@ func (p *Plumtree[ID, M]) setupCompression() error {
 		}
 	}
 	return nil
-}
-
-// UnknownCompressorError refuses a payload whose frame names a compressor
-// the node does not have.
-type UnknownCompressorError struct {
-	ID    byte     // the wire ID the frame names
-	Known []string // the names of the compressors the node reads
-}
-
-// Error names the ID and the compressors the node reads.
-func (e *UnknownCompressorError) Error() string {
-	return fmt.Sprintf("gossip: payload compressed with unknown compressor ID %d; this node reads %q (Options.Compressors)", e.ID, e.Known)
 }
 
 // retrace is the engine's Retrace hook: the Tracer records this node's part

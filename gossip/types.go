@@ -119,17 +119,6 @@ type RawDelivery[ID comparable] struct {
 	Recovered bool
 }
 
-// MessageTooLargeError is returned by Broadcast for a message over
-// Config.MaxMessageSize.
-type MessageTooLargeError struct {
-	Size, Limit int
-}
-
-// Error gives the size and the limit.
-func (e *MessageTooLargeError) Error() string {
-	return fmt.Sprintf("gossip: message of %d bytes exceeds MaxMessageSize %d", e.Size, e.Limit)
-}
-
 // EventKind says what an observed Event reports.
 type EventKind uint8
 
