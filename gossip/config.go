@@ -317,22 +317,28 @@ func (c *Config) exchangeWindow() time.Duration {
 	return c.MessageCacheTTL
 }
 
-// Validate checks c and returns every problem, each a *ConfigError.
+// Validate checks c and returns every problem, each a *ConfigError: the
+// engine's tuning, which NewEngine checks, and the node's settings
+// (GossipDatagramMaxSize, DeliveryBuffer, the send and publish queues,
+// ReconcileInterval, Compression), which New checks besides.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
-	positive := func(field string, v int) {
-		if v <= 0 {
-			bad(field, "must be positive, is %d", v)
-		}
-	}
-	positiveDur := func(field string, v time.Duration) {
-		if v <= 0 {
-			bad(field, "must be positive, is %v", v)
-		}
-	}
+	var v validator
+	c.validateEngine(&v)
+	c.validateNode(&v)
+	return errors.Join(v.errs...)
+}
+
+// engineError is what NewEngine checks: Validate for the fields the Engine
+// reads.
+func (c *Config) engineError() error {
+	var v validator
+	c.validateEngine(&v)
+	return errors.Join(v.errs...)
+}
+
+// validateEngine is Validate for the fields the Engine reads.
+func (c *Config) validateEngine(v *validator) {
+	bad, positive, positiveDur := v.bad, v.positive, v.positiveDur
 	positive("EagerFanout", c.EagerFanout)
 	if c.LazyFanout < 0 {
 		bad("LazyFanout", "must not be negative, is %d", c.LazyFanout)
@@ -401,6 +407,11 @@ func (c *Config) Validate() error {
 		bad("CleanupMaxInterval", "(%v) must be at least CleanupMinInterval (%v)", c.CleanupMaxInterval, c.CleanupMinInterval)
 	}
 	positive("CleanupBatch", c.CleanupBatch)
+}
+
+// validateNode is Validate for the fields only the node (New) reads.
+func (c *Config) validateNode(v *validator) {
+	bad, positive, positiveDur := v.bad, v.positive, v.positiveDur
 	if c.GossipDatagramMaxSize < 0 {
 		bad("GossipDatagramMaxSize", "must not be negative, is %d", c.GossipDatagramMaxSize)
 	}
@@ -424,5 +435,23 @@ func (c *Config) Validate() error {
 	if c.Compression.MinSize < 0 {
 		bad("Compression.MinSize", "must not be negative, is %d", c.Compression.MinSize)
 	}
-	return errors.Join(errs...)
+}
+
+// validator collects the problems Validate finds.
+type validator struct{ errs []error }
+
+func (v *validator) bad(field, format string, args ...any) {
+	v.errs = append(v.errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) positive(field string, n int) {
+	if n <= 0 {
+		v.bad(field, "must be positive, is %d", n)
+	}
+}
+
+func (v *validator) positiveDur(field string, d time.Duration) {
+	if d <= 0 {
+		v.bad(field, "must be positive, is %v", d)
+	}
 }

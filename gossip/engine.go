@@ -17,7 +17,7 @@ import (
 // EngineOptions configure an Engine.
 type EngineOptions[ID comparable] struct {
 	Self   ID     // this node's ID
-	Config Config // validated by NewEngine
+	Config Config // its engine fields validated by NewEngine
 	// Seed drives peer sampling only. Two engines of one cluster should not
 	// share a seed (New derives one from the node's ID).
 	Seed uint64
@@ -238,11 +238,18 @@ type lazyDue[ID comparable] struct {
 	since time.Time
 }
 
-// NewEngine makes an engine. The configuration is validated.
+// NewEngine makes an engine. The fields of the configuration the engine
+// reads are validated (Config.Validate without the node's settings, which
+// only New reads).
 func NewEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
-	if err := o.Config.Validate(); err != nil {
+	if err := o.Config.engineError(); err != nil {
 		return nil, err
 	}
+	return newEngine(o)
+}
+
+// newEngine makes an engine from a configuration already validated.
+func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 	cfg := o.Config
 	inc := o.Incarnation
 	for inc == 0 {

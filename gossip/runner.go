@@ -258,7 +258,7 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	if o.Tracer != nil {
 		eo.Retrace = p.retrace
 	}
-	p.eng, err = NewEngine(eo)
+	p.eng, err = newEngine(eo) // cfg validated above
 	if err != nil {
 		return nil, err
 	}
