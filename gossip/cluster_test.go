@@ -95,7 +95,7 @@ func newCluster(t *testing.T, n int, cfg Config, netCfg mem.Config, seed uint64)
 		}
 		node.tr = tr
 		node.mem = static.New(members...)
-		node.pt, err = New(cfg, Options[string, []byte]{
+		node.pt, err = New(cfg, withBuiltin(t, cfg, Options[string, []byte]{
 			ID: node.id, Transport: tr, Membership: node.mem, Codec: codec.Bytes(),
 			Observer: c.tally, Seed: seed + uint64(i) + 1,
 			OnDeliver: func(d Delivery[string, []byte]) {
@@ -104,7 +104,7 @@ func newCluster(t *testing.T, n int, cfg Config, netCfg mem.Config, seed uint64)
 				node.hops[d.ID] = d.Hops
 				node.mu.Unlock()
 			},
-		})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}

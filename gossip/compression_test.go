@@ -106,6 +106,29 @@ func TestClusterWANCompresses(t *testing.T) {
 	}
 }
 
+// withBuiltin gives o what package stack gives a node (builtin.Resolve):
+// the compressor cfg names, unless o has one, and a registry of every
+// built-in compressor, unless o has one.
+func withBuiltin[ID comparable, M any](t testing.TB, cfg Config, o Options[ID, M]) Options[ID, M] {
+	t.Helper()
+	w, reg, err := builtin.Resolve(cfg.Compression.Algorithm, cfg.Compression.Level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Compressor == nil {
+		o.Compressor = w
+	}
+	if o.Compressors == nil {
+		if o.Compressor != w {
+			if reg, err = builtin.NewRegistry(o.Compressor); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.Compressors = reg
+	}
+	return o
+}
+
 // pair is two nodes, a and b, on one in-memory network.
 type pair struct {
 	a, b           *Plumtree[string, []byte]
@@ -223,7 +246,8 @@ func TestUnknownCompressorRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := newPair(t, cfg, DefaultConfig(), Options[string, []byte]{Compressor: xor{}, Compressors: regA}, Options[string, []byte]{})
+		p := newPair(t, cfg, DefaultConfig(), Options[string, []byte]{Compressor: xor{}, Compressors: regA},
+			withBuiltin(t, DefaultConfig(), Options[string, []byte]{}))
 
 		if v, ok := p.send(t, make([]byte, 99)); !ok || len(v) != 99 {
 			t.Fatalf("a payload under MinSize was not delivered uncompressed: %v", ok)
@@ -261,7 +285,7 @@ func TestUnknownCompressorRefused(t *testing.T) {
 }
 
 // Nodes with different policies read each other: any built-in compressor
-// is readable by default.
+// is readable with the built-in registry (what package stack gives).
 func TestMixedCompressors(t *testing.T) {
 	for _, tt := range []struct{ a, b Compression }{
 		{Compression{Algorithm: "lz4"}, Compression{Algorithm: "zstd", Level: 11}},
@@ -272,7 +296,7 @@ func TestMixedCompressors(t *testing.T) {
 			watchdog.Test(t, func(t *testing.T) {
 				ca, cb := DefaultConfig(), DefaultConfig()
 				ca.Compression, cb.Compression = tt.a, tt.b
-				p := newPair(t, ca, cb, Options[string, []byte]{}, Options[string, []byte]{})
+				p := newPair(t, ca, cb, withBuiltin(t, ca, Options[string, []byte]{}), withBuiltin(t, cb, Options[string, []byte]{}))
 				doc := jsonDoc(1, 2000)
 				if v, ok := p.send(t, doc); !ok || !bytes.Equal(v, doc) {
 					t.Fatalf("b did not deliver a's document (%v)", ok)
@@ -294,10 +318,10 @@ func TestCompressionConfig(t *testing.T) {
 		{Compression{Algorithm: "identity"}, ""},
 		{Compression{Algorithm: "zstd", Level: 22, MinSize: 0}, ""},
 		{Compression{Algorithm: "lz4", Level: 9, MinSize: 1 << 20}, ""},
-		{Compression{Algorithm: "gzip"}, "Compression.Algorithm"},
-		{Compression{Algorithm: "Zstd"}, "Compression.Algorithm"},
-		{Compression{Algorithm: "zstd", Level: 23}, "Compression.Level"},
-		{Compression{Algorithm: "lz4", Level: -1}, "Compression.Level"},
+		// Names and levels are checked where names are resolved
+		// (stack.Compressors, tested there), not by the core.
+		{Compression{Algorithm: "gzip"}, ""},
+		{Compression{Algorithm: "zstd", Level: 23}, ""},
 		{Compression{Algorithm: "zstd", MinSize: -1}, "Compression.MinSize"},
 	}
 	for _, tt := range tests {
@@ -337,9 +361,8 @@ func TestCompressorNotInRegistry(t *testing.T) {
 		cfg Config
 		o   Options[string, []byte]
 	}{
-		"Config.Compression":  {WANConfig(), Options[string, []byte]{Compressors: onlyIdentity}},
-		"Options.Compressor":  {DefaultConfig(), Options[string, []byte]{Compressor: xor{}, Compressors: onlyIdentity}},
-		"clashes with lz4 ID": {DefaultConfig(), Options[string, []byte]{Compressor: clash{}}},
+		"Config.Compression": {WANConfig(), withBuiltin(t, WANConfig(), Options[string, []byte]{Compressors: onlyIdentity})},
+		"Options.Compressor": {DefaultConfig(), Options[string, []byte]{Compressor: xor{}, Compressors: onlyIdentity}},
 	} {
 		tt.o.ID, tt.o.Transport, tt.o.Membership, tt.o.Codec = "a", tr, members, codec.Bytes()
 		node, err := New(tt.cfg, tt.o)
@@ -352,7 +375,85 @@ func TestCompressorNotInRegistry(t *testing.T) {
 	}
 }
 
+// A compressor that claims a built-in one's wire ID under another name is
+// refused where the built-in ones are added.
+func TestCompressorClashesWithBuiltin(t *testing.T) {
+	if _, err := builtin.NewRegistry(clash{}); err == nil {
+		t.Fatal("builtin.NewRegistry accepted a compressor with lz4's ID and another name")
+	}
+}
+
 // clash claims lz4's wire ID under another name.
 type clash struct{ xor }
 
 func (clash) ID() byte { return 2 }
+
+// The core builds no compressor by name: a policy naming an algorithm with
+// no Options.Compressor is refused by New with a ConfigError that says what
+// to pass, instead of a node that silently sends uncompressed.
+func TestCompressionNeedsCompressor(t *testing.T) {
+	net := mem.NewNetwork(mem.Config{})
+	tr, _ := net.Listen("a")
+	defer tr.Close()
+	members := static.New(membership.Member[string]{ID: "a", Addr: "a"})
+	defer members.Close()
+	for _, c := range []Compression{{Algorithm: "zstd", Level: 3, MinSize: 256}, {Algorithm: "lz4"}, {Algorithm: "mine"}} {
+		cfg := DefaultConfig()
+		cfg.Compression = c
+		node, err := New(cfg, Options[string, []byte]{ID: "a", Transport: tr, Membership: members, Codec: codec.Bytes()})
+		if err == nil {
+			node.Close()
+			t.Errorf("%+v: New accepted a compressor name with no Options.Compressor", c)
+			continue
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "Compression.Algorithm" || !strings.Contains(err.Error(), "Options.Compressor") {
+			t.Errorf("%+v: error %v, want a *ConfigError for Compression.Algorithm naming Options.Compressor", c, err)
+		}
+	}
+	for _, c := range []Compression{{}, {Algorithm: "identity", MinSize: 10}} {
+		cfg := DefaultConfig()
+		cfg.Compression = c
+		node, err := New(cfg, Options[string, []byte]{ID: "a", Transport: tr, Membership: members, Codec: codec.Bytes()})
+		if err != nil {
+			t.Errorf("%+v: %v", c, err)
+			continue
+		}
+		node.Close()
+	}
+}
+
+// With no Options.Compressors a node reads identity and its own
+// Compressor, nothing else: a payload compressed with zstd is refused with
+// an UnknownCompressorError naming what the node reads, while one of its
+// own compressor's arrives.
+func TestDefaultRegistryIsIdentityAndOwn(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
+		p := newPair(t, WANConfig(), DefaultConfig(), withBuiltin(t, WANConfig(), Options[string, []byte]{}),
+			Options[string, []byte]{Compressor: xor{}})
+		if v, ok := p.send(t, make([]byte, 100)); !ok || len(v) != 100 {
+			t.Fatalf("a payload under MinSize was not delivered: %v", ok)
+		}
+		if v, ok := p.send(t, jsonDoc(1, 2000)); ok {
+			t.Fatalf("b delivered %d bytes compressed with zstd, which it was not given", len(v))
+		}
+		select {
+		case e := <-p.events:
+			var uc *UnknownCompressorError
+			if !errors.As(e.Err, &uc) || uc.ID != 1 || !strings.Contains(e.Err.Error(), `["identity" "xor"]`) {
+				t.Fatalf("decode error event %v, want an UnknownCompressorError for zstd (ID 1) naming identity and xor", e.Err)
+			}
+		default:
+			t.Fatal("no decode error event")
+		}
+	})
+	watchdog.Test(t, func(t *testing.T) {
+		p := newPair(t, DefaultConfig(), DefaultConfig(), Options[string, []byte]{Compressor: xor{}}, Options[string, []byte]{Compressor: xor{}})
+		if v, ok := p.send(t, make([]byte, 500)); !ok || len(v) != 500 {
+			t.Fatalf("b did not deliver a payload compressed with its own compressor: %v", ok)
+		}
+		if st, _ := p.b.Stats(); st.DecodeErrors != 0 {
+			t.Fatalf("%d decode errors", st.DecodeErrors)
+		}
+	})
+}

@@ -3,10 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
-
-	"github.com/plumtree-go/plumtree/compressor/builtin"
 )
 
 // Config holds the protocol's tuning. Start from a preset (DefaultConfig,
@@ -176,26 +173,27 @@ type Config struct {
 
 // Compression is a node's compression policy for the payloads it
 // broadcasts. The frame names the compressor used, so receivers need not
-// share the policy; every node reads the built-in compressors by default
-// (Options.Compressors). Relays forward a payload as its origin compressed it.
+// share the policy, only have the compressor (Options.Compressors). Relays
+// forward a payload as its origin compressed it.
+//
+// Package gossip builds no compressor by name, so that the core links no
+// compression library: Algorithm and Level are read by whoever builds the
+// node's compressor from them: package stack (stack.Compressors, which
+// checks them), or the caller with package compressor/builtin
+// (builtin.Resolve(Algorithm, Level) gives Options.Compressor and
+// Options.Compressors). New refuses a policy that names an algorithm when
+// Options.Compressor is nil.
 type Compression struct {
 	// Algorithm names the compressor: "zstd", "lz4", or "" (or "identity")
 	// for none. Options.Compressor, when set, takes its place.
 	Algorithm string
 	// Level is the algorithm's level: for "zstd" 1 (fastest) to 22, 0 for
-	// the default 3; for "lz4" 0 (fast) or 1 to 9 (high compression).
+	// the default 3; for "lz4" 0 (fast) or 1 to 9 (high compression). Only
+	// the code that builds the compressor reads it.
 	Level int
 	// MinSize is the smallest encoded message that is compressed; smaller
 	// ones go as they are, as do ones that compression does not shrink.
 	MinSize int
-}
-
-// algorithm is Algorithm with "" spelled "identity".
-func (c Compression) algorithm() string {
-	if c.Algorithm == "" {
-		return "identity"
-	}
-	return c.Algorithm
 }
 
 // enabled reports whether the policy compresses anything.
@@ -320,7 +318,9 @@ func (c *Config) exchangeWindow() time.Duration {
 // Validate checks c and returns every problem, each a *ConfigError: the
 // engine's tuning, which NewEngine checks, and the node's settings
 // (GossipDatagramMaxSize, DeliveryBuffer, the send and publish queues,
-// ReconcileInterval, Compression), which New checks besides.
+// ReconcileInterval, Compression.MinSize), which New checks besides.
+// Compression.Algorithm and Level are not checked here: package gossip
+// builds no compressor by name (see Compression).
 func (c *Config) Validate() error {
 	var v validator
 	c.validateEngine(&v)
@@ -427,11 +427,6 @@ func (c *Config) validateNode(v *validator) {
 		bad("PublishPendingBytes", "must not be negative, is %d", c.PublishPendingBytes)
 	}
 	positiveDur("ReconcileInterval", c.ReconcileInterval)
-	if a := c.Compression.Algorithm; a != "" && !slices.Contains(builtin.Names(), a) {
-		bad("Compression.Algorithm", "%q is not one of %q (or \"\" for none)", a, builtin.Names())
-	} else if _, err := builtin.New(c.Compression.algorithm(), c.Compression.Level); err != nil {
-		bad("Compression.Level", "%d: %v", c.Compression.Level, err)
-	}
 	if c.Compression.MinSize < 0 {
 		bad("Compression.MinSize", "must not be negative, is %d", c.Compression.MinSize)
 	}

@@ -238,6 +238,11 @@
 // ones by the stream path; IHave goes by datagram, Graft, Prune and exchanges
 // by stream. A transport with one path carries everything.
 //
-// This package imports no network code and no OpenTelemetry; it talks to the
-// world through transport, membership, codec, compressor, Clock and Observer.
+// This package imports no network code, no compression library and no
+// OpenTelemetry, and must never import an adapter (a transport, a
+// membership, a codec or compressor implementation): it talks to the world
+// through the ports transport, membership, codec and compressor, and through
+// Clock and Observer. Choosing adapters by name (the compressor that
+// Config.Compression names) happens above it, in package stack or
+// compressor/builtin.
 package gossip

@@ -15,7 +15,6 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/compressor"
-	"github.com/plumtree-go/plumtree/compressor/builtin"
 	"github.com/plumtree-go/plumtree/gossip/internal/wire"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/transport"
@@ -36,17 +35,20 @@ type Options[ID comparable, M any] struct {
 	// IDCodec encodes node identities on the wire. nil means the built-in
 	// codec for string and integer types (codec.ForID).
 	IDCodec codec.Codec[ID]
-	// Compressor, if set, is the compressor this node broadcasts with, in
-	// place of the one Config.Compression names (for a compressor of the
-	// application's own); Config.Compression.MinSize still applies. It
-	// must be in Compressors when those are given.
+	// Compressor, if set, is the compressor this node broadcasts with;
+	// Config.Compression.MinSize applies. It is required when
+	// Config.Compression names an algorithm (package gossip builds none by
+	// name: builtin.Resolve(Algorithm, Level) in package compressor/builtin
+	// does, and package stack does it for you), and takes the place of the
+	// one named. It must be in Compressors when those are given.
 	Compressor compressor.Compressor
 	// Compressors are the compressors this node can read, by the wire ID a
-	// frame names; a payload naming another is refused (logged, counted in
-	// Stats.DecodeErrors, neither delivered nor forwarded). nil means the
-	// built-in ones (identity, zstd and lz4, builtin.NewRegistry) and the
-	// compressor this node writes with, so that any node of this module can
-	// read any other's.
+	// frame names; a payload naming another is refused (an
+	// UnknownCompressorError: logged, counted in Stats.DecodeErrors,
+	// neither delivered nor forwarded). nil means identity and Compressor
+	// only: give the registry builtin.Resolve returns (package
+	// compressor/builtin; package stack does) to read the zstd and lz4 that
+	// other nodes of this module may send.
 	Compressors *compressor.Registry
 	// OnDeliver, if set, is called for each delivered message, one at a
 	// time, on a goroutine of its own. If nil, read Deliveries instead. It
@@ -552,20 +554,19 @@ func (p *Plumtree[ID, M]) setupCompression() error {
 			p.comp = o.Compressor
 		}
 	case p.cfg.Compression.enabled():
-		c, err := builtin.New(p.cfg.Compression.Algorithm, p.cfg.Compression.Level)
-		if err != nil {
-			return &ConfigError{Field: "Compression", Reason: err.Error()}
-		}
-		p.comp = c
+		c := p.cfg.Compression
+		return &ConfigError{Field: "Compression.Algorithm", Reason: fmt.Sprintf(
+			"is %q but Options.Compressor is nil: package gossip builds no compressor by name; pass Options.Compressor and Options.Compressors (builtin.Resolve(%q, %d) of package compressor/builtin gives both), or build the node with package stack, which does",
+			c.Algorithm, c.Algorithm, c.Level)}
 	}
 	if p.comps == nil {
 		var cs []compressor.Compressor
 		if p.comp != nil {
 			cs = append(cs, p.comp)
 		}
-		reg, err := builtin.NewRegistry(cs...)
+		reg, err := compressor.NewRegistry(cs...)
 		if err != nil {
-			return fmt.Errorf("gossip: Options.Compressor clashes with a built-in compressor; give Options.Compressors: %w", err)
+			return fmt.Errorf("gossip: Options.Compressor: %w", err)
 		}
 		p.comps = reg
 		return nil

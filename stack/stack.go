@@ -113,6 +113,8 @@ type Config struct {
 	// "large". Ignored when Gossip is set.
 	Preset string
 	// Gossip, if set, is the gossip configuration, instead of Preset's.
+	// Its Compression is resolved by name (Compressors); the node reads
+	// every built-in compressor whatever it writes with.
 	Gossip *gossip.Config
 	// TLS is the mutual TLS configuration of quic (required) and tcp
 	// (optional); udp+tcp has none. With TLS, a frame's sender ID must be
@@ -199,6 +201,10 @@ func New(cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	comp, comps, err := Compressors(gcfg.Compression)
+	if err != nil {
+		return nil, err
+	}
 	bind, mlBind, advertise, err := addresses(cfg)
 	if err != nil {
 		return nil, err
@@ -261,6 +267,7 @@ func New(cfg Config) (_ *Stack, err error) {
 	}
 	s.Node, err = gossip.New(gcfg, gossip.Options[string, []byte]{
 		ID: s.name, Transport: s.Transport, Membership: s.Membership, Codec: codec.Bytes(),
+		Compressor: comp, Compressors: comps,
 		Authenticate: auth, OnDeliver: cfg.OnDeliver, Observer: cfg.Observer, Tracer: cfg.Tracer,
 		Validate: cfg.Validate, Seed: cfg.Seed, Logger: cfg.Logger,
 	})
@@ -378,12 +385,12 @@ func WithCompressor(cfg gossip.Config, name string) (gossip.Config, error) {
 	default:
 		return cfg, fmt.Errorf("unknown compressor %q (want preset, none, zstd, lz4)", name)
 	}
-	return cfg, cfg.Validate()
+	return cfg, validate(cfg)
 }
 
 func gossipConfig(cfg Config) (gossip.Config, error) {
 	if cfg.Gossip != nil {
-		return *cfg.Gossip, cfg.Gossip.Validate()
+		return *cfg.Gossip, validate(*cfg.Gossip)
 	}
 	return Preset(cfg.Preset)
 }

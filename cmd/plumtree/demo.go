@@ -261,9 +261,14 @@ func startCluster(ctx context.Context, o demoOptions, cfg gossip.Config, obs gos
 		}
 		return nodes, "memberlist", nil
 	}
+	comp, comps, err := stack.Compressors(cfg.Compression)
+	if err != nil {
+		return nodes, "", err
+	}
 	for i, n := range nodes {
 		n.pt, err = gossip.New(cfg, gossip.Options[string, []byte]{
 			ID: name(i), Transport: n.tr, Membership: n.mem, Codec: codec.Bytes(), Observer: obs,
+			Compressor: comp, Compressors: comps,
 			Seed: o.seed, OnDeliver: func(gossip.Delivery[string, []byte]) {},
 		})
 		if err != nil {

@@ -71,3 +71,28 @@ func NewRegistry(cs ...compressor.Compressor) (*compressor.Registry, error) {
 	}
 	return r, nil
 }
+
+// Resolve turns a compression policy by name into what a node needs: the
+// compressor called name at level that it writes with (nil for "identity"
+// or "": it writes payloads as they are) and a registry of every built-in
+// compressor, holding that same instance, that it reads with. An unknown
+// name gives an error wrapping ErrUnknown; a level the algorithm refuses,
+// its error. Package stack resolves gossip's Config.Compression with it.
+func Resolve(name string, level int) (compressor.Compressor, *compressor.Registry, error) {
+	if name == "" {
+		name = compressor.IdentityName
+	}
+	w, err := New(name, level)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w.ID() == compressor.Identity().ID() {
+		r, err := NewRegistry()
+		return nil, r, err
+	}
+	r, err := NewRegistry(w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, r, nil
+}

@@ -117,3 +117,43 @@ func TestNewRegistry(t *testing.T) {
 		}
 	}
 }
+
+// Resolve: the compressor a policy names (none for identity), and a
+// registry of every built-in compressor holding that very instance, so
+// that a node reads with what it writes with; errors as New's.
+func TestResolve(t *testing.T) {
+	all := []string{"identity", "lz4", "zstd"}
+	for _, tt := range []struct {
+		name  string
+		level int
+		write string // "" for none
+	}{{"", 0, ""}, {"identity", 7, ""}, {"zstd", 19, "zstd"}, {"lz4", 9, "lz4"}} {
+		w, r, err := builtin.Resolve(tt.name, tt.level)
+		if err != nil {
+			t.Errorf("%q level %d: %v", tt.name, tt.level, err)
+			continue
+		}
+		if got := r.Names(); !slices.Equal(got, all) {
+			t.Errorf("%q: registry reads %q, want %q", tt.name, got, all)
+		}
+		if tt.write == "" {
+			if w != nil {
+				t.Errorf("%q: writes with %q, want none", tt.name, w.Name())
+			}
+			continue
+		}
+		if w == nil || w.Name() != tt.write {
+			t.Errorf("%q: writes with %v, want %s", tt.name, w, tt.write)
+			continue
+		}
+		if c, _ := r.ByID(w.ID()); c != w {
+			t.Errorf("%q: the registry reads ID %d with another instance than the one it writes with", tt.name, w.ID())
+		}
+	}
+	if _, _, err := builtin.Resolve("gzip", 0); !errors.Is(err, builtin.ErrUnknown) {
+		t.Errorf("gzip: %v, want ErrUnknown", err)
+	}
+	if _, _, err := builtin.Resolve("zstd", 23); err == nil || errors.Is(err, builtin.ErrUnknown) {
+		t.Errorf("zstd level 23: %v, want the level refused", err)
+	}
+}

@@ -10,8 +10,8 @@ import (
 )
 
 // Compress appends to a buffer; Decompress takes the most it may produce and
-// refuses a frame that declares more, before allocating it. In a node,
-// Config.Compression{Algorithm: "zstd"} does this for you.
+// refuses a frame that declares more, before allocating it. In a node built
+// by package stack, Config.Compression{Algorithm: "zstd"} does this for you.
 func ExampleNew() {
 	c, err := zstd.New(zstd.DefaultLevel) // the tuning guide's zstd(3)
 	if err != nil {
