@@ -105,7 +105,7 @@ func TestAbuseOversizedAndBombsRefused(t *testing.T) {
 					}
 				})
 			}
-			n, err := New(cfg, o)
+			n, err := New(cfg, withBuiltin(t, cfg, o)) // the bombs are zstd and lz4
 			if err != nil {
 				t.Fatal(err)
 			}

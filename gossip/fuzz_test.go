@@ -150,6 +150,7 @@ func FuzzNodeReceive(f *testing.F) {
 			var mu sync.Mutex
 			got := map[MessageID]int{}
 			node, err := New(cfg, Options[string, []byte]{ID: "v", Transport: v, Membership: ms, Codec: codec.Bytes(), Seed: 1,
+				Compressors: reg, // the seeds carry zstd and lz4
 				OnDeliver: func(d Delivery[string, []byte]) {
 					mu.Lock()
 					defer mu.Unlock()
