@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
@@ -18,29 +17,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // hang bounds waits that only a bug would make long.
 const hang = 10 * time.Second
-
-// joinedNetwork joins the datagram path of one mem network with the stream
-// path of another, at the same address in both.
-func joinedNetwork(testing.TB) conformance.ListenFunc {
-	dn, sn := mem.NewNetwork(mem.Config{}), mem.NewNetwork(mem.Config{})
-	return func(addr string) (transport.Transport, error) {
-		dg, err := dn.Listen(addr)
-		if err != nil {
-			return nil, err
-		}
-		st, err := sn.Listen(dg.LocalAddr())
-		if err != nil {
-			dg.Close()
-			return nil, err
-		}
-		j, err := transport.Join(dgOnly{dg}, stOnly{st})
-		if err != nil {
-			dg.Close()
-			st.Close()
-		}
-		return j, err
-	}
-}
 
 // dgOnly and stOnly hide the other path of a mem transport.
 type dgOnly struct{ *mem.Transport }
@@ -54,10 +30,6 @@ type stOnly struct{ *mem.Transport }
 func (s stOnly) SendDatagram()    {}
 func (s stOnly) Datagrams()       {}
 func (s stOnly) MaxDatagramSize() {}
-
-func TestJoinConformance(t *testing.T) { conformance.TestTransport(t, joinedNetwork) }
-
-func TestJoinBroadcast(t *testing.T) { conformance.TestBroadcast(t, joinedNetwork) }
 
 func TestJoinAddressMismatch(t *testing.T) {
 	n := mem.NewNetwork(mem.Config{})
@@ -81,28 +53,6 @@ func TestJoinAddressMismatch(t *testing.T) {
 	if err := j.Close(); err != nil || j.Close() != nil {
 		t.Error("Close failed")
 	}
-}
-
-// overStream wraps mem transports with DatagramsOverStream.
-func overStream(cfg mem.Config, maxDatagram int) conformance.MakeNetwork {
-	return func(testing.TB) conformance.ListenFunc {
-		n := mem.NewNetwork(cfg)
-		return func(addr string) (transport.Transport, error) {
-			st, err := n.Listen(addr)
-			if err != nil {
-				return nil, err
-			}
-			return transport.DatagramsOverStream(stOnly{st}, maxDatagram), nil
-		}
-	}
-}
-
-func TestDatagramsOverStreamConformance(t *testing.T) {
-	conformance.TestTransport(t, overStream(mem.Config{}, 1400))
-}
-
-func TestDatagramsOverStreamBroadcast(t *testing.T) {
-	conformance.TestBroadcast(t, overStream(mem.Config{}, 1400))
 }
 
 func recv(t *testing.T, ch <-chan transport.Message) transport.Message {
