@@ -20,7 +20,6 @@ import (
 	qgo "github.com/quic-go/quic-go"
 
 	"github.com/plumtree-go/plumtree/transport"
-	"github.com/plumtree-go/plumtree/transport/devcert"
 	resolveaddr "github.com/plumtree-go/plumtree/transport/internal/resolve"
 )
 
@@ -254,7 +253,7 @@ func (t *Transport) Stats() transport.Stats {
 // PeerCertificate returns the verified leaf certificate of the peer at addr,
 // from an open connection with it, or nil if there is none (or the peer
 // presented no certificate, as a client may when Config.TLS does not require
-// one). With devcert certificates, devcert.PeerName of it is the peer's name.
+// one). With devcert certificates, transport.PeerName of it is the peer's name.
 func (t *Transport) PeerCertificate(addr string) *x509.Certificate {
 	key, _, err := resolve(addr)
 	if err != nil {
@@ -908,7 +907,7 @@ func (t *Transport) identity(c *conn) string {
 		return ""
 	}
 	if certs := c.qc.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
-		return devcert.PeerName(certs[0])
+		return transport.PeerName(certs[0])
 	}
 	return ""
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport"
-	"github.com/plumtree-go/plumtree/transport/devcert"
 	"github.com/plumtree-go/plumtree/transport/internal/bufpool"
 )
 
@@ -94,7 +93,7 @@ type Config struct {
 	// (ServerName defaults to the dialed host).
 	TLS *tls.Config
 	// PeerName maps a verified peer certificate to the identity reported by
-	// PeerIdentity; default devcert.PeerName (the "plumtree:<name>" URI SAN,
+	// PeerIdentity; default transport.PeerName (the "plumtree:<name>" URI SAN,
 	// else the common name).
 	PeerName func(*x509.Certificate) string
 	// Logger receives connection failures and protocol errors; nil logs
@@ -269,7 +268,7 @@ func (cfg *Config) fill() error {
 		cfg.ReceiveQueueSize = DefaultReceiveQueueSize
 	}
 	if cfg.PeerName == nil {
-		cfg.PeerName = devcert.PeerName
+		cfg.PeerName = transport.PeerName
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
