@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/internal/partition"
 )
 
 // ErrInjected is wrapped by every error chaos makes up: a stream frame
@@ -279,7 +280,7 @@ type Network struct {
 
 	mu    sync.RWMutex
 	rules []Rule
-	group map[string]int // address → group; absent = reaches all
+	group partition.Groups // nil: no partition
 	mode  PartitionMode
 
 	c counters
@@ -335,12 +336,7 @@ func (n *Network) Rules() []Rule {
 // several groups belongs to the last one. Addresses are those the wrapped
 // transports send to and their LocalAddr.
 func (n *Network) Partition(groups ...[]string) {
-	g := make(map[string]int)
-	for i, group := range groups {
-		for _, addr := range group {
-			g[addr] = i
-		}
-	}
+	g := partition.New(groups...)
 	n.mu.Lock()
 	n.group = g
 	n.mu.Unlock()
@@ -366,9 +362,7 @@ func (n *Network) SetStreamPartition(m PartitionMode) {
 func (n *Network) Stats() Stats { return n.c.stats() }
 
 func (n *Network) reachableLocked(from, to string) bool {
-	gf, okf := n.group[from]
-	gt, okt := n.group[to]
-	return !okf || !okt || gf == gt
+	return n.group.Reachable(from, to)
 }
 
 func (n *Network) reachable(from, to string) bool {
