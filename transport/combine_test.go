@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +154,36 @@ func TestDatagramsOverStreamNeverBlocks(t *testing.T) {
 	}
 	if err := a.SendFrame(ctx, "b", nil); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestStatsAdd sets every field of two Stats to distinct values and checks
+// that Add sums each one: a field added to Stats but not to Add fails here.
+func TestStatsAdd(t *testing.T) {
+	var a, b transport.Stats
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for i := range va.NumField() {
+		switch va.Field(i).Kind() {
+		case reflect.Uint64:
+			va.Field(i).SetUint(uint64(1 + i))
+			vb.Field(i).SetUint(uint64(100 * (1 + i)))
+		case reflect.Int:
+			va.Field(i).SetInt(int64(1 + i))
+			vb.Field(i).SetInt(int64(100 * (1 + i)))
+		default:
+			t.Fatalf("Stats.%s has kind %s: teach Add and this test to sum it", va.Type().Field(i).Name, va.Field(i).Kind())
+		}
+	}
+	sum := reflect.ValueOf(a.Add(b))
+	for i := range sum.NumField() {
+		var got, want int64
+		if f := sum.Field(i); f.Kind() == reflect.Uint64 {
+			got, want = int64(f.Uint()), int64(va.Field(i).Uint()+vb.Field(i).Uint())
+		} else {
+			got, want = f.Int(), va.Field(i).Int()+vb.Field(i).Int()
+		}
+		if got != want {
+			t.Errorf("Add: %s = %d, want %d", sum.Type().Field(i).Name, got, want)
+		}
 	}
 }

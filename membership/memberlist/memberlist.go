@@ -344,34 +344,50 @@ func Prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
 	return prepare(cfg)
 }
 
-func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
-	if err := checkAddr(cfg.Addr); err != nil {
-		return nil, err
-	}
-	parse := cfg.ParseID
-	if parse == nil {
+// withDefaults checks cfg and fills in its defaults, as every adapter's
+// Config does. The address and the memberlist configuration are checked by
+// prepare and New.
+func (cfg Config[ID]) withDefaults() (Config[ID], error) {
+	if cfg.ParseID == nil {
 		p, ok := any(func(name string) (string, error) { return name, nil }).(func(string) (ID, error))
 		if !ok {
 			var zero ID
-			return nil, fmt.Errorf("memberlist: Config.ParseID is required for ID type %T", zero)
+			return cfg, fmt.Errorf("memberlist: Config.ParseID is required for ID type %T", zero)
 		}
-		parse = p
+		cfg.ParseID = p
 	}
 	if cfg.EventBuffer < 0 {
-		return nil, errors.New("memberlist: Config.EventBuffer is negative")
+		return cfg, errors.New("memberlist: Config.EventBuffer is negative")
 	}
 	if cfg.EventBuffer == 0 {
 		cfg.EventBuffer = DefaultEventBuffer
 	}
 	if cfg.RejoinInterval < 0 || cfg.RejoinTimeout < 0 {
-		return nil, errors.New("memberlist: Config.RejoinInterval and RejoinTimeout must not be negative")
+		return cfg, errors.New("memberlist: Config.RejoinInterval and RejoinTimeout must not be negative")
 	}
 	if cfg.RejoinTimeout == 0 {
 		cfg.RejoinTimeout = DefaultRejoinTimeout
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger
+	}
+	if cfg.LeaveTimeout <= 0 {
+		cfg.LeaveTimeout = DefaultLeaveTimeout
+	}
+	return cfg, nil
+}
+
+func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
+	if err := checkAddr(cfg.Addr); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	m := &Membership[ID]{boot: newBootID(),
 		cfg:     cfg,
-		parse:   parse,
+		parse:   cfg.ParseID,
 		log:     cfg.Logger,
 		timeout: cfg.LeaveTimeout,
 		events:  make(chan membership.Event[ID], cfg.EventBuffer),
@@ -381,12 +397,6 @@ func prepare[ID comparable](cfg Config[ID]) (*Membership[ID], error) {
 		failed:  make(map[string]failure),
 
 		rejoinStop: make(chan struct{}),
-	}
-	if m.log == nil {
-		m.log = discardLogger
-	}
-	if m.timeout <= 0 {
-		m.timeout = DefaultLeaveTimeout
 	}
 	if cfg.PeersFile != "" {
 		saved, err := readPeers(cfg.PeersFile)

@@ -101,6 +101,20 @@ type Network struct {
 
 // NewNetwork returns an empty network with the given configuration.
 func NewNetwork(cfg Config) *Network {
+	cfg = cfg.withDefaults()
+	// The second PCG word is fixed so that a single uint64 is the whole seed.
+	return &Network{
+		cfg:        cfg,
+		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
+		dropRate:   cfg.DropRate,
+		transports: make(map[string]*Transport),
+	}
+}
+
+// withDefaults fills in cfg's defaults, as every adapter's Config does
+// (nothing in a mem Config is invalid: out-of-range values take the
+// default).
+func (cfg Config) withDefaults() Config {
 	if cfg.MaxDatagramSize <= 0 {
 		cfg.MaxDatagramSize = DefaultMaxDatagramSize
 	}
@@ -116,13 +130,7 @@ func NewNetwork(cfg Config) *Network {
 	if cfg.Jitter < 0 {
 		cfg.Jitter = 0
 	}
-	// The second PCG word is fixed so that a single uint64 is the whole seed.
-	return &Network{
-		cfg:        cfg,
-		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
-		dropRate:   cfg.DropRate,
-		transports: make(map[string]*Transport),
-	}
+	return cfg
 }
 
 // Listen creates a transport at addr. It fails if an open transport already

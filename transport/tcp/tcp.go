@@ -209,7 +209,8 @@ func Listen(addr string, cfg Config) (*Transport, error) {
 // New makes a Transport that accepts on ln, which it owns from then on (Close
 // closes it). It is for callers that bind the listener themselves.
 func New(ln net.Listener, cfg Config) (*Transport, error) {
-	if err := cfg.fill(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -238,15 +239,17 @@ func New(ln net.Listener, cfg Config) (*Transport, error) {
 	return t, nil
 }
 
-func (cfg *Config) fill() error {
+// withDefaults checks cfg and fills in its defaults, as every adapter's
+// Config does.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxFrameSize == 0 {
 		cfg.MaxFrameSize = DefaultMaxFrameSize
 	}
 	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > MaxFrameSizeLimit {
-		return fmt.Errorf("tcp: MaxFrameSize %d out of range [1, %d]", cfg.MaxFrameSize, MaxFrameSizeLimit)
+		return cfg, fmt.Errorf("tcp: MaxFrameSize %d out of range [1, %d]", cfg.MaxFrameSize, MaxFrameSizeLimit)
 	}
 	if cfg.MaxConnectionsPerPeer < 0 || cfg.MaxConnectionsPerPeer > 1 {
-		return fmt.Errorf("tcp: MaxConnectionsPerPeer %d: only 1 is supported, since frames to a peer must stay in order", cfg.MaxConnectionsPerPeer)
+		return cfg, fmt.Errorf("tcp: MaxConnectionsPerPeer %d: only 1 is supported, since frames to a peer must stay in order", cfg.MaxConnectionsPerPeer)
 	}
 	cfg.MaxConnectionsPerPeer = 1
 	if cfg.IdleTimeout == 0 {
@@ -273,7 +276,7 @@ func (cfg *Config) fill() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	return cfg, nil
 }
 
 // LocalAddr returns the listening address, "ip:port".
