@@ -41,6 +41,7 @@ var layers = map[string]layer{
 	"codec":      port,
 	"compressor": port,
 	"membership": port,
+	"clock":      port, // time, for the runner, chaos and seal
 
 	"transport/mem":         adapter,
 	"transport/udp":         adapter,
