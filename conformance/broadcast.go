@@ -9,7 +9,6 @@ import (
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/gossip"
 	"github.com/plumtree-go/plumtree/membership"
-	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 )
 
@@ -21,20 +20,37 @@ var broadcastSubtests = []Subtest{
 // BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
 func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubtests...) }
 
-// TestBroadcast runs small clusters of gossip nodes (gossip.LANConfig, a
-// static membership) over transports from mk and checks delivery end to
-// end. It proves that a transport works with the protocol, not only with
-// TestTransport.
-func TestBroadcast(t *testing.T, mk MakeNetwork, opts ...Option) {
+// BroadcastMembership is what TestBroadcast needs of each node's
+// membership: a fixed list of members, a way to report one failed, and
+// Close. *static.Static[string] of package membership/static is one.
+type BroadcastMembership interface {
+	membership.Membership[string]
+	// Fail reports the member with this ID failed.
+	Fail(id string)
+	// Close stops the membership's events.
+	Close()
+}
+
+// TestBroadcast runs small clusters of gossip nodes (gossip.LANConfig)
+// over transports from mk and checks delivery end to end. It proves that a
+// transport works with the protocol, not only with TestTransport.
+//
+// newMembership gives each node its membership, holding every member of
+// the cluster; static.New[string] of package membership/static does:
+//
+//	conformance.TestBroadcast(t, newNetwork, static.New[string])
+//
+// The suite takes it from the caller so that it imports no adapter.
+func TestBroadcast[M BroadcastMembership](t *testing.T, mk MakeNetwork, newMembership func(members ...membership.Member[string]) M, opts ...Option) {
 	t.Helper()
-	testBroadcast(stdT{t}, mk, opts)
+	testBroadcast(stdT{t}, mk, func(members []membership.Member[string]) BroadcastMembership { return newMembership(members...) }, opts)
 }
 
 // bnode is one node of a broadcast cluster.
 type bnode struct {
 	id   string
 	tr   transport.Transport
-	mem  *static.Static[string]
+	mem  BroadcastMembership
 	node *gossip.Plumtree[string, []byte]
 }
 
@@ -50,7 +66,7 @@ type bcluster struct {
 	change chan struct{}             // closed and replaced on every delivery
 }
 
-func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
+func testBroadcast(t tT, mk MakeNetwork, newMembership func([]membership.Member[string]) BroadcastMembership, opts []Option) {
 	t.Helper()
 	s := newSuite(t, "Broadcast", broadcastSubtests, opts)
 	const n = 10
@@ -72,7 +88,7 @@ func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
 		}
 		seed := c.rng.Uint64()
 		for _, bn := range bc.nodes {
-			bn.mem = static.New(members...)
+			bn.mem = newMembership(members)
 			c.defer_(bn.mem.Close)
 			node, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
 				ID:         bn.id,

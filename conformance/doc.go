@@ -5,7 +5,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		conformance.TestTransport(t, newNetwork)
-//		conformance.TestBroadcast(t, newNetwork)
+//		conformance.TestBroadcast(t, newNetwork, static.New[string])
 //	}
 //
 //	func newNetwork(t testing.TB) conformance.ListenFunc {
@@ -16,6 +16,10 @@
 //			return mytransport.Listen(addr)
 //		}
 //	}
+//
+// TestBroadcast takes each node's membership from the caller
+// (static.New[string] of package membership/static above), so that this
+// package imports no adapter.
 //
 // The suites follow testing/fstest.TestFS, golang.org/x/net/nettest.TestConn
 // and testing/slogtest:

@@ -13,7 +13,7 @@ import (
 //
 //	func TestMyTransport(t *testing.T) {
 //		conformance.TestTransport(t, myNetwork)
-//		conformance.TestBroadcast(t, myNetwork)
+//		conformance.TestBroadcast(t, myNetwork, static.New[string])
 //	}
 //
 // CheckTransport runs the same rules anywhere and returns what broke. Here

@@ -10,14 +10,36 @@ import (
 	"github.com/plumtree-go/plumtree/membership"
 )
 
-var membershipSubtests = []Subtest{
-	{"join", "Every node learns of every other node with its address, once: in its first Members snapshot or by one Join event, never twice; and every node's Members converges to the running nodes."},
-	{"leave", "When a node leaves gracefully, every other node reports one Leave for it (after its Join, with nothing after) and drops it from Members."},
-	{"fail", "When a node crashes, every other node reports one Fail for it (after its Join, with nothing after) and drops it from Members."},
-	{"order", "A member's events arrive in the order they happened: a node that joins and leaves at once is reported join then leave (or not at all), never its departure first, and nothing after its departure."},
-	{"members-snapshot", "Members returns a snapshot the caller owns: changing the slice it returned does not change the view."},
-	{"events-closed", "A node's Events channel is closed once the node is stopped, by Leave or by Crash."},
+// membershipRule is one rule of TestMembership: its name and sentence, and
+// the function that checks it. The suite runs exactly the rules of
+// membershipRules, in order.
+type membershipRule[ID comparable] struct {
+	Subtest
+	check func(c *menv[ID])
 }
+
+// membershipRules is TestMembership's table, for IDs of type ID.
+func membershipRules[ID comparable]() []membershipRule[ID] {
+	return []membershipRule[ID]{
+		{Subtest{"join", "Every node learns of every other node with its address, once: in its first Members snapshot or by one Join event, never twice; and every node's Members converges to the running nodes."}, ruleMembershipJoin[ID]},
+		{Subtest{"leave", "When a node leaves gracefully, every other node reports one Leave for it (after its Join, with nothing after) and drops it from Members."}, ruleMembershipLeave[ID]},
+		{Subtest{"fail", "When a node crashes, every other node reports one Fail for it (after its Join, with nothing after) and drops it from Members."}, ruleMembershipFail[ID]},
+		{Subtest{"order", "A member's events arrive in the order they happened: a node that joins and leaves at once is reported join then leave (or not at all), never its departure first, and nothing after its departure."}, ruleMembershipOrder[ID]},
+		{Subtest{"members-snapshot", "Members returns a snapshot the caller owns: changing the slice it returned does not change the view."}, ruleMembershipMembersSnapshot[ID]},
+		{Subtest{"events-closed", "A node's Events channel is closed once the node is stopped, by Leave or by Crash."}, ruleMembershipEventsClosed[ID]},
+	}
+}
+
+// membershipSubtests is the names and sentences of membershipRules (the
+// same for every ID).
+var membershipSubtests = func() []Subtest {
+	rules := membershipRules[string]()
+	st := make([]Subtest, len(rules))
+	for i, r := range rules {
+		st[i] = r.Subtest
+	}
+	return st
+}()
 
 // MembershipSubtests lists the rules TestMembership checks, for Skip.
 func MembershipSubtests() []Subtest { return append([]Subtest(nil), membershipSubtests...) }
@@ -304,158 +326,180 @@ func kinds[ID comparable](evs []membership.Event[ID]) []string {
 func testMembership[ID comparable](t tT, mk MakeCluster[ID], opts []Option) {
 	t.Helper()
 	s := newSuite(t, "Membership", membershipSubtests, opts)
-	const n = 4
-	setup := func(c *caseEnv) *mcluster[ID] {
-		c.t.Helper()
-		cl := mk(c.t.std())
-		if cl == nil {
-			c.t.Fatalf("MakeCluster returned nil")
-		}
-		mc := &mcluster[ID]{c: c, cl: cl}
-		c.atFire(func() { cl.Close() })
-		c.defer_(func() {
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if err := protectPanic("Cluster.Close", func() { cl.Close() }); err != nil {
-					c.bgErrorf("%v", err)
-				}
-			}()
-			timer := time.NewTimer(c.watchdog)
-			defer timer.Stop()
-			select {
-			case <-done:
-			case <-timer.C:
-				c.t.Errorf("Cluster.Close did not return within %v", c.watchdog)
-			}
-		})
-		for range n {
-			mc.start()
-		}
-		mc.converged()
-		return mc
+	for _, r := range membershipRules[ID]() {
+		s.run(t, r.Name, func(c *caseEnv) { r.check(&menv[ID]{caseEnv: c, mk: mk}) })
 	}
-	members := func(mc *mcluster[ID]) []membership.Member[ID] {
-		var out []membership.Member[ID]
-		for _, w := range mc.watchers {
-			out = append(out, w.self)
-		}
-		return out
-	}
+}
 
-	s.run(t, "join", func(c *caseEnv) {
-		mc := setup(c)
-		all := members(mc)
-		mc.sentinel()
-		mc.checkJoins(all)
-	})
-	s.run(t, "leave", func(c *caseEnv) {
-		mc := setup(c)
-		all := members(mc)
-		gone := mc.watchers[1]
-		if !c.within("Cluster.Leave", func() {
-			if err := mc.cl.Leave(gone.node); err != nil {
-				c.bgErrorf("Cluster.Leave: %v", err)
+// membershipNodes is how many nodes each membership case starts.
+const membershipNodes = 4
+
+// menv is the environment of one membership subtest.
+type menv[ID comparable] struct {
+	*caseEnv
+	mk MakeCluster[ID]
+}
+
+// setup starts a cluster of membershipNodes nodes and waits until they
+// agree.
+func (e *menv[ID]) setup() *mcluster[ID] {
+	c := e.caseEnv
+	c.t.Helper()
+	cl := e.mk(c.t.std())
+	if cl == nil {
+		c.t.Fatalf("MakeCluster returned nil")
+	}
+	mc := &mcluster[ID]{c: c, cl: cl}
+	c.atFire(func() { cl.Close() })
+	c.defer_(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := protectPanic("Cluster.Close", func() { cl.Close() }); err != nil {
+				c.bgErrorf("%v", err)
 			}
-		}) {
-			return
+		}()
+		timer := time.NewTimer(c.watchdog)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			c.t.Errorf("Cluster.Close did not return within %v", c.watchdog)
 		}
-		mc.remove(gone)
-		mc.stopped(gone, membership.Leave)
-		mc.checkJoins(all)
 	})
-	s.run(t, "fail", func(c *caseEnv) {
-		mc := setup(c)
-		all := members(mc)
-		gone := mc.watchers[2]
-		if !c.within("Cluster.Crash", func() {
-			if err := mc.cl.Crash(gone.node); err != nil {
-				c.bgErrorf("Cluster.Crash: %v", err)
-			}
-		}) {
-			return
+	for range membershipNodes {
+		mc.start()
+	}
+	mc.converged()
+	return mc
+}
+
+// members lists the nodes the cluster started.
+func (mc *mcluster[ID]) members() []membership.Member[ID] {
+	var out []membership.Member[ID]
+	for _, w := range mc.watchers {
+		out = append(out, w.self)
+	}
+	return out
+}
+
+func ruleMembershipJoin[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	all := mc.members()
+	mc.sentinel()
+	mc.checkJoins(all)
+}
+
+func ruleMembershipLeave[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	all := mc.members()
+	gone := mc.watchers[1]
+	if !c.within("Cluster.Leave", func() {
+		if err := mc.cl.Leave(gone.node); err != nil {
+			c.bgErrorf("Cluster.Leave: %v", err)
 		}
-		mc.remove(gone)
-		mc.stopped(gone, membership.Fail)
-		mc.checkJoins(all)
-	})
-	s.run(t, "order", func(c *caseEnv) {
-		mc := setup(c)
-		x := mc.start()
-		if !c.within("Cluster.Leave", func() {
-			if err := mc.cl.Leave(x.node); err != nil {
-				c.bgErrorf("Cluster.Leave: %v", err)
-			}
-		}) {
-			return
+	}) {
+		return
+	}
+	mc.remove(gone)
+	mc.stopped(gone, membership.Leave)
+	mc.checkJoins(all)
+}
+
+func ruleMembershipFail[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	all := mc.members()
+	gone := mc.watchers[2]
+	if !c.within("Cluster.Crash", func() {
+		if err := mc.cl.Crash(gone.node); err != nil {
+			c.bgErrorf("Cluster.Crash: %v", err)
 		}
-		mc.remove(x)
-		mc.sentinel()
-		// Each node has heard of x not at all, or of its whole life.
-		mc.waitFor(fmt.Sprintf("every node's events about %v to end with its departure", x.self.ID), func() (bool, string) {
-			for _, w := range mc.watchers {
-				evs := w.about(x.self.ID)
-				if n := len(evs); n > 0 && evs[n-1].Kind == membership.Join {
-					if evs[0].Kind != membership.Join {
-						// Out of order already; the check below says so.
-						continue
-					}
-					return false, fmt.Sprintf("node %v has reported %v for %v", w.self.ID, kinds(evs), x.self.ID)
-				}
-			}
-			return true, ""
-		})
+	}) {
+		return
+	}
+	mc.remove(gone)
+	mc.stopped(gone, membership.Fail)
+	mc.checkJoins(all)
+}
+
+func ruleMembershipOrder[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	x := mc.start()
+	if !c.within("Cluster.Leave", func() {
+		if err := mc.cl.Leave(x.node); err != nil {
+			c.bgErrorf("Cluster.Leave: %v", err)
+		}
+	}) {
+		return
+	}
+	mc.remove(x)
+	mc.sentinel()
+	// Each node has heard of x not at all, or of its whole life.
+	mc.waitFor(fmt.Sprintf("every node's events about %v to end with its departure", x.self.ID), func() (bool, string) {
 		for _, w := range mc.watchers {
 			evs := w.about(x.self.ID)
-			if len(evs) == 0 {
-				continue
-			}
-			if evs[0].Kind != membership.Join {
-				c.t.Errorf("node %v reported %v for %v, which joined then left: its %v came before its join", w.self.ID, kinds(evs), x.self.ID, evs[0].Kind)
-				continue
-			}
-			for i, ev := range evs {
-				if (ev.Kind == membership.Leave || ev.Kind == membership.Fail) && i != len(evs)-1 {
-					c.t.Errorf("node %v reported %v for %v: events after its departure", w.self.ID, kinds(evs), x.self.ID)
+			if n := len(evs); n > 0 && evs[n-1].Kind == membership.Join {
+				if evs[0].Kind != membership.Join {
+					// Out of order already; the check below says so.
+					continue
 				}
+				return false, fmt.Sprintf("node %v has reported %v for %v", w.self.ID, kinds(evs), x.self.ID)
 			}
 		}
+		return true, ""
 	})
-	s.run(t, "members-snapshot", func(c *caseEnv) {
-		mc := setup(c)
-		for _, w := range mc.watchers {
-			var got []membership.Member[ID]
-			if perr := protectPanic("Members", func() { got = w.node.Members() }); perr != nil {
-				c.t.Fatalf("%v", perr)
-			}
-			want := count(got)
-			for i := range got {
-				got[i] = membership.Member[ID]{Addr: "changed by the caller"}
-			}
-			var again []membership.Member[ID]
-			if perr := protectPanic("Members", func() { again = w.node.Members() }); perr != nil {
-				c.t.Fatalf("%v", perr)
-			}
-			if now := count(again); !maps.Equal(now, want) {
-				c.t.Errorf("node %v: changing the slice Members returned changed what Members returns next (%v, was %v)", w.self.ID, again, want)
+	for _, w := range mc.watchers {
+		evs := w.about(x.self.ID)
+		if len(evs) == 0 {
+			continue
+		}
+		if evs[0].Kind != membership.Join {
+			c.t.Errorf("node %v reported %v for %v, which joined then left: its %v came before its join", w.self.ID, kinds(evs), x.self.ID, evs[0].Kind)
+			continue
+		}
+		for i, ev := range evs {
+			if (ev.Kind == membership.Leave || ev.Kind == membership.Fail) && i != len(evs)-1 {
+				c.t.Errorf("node %v reported %v for %v: events after its departure", w.self.ID, kinds(evs), x.self.ID)
 			}
 		}
-	})
-	s.run(t, "events-closed", func(c *caseEnv) {
-		mc := setup(c)
-		left, crashed := mc.watchers[1], mc.watchers[2]
-		if !c.within("Cluster.Leave", func() { _ = mc.cl.Leave(left.node) }) {
-			return
+	}
+}
+
+func ruleMembershipMembersSnapshot[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	for _, w := range mc.watchers {
+		var got []membership.Member[ID]
+		if perr := protectPanic("Members", func() { got = w.node.Members() }); perr != nil {
+			c.t.Fatalf("%v", perr)
 		}
-		if !c.within("Cluster.Crash", func() { _ = mc.cl.Crash(crashed.node) }) {
-			return
+		want := count(got)
+		for i := range got {
+			got[i] = membership.Member[ID]{Addr: "changed by the caller"}
 		}
-		for _, w := range []*watcher[ID]{left, crashed} {
-			select {
-			case <-w.done:
-			case <-c.ctx.Done():
-				c.t.Errorf("watchdog: the Events channel of stopped node %v was never closed", w.self.ID)
-			}
+		var again []membership.Member[ID]
+		if perr := protectPanic("Members", func() { again = w.node.Members() }); perr != nil {
+			c.t.Fatalf("%v", perr)
 		}
-	})
+		if now := count(again); !maps.Equal(now, want) {
+			c.t.Errorf("node %v: changing the slice Members returned changed what Members returns next (%v, was %v)", w.self.ID, again, want)
+		}
+	}
+}
+
+func ruleMembershipEventsClosed[ID comparable](c *menv[ID]) {
+	mc := c.setup()
+	left, crashed := mc.watchers[1], mc.watchers[2]
+	if !c.within("Cluster.Leave", func() { _ = mc.cl.Leave(left.node) }) {
+		return
+	}
+	if !c.within("Cluster.Crash", func() { _ = mc.cl.Crash(crashed.node) }) {
+		return
+	}
+	for _, w := range []*watcher[ID]{left, crashed} {
+		select {
+		case <-w.done:
+		case <-c.ctx.Done():
+			c.t.Errorf("watchdog: the Events channel of stopped node %v was never closed", w.self.ID)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/compressor"
+	"github.com/plumtree-go/plumtree/membership"
 )
 
 // Failure is a rule an adapter broke, as the Check functions report it.
@@ -39,8 +40,9 @@ func CheckTransport(mk MakeNetwork, opts ...Option) []Failure {
 }
 
 // CheckBroadcast runs the rules of TestBroadcast outside `go test`.
-func CheckBroadcast(mk MakeNetwork, opts ...Option) []Failure {
-	return check(broadcastSubtests, func(t tT) { testBroadcast(t, mk, opts) })
+func CheckBroadcast[M BroadcastMembership](mk MakeNetwork, newMembership func(members ...membership.Member[string]) M, opts ...Option) []Failure {
+	mm := func(members []membership.Member[string]) BroadcastMembership { return newMembership(members...) }
+	return check(broadcastSubtests, func(t tT) { testBroadcast(t, mk, mm, opts) })
 }
 
 // CheckCodec runs the rules of TestCodec outside `go test`.

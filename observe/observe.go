@@ -428,17 +428,7 @@ func (o *Observer) registerTransportInstruments() error {
 		o.mu.Unlock()
 		var s transport.Stats
 		for _, f := range trs {
-			x := (*f)()
-			s.DatagramsSent += x.DatagramsSent
-			s.DatagramsReceived += x.DatagramsReceived
-			s.DatagramsDropped += x.DatagramsDropped
-			s.FramesSent += x.FramesSent
-			s.FramesReceived += x.FramesReceived
-			s.FramesDropped += x.FramesDropped
-			s.BytesSent += x.BytesSent
-			s.BytesReceived += x.BytesReceived
-			s.Connections += x.Connections
-			s.ConnectionsRefused += x.ConnectionsRefused
+			s = s.Add((*f)())
 		}
 		ob.ObserveInt64(dg, int64(s.DatagramsSent), sent.obs...)
 		ob.ObserveInt64(dg, int64(s.DatagramsReceived), recv.obs...)

@@ -89,28 +89,12 @@ func (j *Joined) Authenticates() bool { return Authenticates(j.st) }
 func (j *Joined) Stats() Stats {
 	var s Stats
 	if r, ok := j.dg.(StatsReporter); ok {
-		s = addStats(s, r.Stats())
+		s = s.Add(r.Stats())
 	}
 	if r, ok := j.st.(StatsReporter); ok {
-		s = addStats(s, r.Stats())
+		s = s.Add(r.Stats())
 	}
 	return s
-}
-
-func addStats(a, b Stats) Stats {
-	return Stats{
-		DatagramsSent:     a.DatagramsSent + b.DatagramsSent,
-		DatagramsReceived: a.DatagramsReceived + b.DatagramsReceived,
-		DatagramsDropped:  a.DatagramsDropped + b.DatagramsDropped,
-		FramesSent:        a.FramesSent + b.FramesSent,
-		FramesReceived:    a.FramesReceived + b.FramesReceived,
-		FramesDropped:     a.FramesDropped + b.FramesDropped,
-		BytesSent:         a.BytesSent + b.BytesSent,
-		BytesReceived:     a.BytesReceived + b.BytesReceived,
-		Connections:       a.Connections + b.Connections,
-
-		ConnectionsRefused: a.ConnectionsRefused + b.ConnectionsRefused,
-	}
 }
 
 // AuthenticateHellos hands a to the stream transport, if it can use one

@@ -3,13 +3,13 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
@@ -18,29 +18,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // hang bounds waits that only a bug would make long.
 const hang = 10 * time.Second
-
-// joinedNetwork joins the datagram path of one mem network with the stream
-// path of another, at the same address in both.
-func joinedNetwork(testing.TB) conformance.ListenFunc {
-	dn, sn := mem.NewNetwork(mem.Config{}), mem.NewNetwork(mem.Config{})
-	return func(addr string) (transport.Transport, error) {
-		dg, err := dn.Listen(addr)
-		if err != nil {
-			return nil, err
-		}
-		st, err := sn.Listen(dg.LocalAddr())
-		if err != nil {
-			dg.Close()
-			return nil, err
-		}
-		j, err := transport.Join(dgOnly{dg}, stOnly{st})
-		if err != nil {
-			dg.Close()
-			st.Close()
-		}
-		return j, err
-	}
-}
 
 // dgOnly and stOnly hide the other path of a mem transport.
 type dgOnly struct{ *mem.Transport }
@@ -54,10 +31,6 @@ type stOnly struct{ *mem.Transport }
 func (s stOnly) SendDatagram()    {}
 func (s stOnly) Datagrams()       {}
 func (s stOnly) MaxDatagramSize() {}
-
-func TestJoinConformance(t *testing.T) { conformance.TestTransport(t, joinedNetwork) }
-
-func TestJoinBroadcast(t *testing.T) { conformance.TestBroadcast(t, joinedNetwork) }
 
 func TestJoinAddressMismatch(t *testing.T) {
 	n := mem.NewNetwork(mem.Config{})
@@ -81,28 +54,6 @@ func TestJoinAddressMismatch(t *testing.T) {
 	if err := j.Close(); err != nil || j.Close() != nil {
 		t.Error("Close failed")
 	}
-}
-
-// overStream wraps mem transports with DatagramsOverStream.
-func overStream(cfg mem.Config, maxDatagram int) conformance.MakeNetwork {
-	return func(testing.TB) conformance.ListenFunc {
-		n := mem.NewNetwork(cfg)
-		return func(addr string) (transport.Transport, error) {
-			st, err := n.Listen(addr)
-			if err != nil {
-				return nil, err
-			}
-			return transport.DatagramsOverStream(stOnly{st}, maxDatagram), nil
-		}
-	}
-}
-
-func TestDatagramsOverStreamConformance(t *testing.T) {
-	conformance.TestTransport(t, overStream(mem.Config{}, 1400))
-}
-
-func TestDatagramsOverStreamBroadcast(t *testing.T) {
-	conformance.TestBroadcast(t, overStream(mem.Config{}, 1400))
 }
 
 func recv(t *testing.T, ch <-chan transport.Message) transport.Message {
@@ -203,5 +154,36 @@ func TestDatagramsOverStreamNeverBlocks(t *testing.T) {
 	}
 	if err := a.SendFrame(ctx, "b", nil); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestStatsAdd sets every field of two Stats to distinct values and checks
+// that Add sums each one: a field added to Stats but not to Add fails here.
+func TestStatsAdd(t *testing.T) {
+	var a, b transport.Stats
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for i := range va.NumField() {
+		switch va.Field(i).Kind() {
+		case reflect.Uint64:
+			va.Field(i).SetUint(uint64(1 + i))
+			vb.Field(i).SetUint(uint64(100 * (1 + i)))
+		case reflect.Int:
+			va.Field(i).SetInt(int64(1 + i))
+			vb.Field(i).SetInt(int64(100 * (1 + i)))
+		default:
+			t.Fatalf("Stats.%s has kind %s: teach Add and this test to sum it", va.Type().Field(i).Name, va.Field(i).Kind())
+		}
+	}
+	sum := reflect.ValueOf(a.Add(b))
+	for i := range sum.NumField() {
+		var got, want int64
+		if f := sum.Field(i); f.Kind() == reflect.Uint64 {
+			got, want = int64(f.Uint()), int64(va.Field(i).Uint()+vb.Field(i).Uint())
+		} else {
+			got, want = f.Int(), va.Field(i).Int()+vb.Field(i).Int()
+		}
+		if got != want {
+			t.Errorf("Add: %s = %d, want %d", sum.Type().Field(i).Name, got, want)
+		}
 	}
 }

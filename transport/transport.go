@@ -16,8 +16,14 @@
 // given once it returns. The Data of a received Message belongs to the
 // receiver.
 //
-// This package holds interfaces and errors only; it must never import network
-// code or the gossip core.
+// This package holds the contract: the interfaces, the errors, and the
+// small helpers every transport shares (Stats.Add, PeerName). Besides, it
+// holds two combinators written against the interfaces alone (combine.go):
+// Join, which makes a datagram transport and a stream transport one, and
+// DatagramsOverStream, which carries datagrams over a stream transport and
+// runs goroutines of its own (a demultiplexer, a sender per peer) that its
+// Close stops. It has no network code: it must never import a socket
+// package, an adapter, or the gossip core.
 package transport
 
 import (
@@ -163,6 +169,24 @@ type Stats struct {
 	// not verify, a hello without a valid proof, a timeout) or a
 	// connection over the transport's inbound cap.
 	ConnectionsRefused uint64
+}
+
+// Add returns the sum of s and o, field by field: the counters of several
+// transports (the parts of a Joined, every transport an observer watches)
+// as one.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{
+		DatagramsSent:      s.DatagramsSent + o.DatagramsSent,
+		DatagramsReceived:  s.DatagramsReceived + o.DatagramsReceived,
+		DatagramsDropped:   s.DatagramsDropped + o.DatagramsDropped,
+		FramesSent:         s.FramesSent + o.FramesSent,
+		FramesReceived:     s.FramesReceived + o.FramesReceived,
+		FramesDropped:      s.FramesDropped + o.FramesDropped,
+		BytesSent:          s.BytesSent + o.BytesSent,
+		BytesReceived:      s.BytesReceived + o.BytesReceived,
+		Connections:        s.Connections + o.Connections,
+		ConnectionsRefused: s.ConnectionsRefused + o.ConnectionsRefused,
+	}
 }
 
 // Authenticator is an optional interface: a transport that authenticates its

@@ -16,7 +16,6 @@ import (
 
 	"github.com/plumtree-go/plumtree/compressor"
 	"github.com/plumtree-go/plumtree/compressor/zstd"
-	"github.com/plumtree-go/plumtree/conformance"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,19 +30,6 @@ func mustNew(t testing.TB, level int) *zstd.Compressor {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func TestConformance(t *testing.T) {
-	for _, level := range levels {
-		t.Run(fmt.Sprintf("level%d", level), func(t *testing.T) {
-			if raceEnabled && level != 3 {
-				// The decoder is the same at every level; the race run
-				// checks the presets' level.
-				t.Skip("the suite takes seconds per level under -race; checked at every level without it")
-			}
-			conformance.TestCompressor(t, func() compressor.Compressor { return mustNew(t, level) })
-		})
-	}
 }
 
 func TestNewLevels(t *testing.T) {

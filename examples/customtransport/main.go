@@ -9,7 +9,7 @@
 // It is the path to follow to bring a transport of your own: implement
 // transport.Datagram, transport.Stream or both (read the contract in package
 // transport), check it with the conformance suite as
-// unixsock/unixsock_test.go does, then hand it to gossip.New as Options.Transport.
+// unixsock/conformance_test.go does, then hand it to gossip.New as Options.Transport.
 package main
 
 import (

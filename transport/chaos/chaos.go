@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"github.com/plumtree-go/plumtree/clock"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/internal/partition"
 )
 
 // ErrInjected is wrapped by every error chaos makes up: a stream frame
@@ -196,32 +198,16 @@ type Config struct {
 	Clock Clock
 }
 
-// Clock is a source of time and timers for delays. A test can give its own;
-// the default, SystemClock, is package time.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// AfterFunc calls f in its own goroutine after d, as time.AfterFunc
-	// does. It must never call f before returning: the wrapper holds a lock
-	// that f takes.
-	AfterFunc(d time.Duration, f func()) Timer
-}
+// Clock is the source of time and timers for delays: the module's one
+// Clock (package clock). A test can give its own; the default, SystemClock,
+// is package time.
+type Clock = clock.Clock
 
 // Timer is a timer started by a Clock.
-type Timer interface {
-	// Stop prevents the timer from firing; it reports whether it did (false
-	// when f has run or is running).
-	Stop() bool
-}
+type Timer = clock.Timer
 
 // SystemClock is the Clock of package time.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// AfterFunc returns time.AfterFunc(d, f).
-func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+type SystemClock = clock.System
 
 // Stats counts the faults injected.
 type Stats struct {
@@ -279,25 +265,35 @@ type Network struct {
 
 	mu    sync.RWMutex
 	rules []Rule
-	group map[string]int // address → group; absent = reaches all
+	group partition.Groups // nil: no partition
 	mode  PartitionMode
 
 	c counters
 }
 
+// withDefaults checks cfg and fills in its defaults, as every adapter's
+// Config does. The rules are checked by SetRules.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.StreamPartition > PartitionSilent {
+		return cfg, fmt.Errorf("chaos: unknown stream partition mode %d", cfg.StreamPartition)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.StreamQueue <= 0 {
+		cfg.StreamQueue = DefaultStreamQueue
+	}
+	return cfg, nil
+}
+
 // New returns a Network with the given configuration. It fails on an invalid
 // rule.
 func New(cfg Config) (*Network, error) {
-	if cfg.StreamPartition > PartitionSilent {
-		return nil, fmt.Errorf("chaos: unknown stream partition mode %d", cfg.StreamPartition)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	n := &Network{seed: cfg.Seed, clock: cfg.Clock, queue: cfg.StreamQueue, mode: cfg.StreamPartition}
-	if n.clock == nil {
-		n.clock = SystemClock{}
-	}
-	if n.queue <= 0 {
-		n.queue = DefaultStreamQueue
-	}
 	if err := n.SetRules(cfg.Rules...); err != nil {
 		return nil, err
 	}
@@ -335,12 +331,7 @@ func (n *Network) Rules() []Rule {
 // several groups belongs to the last one. Addresses are those the wrapped
 // transports send to and their LocalAddr.
 func (n *Network) Partition(groups ...[]string) {
-	g := make(map[string]int)
-	for i, group := range groups {
-		for _, addr := range group {
-			g[addr] = i
-		}
-	}
+	g := partition.New(groups...)
 	n.mu.Lock()
 	n.group = g
 	n.mu.Unlock()
@@ -366,9 +357,7 @@ func (n *Network) SetStreamPartition(m PartitionMode) {
 func (n *Network) Stats() Stats { return n.c.stats() }
 
 func (n *Network) reachableLocked(from, to string) bool {
-	gf, okf := n.group[from]
-	gt, okt := n.group[to]
-	return !okf || !okt || gf == gt
+	return n.group.Reachable(from, to)
 }
 
 func (n *Network) reachable(from, to string) bool {

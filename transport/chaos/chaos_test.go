@@ -848,6 +848,17 @@ func (c *manualClock) AfterFunc(d time.Duration, f func()) chaos.Timer {
 	return t
 }
 
+// NewTimer is not used by chaos: it delays with AfterFunc.
+func (c *manualClock) NewTimer(time.Duration) chaos.Timer {
+	panic("chaos called NewTimer; it delays with AfterFunc")
+}
+
+// C is nil: the timer runs a function.
+func (t *manualTimer) C() <-chan time.Time { return nil }
+
+// Reset is not used by chaos, which starts a new timer for each delay.
+func (t *manualTimer) Reset(time.Duration) { panic("chaos reset a timer") }
+
 func (t *manualTimer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/plumtree-go/plumtree/conformance"
+	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/chaos"
 	"github.com/plumtree-go/plumtree/transport/mem"
@@ -53,5 +54,5 @@ func TestConformanceWithDelay(t *testing.T) {
 
 // The library's own nodes work over a wrapped transport.
 func TestConformanceBroadcast(t *testing.T) {
-	conformance.TestBroadcast(t, chaosNetwork(chaos.Config{Seed: 3}))
+	conformance.TestBroadcast(t, chaosNetwork(chaos.Config{Seed: 3}), static.New[string])
 }

@@ -17,6 +17,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/plumtree-go/plumtree/transport"
 	"math/big"
 	"net"
 	"net/url"
@@ -128,15 +129,9 @@ func (ca *UnsafeCA) UnsafeMutualTLS(name string, hosts ...string) (*tls.Config, 
 }
 
 // PeerName returns the node name a certificate issued by Issue carries: the
-// opaque part of its "plumtree:" URI SAN, or else its common name.
-func PeerName(cert *x509.Certificate) string {
-	for _, u := range cert.URIs {
-		if u.Scheme == "plumtree" && u.Opaque != "" {
-			return u.Opaque
-		}
-	}
-	return cert.Subject.CommonName
-}
+// opaque part of its "plumtree:" URI SAN, or else its common name. It is
+// transport.PeerName, which the TLS transports use.
+func PeerName(cert *x509.Certificate) string { return transport.PeerName(cert) }
 
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))

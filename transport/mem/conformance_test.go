@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/conformance"
+	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
@@ -28,7 +29,7 @@ func TestConformanceWithLatency(t *testing.T) {
 }
 
 func TestConformanceBroadcast(t *testing.T) {
-	conformance.TestBroadcast(t, memNetwork(mem.Config{}))
+	conformance.TestBroadcast(t, memNetwork(mem.Config{}), static.New[string])
 }
 
 // Over the datagram path alone (the stream path hidden), the protocol still
@@ -43,7 +44,7 @@ func TestConformanceBroadcastDatagramOnly(t *testing.T) {
 			}
 			return datagramOnly{tr}, nil
 		}
-	})
+	}, static.New[string])
 }
 
 // datagramOnly hides the stream path of a mem transport.

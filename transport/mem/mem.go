@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport"
+	"github.com/plumtree-go/plumtree/transport/internal/partition"
 )
 
 // Defaults used when a Config field is zero (or negative).
@@ -92,7 +93,7 @@ type Network struct {
 	rng        *rand.Rand
 	dropRate   float64
 	transports map[string]*Transport
-	group      map[string]int // partition: address → group; absent = reaches all
+	group      partition.Groups // nil: no partition
 	nextAuto   uint64
 
 	c counters // totals over every transport ever created
@@ -100,6 +101,20 @@ type Network struct {
 
 // NewNetwork returns an empty network with the given configuration.
 func NewNetwork(cfg Config) *Network {
+	cfg = cfg.withDefaults()
+	// The second PCG word is fixed so that a single uint64 is the whole seed.
+	return &Network{
+		cfg:        cfg,
+		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
+		dropRate:   cfg.DropRate,
+		transports: make(map[string]*Transport),
+	}
+}
+
+// withDefaults fills in cfg's defaults, as every adapter's Config does
+// (nothing in a mem Config is invalid: out-of-range values take the
+// default).
+func (cfg Config) withDefaults() Config {
 	if cfg.MaxDatagramSize <= 0 {
 		cfg.MaxDatagramSize = DefaultMaxDatagramSize
 	}
@@ -115,13 +130,7 @@ func NewNetwork(cfg Config) *Network {
 	if cfg.Jitter < 0 {
 		cfg.Jitter = 0
 	}
-	// The second PCG word is fixed so that a single uint64 is the whole seed.
-	return &Network{
-		cfg:        cfg,
-		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
-		dropRate:   cfg.DropRate,
-		transports: make(map[string]*Transport),
-	}
+	return cfg
 }
 
 // Listen creates a transport at addr. It fails if an open transport already
@@ -163,12 +172,7 @@ func (n *Network) Listen(addr string) (*Transport, error) {
 // to the last one. The partition is checked when a frame is sent: frames
 // already in flight still arrive.
 func (n *Network) Partition(groups ...[]string) {
-	g := make(map[string]int)
-	for i, group := range groups {
-		for _, addr := range group {
-			g[addr] = i
-		}
-	}
+	g := partition.New(groups...)
 	n.mu.Lock()
 	n.group = g
 	n.mu.Unlock()
@@ -209,9 +213,7 @@ func (n *Network) Stats() transport.Stats {
 
 // reachableLocked reports whether from may reach to under the partition.
 func (n *Network) reachableLocked(from, to string) bool {
-	gf, okf := n.group[from]
-	gt, okt := n.group[to]
-	return !okf || !okt || gf == gt
+	return n.group.Reachable(from, to)
 }
 
 // datagramPlan is the fate of one datagram.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/plumtree-go/plumtree/conformance"
+	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
 	"github.com/plumtree-go/plumtree/transport/quic"
@@ -38,4 +39,6 @@ func network(t testing.TB) conformance.ListenFunc {
 
 func TestConformanceTransport(t *testing.T) { conformance.TestTransport(t, network) }
 
-func TestConformanceBroadcast(t *testing.T) { conformance.TestBroadcast(t, network) }
+func TestConformanceBroadcast(t *testing.T) {
+	conformance.TestBroadcast(t, network, static.New[string])
+}

@@ -87,7 +87,7 @@
 // carries (1200 bytes), whatever the path MTU turns out to be.
 //
 // Identity: every frame and datagram carries, in Message.Identity, the name
-// in the peer's verified certificate (devcert.PeerName: the "plumtree:<name>"
+// in the peer's verified certificate (transport.PeerName: the "plumtree:<name>"
 // URI SAN, else the common name), which gossip.Options.Authenticate checks
 // against the frame's sender ID; PeerCertificate returns the certificate
 // itself.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/plumtree-go/plumtree/conformance"
+	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/mem"
 	"github.com/plumtree-go/plumtree/transport/seal"
@@ -83,4 +84,6 @@ func TestConformanceUDPTCP(t *testing.T) {
 
 // A cluster of gossip nodes delivers every broadcast through sealed
 // transports.
-func TestConformanceBroadcastMem(t *testing.T) { conformance.TestBroadcast(t, sealedMem) }
+func TestConformanceBroadcastMem(t *testing.T) {
+	conformance.TestBroadcast(t, sealedMem, static.New[string])
+}

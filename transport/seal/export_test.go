@@ -14,6 +14,6 @@ func SealFor(s Transport, p []byte, path transport.Path, to string) []byte {
 	case *streamOnly:
 		c = v.core
 	}
-	out, _ := c.kr.seal(nil, nil, p, path, c.local, to, c.o.bindFrom, c.o.now())
+	out, _ := c.kr.seal(nil, nil, p, path, c.local, to, c.o.bindFrom, c.o.clock.Now())
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/plumtree-go/plumtree/clock"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ type Option func(*options)
 
 type options struct {
 	window      time.Duration
-	now         func() time.Time
+	clock       clock.Clock
 	bindFrom    bool
 	replayCache int
 }
@@ -64,9 +65,10 @@ func WithReplayCache(n int) Option {
 }
 
 // WithClock sets the clock that stamps sent frames and judges received
-// ones (default time.Now); for tests.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
+// ones (default clock.System, package time); for tests. Only its Now is
+// read.
+func WithClock(c clock.Clock) Option {
+	return func(o *options) { o.clock = c }
 }
 
 // WithoutAddressBinding leaves the sender's and the destination's
@@ -145,7 +147,7 @@ func Wrap(t transport.Transport, kr *Keyring, opts ...Option) (Transport, error)
 	if t == nil || kr == nil {
 		return nil, errors.New("seal: Wrap needs a transport and a keyring")
 	}
-	o := options{window: DefaultWindow, now: time.Now, bindFrom: true, replayCache: DefaultReplayCache}
+	o := options{window: DefaultWindow, clock: clock.System{}, bindFrom: true, replayCache: DefaultReplayCache}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -372,7 +374,7 @@ func (c *core) receive(in <-chan transport.Message, out chan<- transport.Message
 // time: outside the window, or a replay, it is refused. Called only after
 // the tag verified, so that only key holders' frames fill the replay cache.
 func (c *core) admit(frame []byte, sent int64) Reason {
-	now := c.o.now()
+	now := c.o.clock.Now()
 	if !inWindow(sent, now, c.o.window) {
 		return ReasonWindow
 	}
@@ -406,7 +408,7 @@ func (c *core) send(ctx context.Context, addr string, b []byte, path transport.P
 		count = &c.frCount
 	}
 	buf := sendBufs.Get().(*sendBuf)
-	buf.frame, buf.ad = c.kr.seal(buf.frame[:0], buf.ad, b, path, c.local, addr, c.o.bindFrom, c.o.now())
+	buf.frame, buf.ad = c.kr.seal(buf.frame[:0], buf.ad, b, path, c.local, addr, c.o.bindFrom, c.o.clock.Now())
 	// Counted before the send: the frame may arrive, and the caller read
 	// Stats, before the inner send returns. A failed send takes it back.
 	count.sent.Add(1)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/plumtree-go/plumtree/clock"
 	"math"
 	"slices"
 	"sync"
@@ -363,13 +364,17 @@ func TestTamper(t *testing.T) {
 	})
 }
 
-// clock is a settable clock for WithClock.
-type clock struct{ now atomic.Int64 }
+// settableClock is a settable clock for WithClock (seal reads only Now;
+// its timers are the system's).
+type settableClock struct {
+	clock.System
+	now atomic.Int64
+}
 
-func (c *clock) set(t time.Time)     { c.now.Store(t.UnixNano()) }
-func (c *clock) Now() time.Time      { return time.Unix(0, c.now.Load()) }
-func newClock(t time.Time) *clock    { c := new(clock); c.set(t); return c }
-func (c *clock) add(d time.Duration) { c.now.Add(int64(d)) }
+func (c *settableClock) set(t time.Time)     { c.now.Store(t.UnixNano()) }
+func (c *settableClock) Now() time.Time      { return time.Unix(0, c.now.Load()) }
+func newClock(t time.Time) *settableClock    { c := new(settableClock); c.set(t); return c }
+func (c *settableClock) add(d time.Duration) { c.now.Add(int64(d)) }
 
 // A captured frame replayed later than the window after it was sent, or
 // stamped further ahead than the window, is refused as outside the window;
@@ -383,9 +388,9 @@ func TestReplayWindow(t *testing.T) {
 		const window = time.Minute
 		sender := newClock(t0)
 		receiver := newClock(t0)
-		a := wrap(t, listenMem(t, n, "a"), kr, seal.WithClock(sender.Now), seal.WithWindow(window))
-		b := wrap(t, listenMem(t, n, "b"), kr, seal.WithClock(receiver.Now), seal.WithWindow(window))
-		off := wrap(t, listenMem(t, n, "c"), kr, seal.WithClock(receiver.Now), seal.WithWindow(0))
+		a := wrap(t, listenMem(t, n, "a"), kr, seal.WithClock(sender), seal.WithWindow(window))
+		b := wrap(t, listenMem(t, n, "b"), kr, seal.WithClock(receiver), seal.WithWindow(window))
+		off := wrap(t, listenMem(t, n, "c"), kr, seal.WithClock(receiver), seal.WithWindow(0))
 		tap := listenMem(t, n, "tap")
 		defer tap.Close()
 		raw := map[string][]byte{
@@ -509,7 +514,7 @@ func TestReplayCacheFull(t *testing.T) {
 		kr := keyring(t, testKey(1))
 		const window = 32 * time.Second // granules of 1 s
 		clk := newClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-		opts := []seal.Option{seal.WithClock(clk.Now), seal.WithWindow(window), seal.WithReplayCache(4)}
+		opts := []seal.Option{seal.WithClock(clk), seal.WithWindow(window), seal.WithReplayCache(4)}
 		a := wrap(t, listenMem(t, n, "a"), kr, opts...)
 		b := wrap(t, listenMem(t, n, "b"), kr, opts...)
 		tap := listenMem(t, n, "tap")

@@ -51,9 +51,11 @@ func FuzzAcceptAndRead(f *testing.F) {
 }
 
 func fuzzAccept(t *testing.T, tr *Transport, in []byte) {
-	if err := tr.cfg.fill(); err != nil {
+	cfg, err := tr.cfg.withDefaults()
+	if err != nil {
 		t.Fatal(err)
 	}
+	tr.cfg = cfg
 	tr.ctx, tr.cancel = t.Context(), func() {}
 	from, _, r, err := tr.accept(fakeConn{bytes.NewReader(in)})
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/devcert"
 	"github.com/plumtree-go/plumtree/transport/tcp"
@@ -36,44 +35,6 @@ func listen(t testing.TB, cfg tcp.Config) *tcp.Transport {
 	}
 	t.Cleanup(func() { tr.Close() })
 	return tr
-}
-
-func network(testing.TB) conformance.ListenFunc {
-	return func(addr string) (transport.Transport, error) {
-		if addr == "" {
-			addr = "127.0.0.1:0"
-		}
-		return tcp.Listen(addr, tcp.Config{})
-	}
-}
-
-func TestConformance(t *testing.T) { conformance.TestTransport(t, network) }
-
-func TestBroadcast(t *testing.T) { conformance.TestBroadcast(t, network) }
-
-func TestConformanceTLS(t *testing.T) {
-	ca, err := devcert.NewUnsafeCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	var mu sync.Mutex
-	conformance.TestTransport(t, func(testing.TB) conformance.ListenFunc {
-		return func(addr string) (transport.Transport, error) {
-			if addr == "" {
-				addr = "127.0.0.1:0"
-			}
-			mu.Lock()
-			n++
-			name := fmt.Sprintf("node-%d", n)
-			mu.Unlock()
-			cfg, err := ca.UnsafeMutualTLS(name, "127.0.0.1")
-			if err != nil {
-				return nil, err
-			}
-			return tcp.Listen(addr, tcp.Config{TLS: cfg})
-		}
-	})
 }
 
 // recv waits for one frame.

@@ -126,20 +126,30 @@ var (
 	_ transport.StatsReporter = (*Transport)(nil)
 )
 
-// Listen opens a UDP socket at addr ("ip:port"; port 0 picks a free port)
-// and starts its read loop.
-func Listen(addr string, cfg Config) (*Transport, error) {
+// withDefaults checks cfg and fills in its defaults, as every adapter's
+// Config does.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxDatagramSize == 0 {
 		cfg.MaxDatagramSize = DefaultMaxDatagramSize
 	}
 	if cfg.MaxDatagramSize < 0 || cfg.MaxDatagramSize > MaxDatagramSizeLimit {
-		return nil, fmt.Errorf("udp: MaxDatagramSize %d out of range [1, %d]", cfg.MaxDatagramSize, MaxDatagramSizeLimit)
+		return cfg, fmt.Errorf("udp: MaxDatagramSize %d out of range [1, %d]", cfg.MaxDatagramSize, MaxDatagramSizeLimit)
 	}
 	if cfg.ReceiveQueueSize <= 0 {
 		cfg.ReceiveQueueSize = DefaultReceiveQueueSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// Listen opens a UDP socket at addr ("ip:port"; port 0 picks a free port)
+// and starts its read loop.
+func Listen(addr string, cfg Config) (*Transport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/udp"
 )
@@ -30,19 +29,6 @@ func listen(t testing.TB, cfg udp.Config) *udp.Transport {
 	t.Cleanup(func() { tr.Close() })
 	return tr
 }
-
-func network(testing.TB) conformance.ListenFunc {
-	return func(addr string) (transport.Transport, error) {
-		if addr == "" {
-			addr = "127.0.0.1:0"
-		}
-		return udp.Listen(addr, udp.Config{})
-	}
-}
-
-func TestConformance(t *testing.T) { conformance.TestTransport(t, network) }
-
-func TestBroadcast(t *testing.T) { conformance.TestBroadcast(t, network) }
 
 // exchange sends b from a to b's address until b receives a datagram with
 // that content (datagrams may be lost, even on loopback) and returns it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plumtree-go/plumtree/conformance"
 	"github.com/plumtree-go/plumtree/examples/customtransport/unixsock"
+	"github.com/plumtree-go/plumtree/membership/static"
 	"github.com/plumtree-go/plumtree/transport"
 )
 
@@ -38,4 +39,4 @@ func network(t testing.TB) conformance.ListenFunc {
 
 func TestTransport(t *testing.T) { conformance.TestTransport(t, network) }
 
-func TestBroadcast(t *testing.T) { conformance.TestBroadcast(t, network) }
+func TestBroadcast(t *testing.T) { conformance.TestBroadcast(t, network, static.New[string]) }

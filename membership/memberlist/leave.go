@@ -1,0 +1,156 @@
+package memberlist
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/plumtree-go/plumtree/membership"
+)
+
+// The leave protocol: a closing node tells its peers it is leaving, so that
+// they report Leave rather than Fail.
+
+// resendInterval is how often Close sends its leaving notice again to the
+// nodes that have not acknowledged it (the notice travels as a datagram).
+const resendInterval = 100 * time.Millisecond
+
+// markLeaving records that nd announced its departure, and reports it. m.mu
+// is held.
+func (m *Membership[ID]) markLeaving(nd *node[ID]) {
+	nd.leaving = true
+	if nd.reported {
+		m.unreport(nd, membership.Leave)
+	}
+}
+
+// onMessage handles a message from another adapter, on one of memberlist's
+// goroutines (without memberlist's node lock).
+func (m *Membership[ID]) onMessage(b []byte) {
+	msg, err := decodeMessage(b)
+	if err != nil {
+		m.log.Warn("memberlist: ignoring malformed message", "err", err)
+		return
+	}
+	m.mu.Lock()
+	ml, self := m.ml, m.selfName
+	known := false // the notice names a node at the address memberlist knows it by
+	switch msg.kind {
+	case msgLeaving:
+		nd := m.nodes[msg.name]
+		known = nd != nil && nd.mlAddr == msg.addr
+		if known && !m.closed && msg.name != self {
+			m.markLeaving(nd)
+		}
+	case msgAck:
+		if m.acks[msg.name] {
+			delete(m.acks, msg.name)
+			select {
+			case m.ackCh <- struct{}{}:
+			default:
+			}
+		}
+	}
+	m.mu.Unlock()
+	if msg.kind != msgLeaving || ml == nil {
+		return
+	}
+	// Acknowledge only a node memberlist knows at that address (even after
+	// Close: the acknowledgement says "I will not report you as failed"),
+	// so that a forged notice cannot make this node send to an address of
+	// the forger's choosing. A node that does not know the leaver yet does
+	// not answer; the leaver waits for it up to its LeaveTimeout. Without
+	// memberlist's encryption (SecretKey) anyone who can reach memberlist's
+	// port can still forge a notice for a known node.
+	if !known {
+		m.log.Debug("memberlist: leaving notice from a node not known at its address", "node", msg.name, "addr", msg.addr)
+		return
+	}
+	to, err := nodeAt(msg.name, msg.addr)
+	if err != nil {
+		m.log.Warn("memberlist: leaving notice with a bad address", "node", msg.name, "err", err)
+		return
+	}
+	if err := ml.SendBestEffort(to, appendMessage(nil, message{kind: msgAck, name: self})); err != nil {
+		m.log.Debug("memberlist: cannot acknowledge leaving notice", "node", msg.name, "err", err)
+	}
+}
+
+// nodeAt makes the memberlist Node to send a message to addr.
+func nodeAt(name, addr string) (*memberlist.Node, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}, nil
+}
+
+// announceLeaving sends the leaving notice to every other adapter this node
+// knows, again every resendInterval to those that have not acknowledged it,
+// until all have or m.timeout has passed.
+func (m *Membership[ID]) announceLeaving(ml *memberlist.Memberlist) error {
+	local := ml.LocalNode()
+	notice := appendMessage(nil, message{kind: msgLeaving, name: local.Name, addr: local.Address()})
+
+	m.mu.Lock()
+	m.acks = make(map[string]bool)
+	for name, nd := range m.nodes {
+		if nd.adapter && !nd.leaving {
+			m.acks[name] = true
+		}
+	}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.acks = nil
+		m.mu.Unlock()
+	}()
+
+	deadline := time.NewTimer(m.timeout)
+	defer deadline.Stop()
+	resend := time.NewTicker(resendInterval)
+	defer resend.Stop()
+	send := true
+	for {
+		// Nodes that are gone need not acknowledge.
+		var pending []*memberlist.Node
+		m.mu.Lock()
+		for name := range m.acks {
+			nd := m.nodes[name]
+			if nd == nil || nd.leaving {
+				delete(m.acks, name)
+				continue
+			}
+			pending = append(pending, &memberlist.Node{Name: name, Addr: nd.ip, Port: nd.port})
+		}
+		m.mu.Unlock()
+		if len(pending) == 0 {
+			return nil
+		}
+		if send {
+			for _, to := range pending {
+				if err := ml.SendBestEffort(to, notice); err != nil {
+					m.log.Debug("memberlist: cannot send leaving notice", "node", to.Name, "err", err)
+				}
+			}
+		}
+		select {
+		case <-m.ackCh:
+			send = false
+		case <-resend.C:
+			send = true
+		case <-deadline.C:
+			names := make([]string, len(pending))
+			for i, p := range pending {
+				names[i] = p.Name
+			}
+			slices.Sort(names)
+			return fmt.Errorf("memberlist: no acknowledgement of the leaving notice from %s within %v", strings.Join(names, ", "), m.timeout)
+		}
+	}
+}
