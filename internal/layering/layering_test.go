@@ -88,13 +88,7 @@ var adapterMayImport = map[string][]string{
 // knownExceptions are imports that break a rule today, each with the work
 // that removes it. An exception that no longer occurs fails the test, so
 // the list shrinks with the code.
-var knownExceptions = map[[2]string]string{
-	// TODO(issue 22, the core's helper): Config.Validate and the runner's
-	// default registry resolve compressors by name inside the core; the
-	// resolution moves above it (the stack, or a registry the caller
-	// passes), and this exception goes.
-	{"gossip", "compressor/builtin"}: "issue 22: compressors by name resolved in the core",
-}
+var knownExceptions = map[[2]string]string{}
 
 // pkg is what the test reads of `go list -json`.
 type pkg struct {
