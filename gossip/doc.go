@@ -234,10 +234,15 @@
 //   - A message older than what the stream has released (its sequence number
 //     below the next expected one, or of an incarnation that the stream has
 //     left) is never delivered: it is dropped and counted (EventOrderStale).
-//   - A new incarnation of an origin (a restart) is a new stream: the old
-//     one's held messages are released in order, its holes given up, and
-//     its late messages are stale from then on. The new stream starts by
-//     the rule above (at 1 when 1 comes first).
+//   - A new incarnation of an origin (a restart) is a new stream that
+//     follows the old one: its messages wait OrderGapTimeout from the
+//     first of them, while the old incarnation's last messages (late, or
+//     being recovered) are still delivered in order. Then the old stream
+//     ends (what it holds is released, its holes given up, its late
+//     messages are stale from then on) and the new one starts at its
+//     lowest sequence number that arrived. A restart thus costs the new
+//     incarnation's first messages up to OrderGapTimeout, and loses none
+//     of the old one's that arrive in that time.
 //   - Streams are bounded like origin trees: at most Config.MaxOrigins (the
 //     least recently used is released and forgotten), and one that holds
 //     nothing is forgotten when idle for the seen set's TTL, which outlasts

@@ -55,6 +55,11 @@ type orderStream[ID comparable] struct {
 	used    time.Time
 	gen     uint64 // the deadline that counts: earlier heap entries are stale
 	n       uint64 // creation order
+	// succ is the origin's next incarnation while the old one may still
+	// have messages on their way: its messages wait (succ.held) until
+	// switchAt, then it takes the old one's place.
+	succ     *orderStream[ID]
+	switchAt time.Time
 }
 
 type orderTimer[ID comparable] struct {
@@ -122,11 +127,33 @@ func (b *orderBuf[ID]) offer(now time.Time, origin ID, id MessageID) {
 			b.dropStale(origin, id)
 			return
 		}
-		// A restart of the origin: the old stream ends here.
-		b.flush(s)
-		s.retired[s.nRet%retiredIncarnations] = s.inc
-		s.nRet++
-		s.inc, s.next, s.joinAt = inc, 0, time.Time{}
+		if s.succ != nil && s.succ.inc != inc {
+			b.switchOver(s) // a third incarnation: the second takes over now
+		}
+		if s.inc != inc {
+			// A restart of the origin: its messages wait OrderGapTimeout
+			// from the first, for the old incarnation's last ones.
+			if s.succ == nil {
+				s.succ = &orderStream[ID]{origin: origin, inc: inc}
+				s.switchAt = now.Add(b.gap)
+			}
+			if !b.insert(s.succ, seq, id, now) {
+				b.dropStale(origin, id)
+				return
+			}
+			for s.succ != nil && len(s.held)+len(s.succ.held) > b.maxHeld {
+				if len(s.held) == 0 {
+					b.switchOver(s)
+				} else {
+					b.giveUpHole(s)
+				}
+			}
+			for len(s.held) > b.maxHeld {
+				b.giveUpHole(s)
+			}
+			b.arm(s)
+			return
+		}
 	}
 	if s.next == 0 && seq == 1 {
 		s.next = 1 // nothing comes before 1: no need to wait
@@ -135,6 +162,21 @@ func (b *orderBuf[ID]) offer(now time.Time, origin ID, id MessageID) {
 		b.dropStale(origin, id)
 		return
 	}
+	if !b.insert(s, seq, id, now) {
+		b.dropStale(origin, id)
+		return
+	}
+	b.drain(s, 0)
+	for len(s.held) > b.maxHeld {
+		b.giveUpHole(s)
+	}
+	b.arm(s)
+}
+
+// insert adds a message to s's held ones, in sequence order; false if s
+// holds that sequence number already (the seen set lets no such thing
+// through).
+func (b *orderBuf[ID]) insert(s *orderStream[ID], seq uint64, id MessageID, now time.Time) bool {
 	i, found := slices.BinarySearchFunc(s.held, seq, func(h heldMsg, seq uint64) int {
 		switch {
 		case h.seq < seq:
@@ -144,20 +186,34 @@ func (b *orderBuf[ID]) offer(now time.Time, origin ID, id MessageID) {
 		}
 		return 0
 	})
-	if found { // the same ID twice: the seen set lets no such thing through
-		b.dropStale(origin, id)
-		return
+	if found {
+		return false
+	}
+	if s.next == 0 && seq == 1 {
+		s.next = 1
 	}
 	if s.next == 0 && len(s.held) == 0 {
 		s.joinAt = now
 	}
 	s.held = slices.Insert(s.held, i, heldMsg{seq: seq, id: id, at: now})
 	b.held++
-	b.drain(s, 0)
-	for len(s.held) > b.maxHeld {
-		b.giveUpHole(s)
+	return true
+}
+
+// switchOver ends s's incarnation (its held messages released, its holes
+// given up, its late messages stale from now on) and makes the waiting
+// next incarnation s's stream, starting at its lowest message.
+func (b *orderBuf[ID]) switchOver(s *orderStream[ID]) {
+	b.flush(s)
+	succ := s.succ
+	s.retired[s.nRet%retiredIncarnations] = s.inc
+	s.nRet++
+	s.inc, s.next, s.held, s.joinAt = succ.inc, succ.next, succ.held, time.Time{}
+	s.succ, s.switchAt = nil, time.Time{}
+	if s.next == 0 && len(s.held) > 0 {
+		s.next = s.held[0].seq // it waited OrderGapTimeout: a stream joined midway
 	}
-	b.arm(s)
+	b.drain(s, 0)
 }
 
 // drain releases the held messages that follow next without a hole; the
@@ -199,6 +255,14 @@ func (b *orderBuf[ID]) giveUpHole(s *orderStream[ID]) {
 	b.drain(s, skipped)
 }
 
+// flushAll releases everything s holds, its next incarnation's too.
+func (b *orderBuf[ID]) flushAll(s *orderStream[ID]) {
+	if s.succ != nil {
+		b.switchOver(s)
+	}
+	b.flush(s)
+}
+
 // flush releases everything s holds, giving up every hole.
 func (b *orderBuf[ID]) flush(s *orderStream[ID]) {
 	for len(s.held) > 0 {
@@ -213,8 +277,19 @@ func (b *orderBuf[ID]) dropStale(origin ID, id MessageID) {
 	b.release(Release[ID]{ID: id, Origin: origin, Stale: true})
 }
 
-// deadline is when s must give up its first hole (zero: nothing held).
+// deadline is when s must give up its first hole or switch to its next
+// incarnation (zero: nothing to do).
 func (b *orderBuf[ID]) deadline(s *orderStream[ID]) time.Time {
+	if s.succ != nil {
+		if d := b.holeDeadline(s); !d.IsZero() && d.Before(s.switchAt) {
+			return d
+		}
+		return s.switchAt
+	}
+	return b.holeDeadline(s)
+}
+
+func (b *orderBuf[ID]) holeDeadline(s *orderStream[ID]) time.Time {
 	if len(s.held) == 0 {
 		return time.Time{}
 	}
@@ -258,7 +333,11 @@ func (b *orderBuf[ID]) tick(now time.Time) {
 			continue
 		}
 		for at := b.deadline(s); !at.IsZero() && !now.Before(at); at = b.deadline(s) {
-			b.giveUpHole(s)
+			if s.succ != nil && !now.Before(s.switchAt) {
+				b.switchOver(s)
+			} else {
+				b.giveUpHole(s)
+			}
 		}
 		b.arm(s)
 	}
@@ -284,7 +363,7 @@ func (b *orderBuf[ID]) evictOldest() {
 		}
 	}
 	if oldest != nil {
-		b.flush(oldest)
+		b.flushAll(oldest)
 		delete(b.streams, oldest.origin)
 	}
 }
@@ -292,7 +371,7 @@ func (b *orderBuf[ID]) evictOldest() {
 // sweep forgets streams that hold nothing and have been idle for b.idle.
 func (b *orderBuf[ID]) sweep(now time.Time) {
 	for o, s := range b.streams {
-		if len(s.held) == 0 && now.Sub(s.used) >= b.idle {
+		if len(s.held) == 0 && s.succ == nil && now.Sub(s.used) >= b.idle {
 			delete(b.streams, o)
 		}
 	}

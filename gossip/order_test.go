@@ -217,28 +217,51 @@ func TestOrderJoinMidway(t *testing.T) {
 	oe.want("another origin's first message", "6/1")
 }
 
-// A new incarnation of an origin (a restart) ends the old stream: what it
-// held is released in order with its holes skipped, then the new stream
-// starts, and a late message of the old incarnation is stale. Catches
-// (planted: an incarnation change treated as a message of the current
-// stream) the old stream's held messages stuck or a restart's messages
-// dropped as stale.
+// A new incarnation of an origin (a restart) starts a new stream, whose
+// messages wait OrderGapTimeout from the first for the old incarnation's
+// last ones (late, or being recovered); then the old stream ends (its held
+// messages released, its holes given up) and a late message of it is
+// stale. Catches (planted: an incarnation change treated as a message of
+// the current stream) the restart's messages dropped as stale, and
+// (planted: the old stream ended at the new one's first message) the old
+// incarnation's last messages lost to a restart.
 func TestOrderNewIncarnation(t *testing.T) {
 	oe := newOrderEngine(t, orderConfig())
 	oe.recv(t0, 7, 5, 1)
 	oe.recv(t0, 7, 5, 3)
 	oe.want("old incarnation 1, 3", "5/1")
 	oe.recv(t0.Add(time.Millisecond), 7, 6, 1)
-	oe.want("the restart's first", "5/3+1", "6/1")
+	oe.want("the restart's first waits")
 	oe.recv(t0.Add(2*time.Millisecond), 7, 5, 2)
-	oe.want("the old incarnation's late message", "5/2 stale")
-	oe.recv(t0.Add(3*time.Millisecond), 7, 6, 2)
-	oe.want("the restart's second", "6/2")
-	// A restart whose first message is lost starts by the join rule.
-	oe.recv(t0.Add(4*time.Millisecond), 7, 9, 2)
-	oe.want("a restart heard from 2")
-	oe.e.Tick(t0.Add(4*time.Millisecond + time.Second))
-	oe.want("its join window's end", "9/2")
+	oe.want("the old incarnation's hole filled", "5/2", "5/3")
+	oe.recv(t0.Add(3*time.Millisecond), 7, 5, 4)
+	oe.want("the old incarnation's last", "5/4")
+	oe.recv(t0.Add(4*time.Millisecond), 7, 6, 2)
+	oe.want("the restart's second waits")
+	switchAt := t0.Add(time.Millisecond + time.Second)
+	if d := oe.e.NextDeadline(); d.After(switchAt) {
+		t.Fatalf("next deadline %v, after the switch %v", d, switchAt)
+	}
+	oe.e.Tick(switchAt)
+	oe.want("the switch", "6/1", "6/2")
+	oe.recv(switchAt, 7, 5, 5)
+	oe.want("the old incarnation after the switch", "5/5 stale")
+	oe.recv(switchAt, 7, 6, 3)
+	oe.want("the restart's third", "6/3")
+	// A restart whose first message is lost starts at the lowest that
+	// arrived in its wait; a third incarnation during a switch ends the
+	// second's wait at once.
+	t1 := switchAt.Add(time.Second)
+	oe.recv(t1, 7, 9, 3)
+	oe.recv(t1.Add(time.Millisecond), 7, 9, 2)
+	oe.want("a restart heard from 3, then 2")
+	oe.recv(t1.Add(2*time.Millisecond), 7, 10, 1)
+	oe.want("a third incarnation", "9/2", "9/3")
+	oe.e.Tick(t1.Add(2*time.Millisecond + time.Second))
+	oe.want("its wait's end", "10/1")
+	if s := oe.e.Stats().Order; s.Held != 0 || s.Stale != 1 {
+		t.Fatalf("stats %+v, want none held, 1 stale", s)
+	}
 }
 
 // Streams are bounded by MaxOrigins (the least recently used is released
