@@ -254,8 +254,10 @@ func testOrderUnderLoss(t *testing.T, cfg Config) {
 		off.outOfOrder, off.deliveries, on.held, on.hold50, on.hold99, on.holdMax, off.p50, on.p50, off.p99, on.p99)
 }
 
-// Several origins at once, with loss and jitter: every node delivers each
-// origin's messages in its order, and all of them.
+// Several origins at once, with 3% loss and jitter: every node delivers
+// each origin's messages in its order, and accounts for all of them.
+// Catches (planted: one stream for all origins, keyed by nothing) an
+// origin's messages held or dropped behind another's.
 func TestOrderSeveralOrigins(t *testing.T) {
 	watchdog.Test(t, func(t *testing.T) {
 		const n, origins, each = 16, 5, 40
@@ -272,20 +274,31 @@ func TestOrderSeveralOrigins(t *testing.T) {
 		}
 		time.Sleep(graftHorizon(cfg) + cfg.OrderGapTimeout)
 		synctest.Wait()
-		for _, node := range c.nodes {
+		// Every message is delivered in order or, if no graft brought it
+		// within OrderGapTimeout (every announcement of it lost, say, and
+		// the exchange late), reported skipped: none is lost silently.
+		var skippedAll, deliveredAll int
+		for i, node := range c.nodes {
 			ds := node.deliveries()
 			if bad := outOfOrder(ds); bad != 0 {
 				t.Errorf("%s: %d deliveries out of order", node.id, bad)
 			}
-			if want := (origins - 1) * each; slices.Index([]string{"n000", "n001", "n002", "n003", "n004"}, node.id) < 0 {
-				want = origins * each
-				if len(ds) != want {
-					t.Errorf("%s: %d deliveries, want %d", node.id, len(ds), want)
-				}
-			} else if len(ds) != want {
-				t.Errorf("%s (an origin): %d deliveries, want %d", node.id, len(ds), want)
+			var skipped int
+			for _, d := range ds {
+				skipped += int(d.skipped)
 			}
+			want := origins * each
+			if i < origins {
+				want -= each // an origin does not deliver its own
+			}
+			if len(ds)+skipped != want {
+				st, _ := node.pt.Stats()
+				t.Errorf("%s: %d deliveries and %d skipped, want %d in all (order stats %+v)", node.id, len(ds), skipped, want, st.Order)
+			}
+			skippedAll += skipped
+			deliveredAll += len(ds)
 		}
+		t.Logf("%d deliveries in order, %d skipped", deliveredAll, skippedAll)
 	})
 }
 
