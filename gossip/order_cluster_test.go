@@ -190,6 +190,16 @@ func runOrderScenario(t *testing.T, cfg Config, ordered bool) orderRunResult {
 		synctest.Wait()
 		var all, holds []time.Duration
 		for _, node := range c.nodes[1:] {
+			// Every message the runner keeps for the engine is released
+			// once: nothing is left behind when nothing is held.
+			var kept int
+			var st EngineStats
+			if err := node.pt.query(func() { kept, st = len(node.pt.held), node.pt.eng.Stats() }); err != nil {
+				t.Fatal(err)
+			}
+			if kept != st.Order.Held {
+				t.Errorf("%s: the runner keeps %d messages for the engine, which holds %d", node.id, kept, st.Order.Held)
+			}
 			ds := node.deliveries()
 			r.deliveries += len(ds)
 			r.outOfOrder += outOfOrder(ds)
