@@ -112,6 +112,12 @@ func (b *orderBuf[ID]) stats() OrderStats {
 // allows.
 func (b *orderBuf[ID]) offer(now time.Time, origin ID, id MessageID) {
 	inc, seq := id.Incarnation(), id.Seq()
+	if seq == 0 || seq == math.MaxUint64 {
+		// No origin makes these (sequences count from 1, and never that
+		// far): a made-up ID, which would stall or wrap the stream.
+		b.dropStale(origin, id)
+		return
+	}
 	s := b.streams[origin]
 	if s == nil {
 		if len(b.streams) >= b.maxN {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -161,6 +162,23 @@ func TestOrderDuplicateAndOld(t *testing.T) {
 	if n, _ := oe.count(EventOrderStale); n != 2 {
 		t.Fatalf("EventOrderStale %d times, want 2", n)
 	}
+}
+
+// Sequence numbers no origin makes (0, and the last one, after which the
+// counter would wrap) come only from made-up IDs: they are dropped and
+// counted, and the stream goes on. Catches (planted: no such check) a
+// stream whose start is 0, which never releases anything and made Tick
+// loop forever, and a counter that wraps to 0 and reopens the stream.
+func TestOrderMadeUpSequence(t *testing.T) {
+	oe := newOrderEngine(t, orderConfig())
+	oe.recv(t0, 7, 5, 0)
+	oe.recv(t0, 7, 5, 5)
+	oe.recv(t0, 8, 6, math.MaxUint64)
+	oe.want("seq 0 and the last", "5/0 stale", fmt.Sprintf("6/%d stale", uint64(math.MaxUint64)))
+	oe.e.Tick(t0.Add(time.Second))
+	oe.want("the join window's end", "5/5")
+	oe.recv(t0.Add(time.Second), 7, 5, 6)
+	oe.want("the next", "5/6")
 }
 
 // Past OrderMaxHeld messages held for one origin, the first hole is given
