@@ -174,8 +174,9 @@ type Config struct {
 	// earlier one of its origin waits for it, at most OrderGapTimeout, and
 	// what is still missing then is given up (Delivery.Skipped says how
 	// many). Forwarding never waits. A restarted origin starts a new
-	// stream; a receiver that joins midway starts at the first message it
-	// gets (after OrderGapTimeout, unless that is the origin's first).
+	// stream; a receiver that joins midway starts at the lowest message
+	// it gets within OrderGapTimeout of the first (at once if that is the
+	// origin's first).
 	// The package documentation (Per-origin order) gives every rule.
 	Ordered bool
 	// OrderGapTimeout is how long, with Ordered, a message may wait for
