@@ -166,6 +166,27 @@ type Config struct {
 	// full view with its own, repairing any event the membership dropped.
 	ReconcileInterval time.Duration
 
+	// Ordered makes deliveries from one origin reach the application in
+	// the order the origin broadcast them: a message that comes before an
+	// earlier one of its origin waits for it, at most OrderGapTimeout, and
+	// what is still missing then is given up (Delivery.Skipped says how
+	// many). Forwarding never waits. A restarted origin starts a new
+	// stream; a receiver that joins midway starts at the lowest message
+	// it gets within OrderGapTimeout of the first (at once if that is the
+	// origin's first).
+	// The package documentation (Per-origin order) gives every rule.
+	Ordered bool
+	// OrderGapTimeout is how long, with Ordered, a message may wait for
+	// an earlier one of its origin: the latency a lost message costs the
+	// ones after it. Keep it above the time a lost push takes to recover:
+	// IHaveInterval plus GraftTimeout plus a round trip, and more for a
+	// second try.
+	OrderGapTimeout time.Duration
+	// OrderMaxHeld caps, with Ordered, the messages waiting for an earlier
+	// one, per origin; past it the first hole is given up at once. Memory:
+	// up to MaxOrigins times OrderMaxHeld decoded messages.
+	OrderMaxHeld int
+
 	// Compression is how this node compresses the messages it broadcasts.
 	// What it can read is Options.Compressors.
 	Compression Compression
@@ -237,6 +258,8 @@ func DefaultConfig() Config {
 		PublishQueueBytes:       256 << 10, // 125 ms of a 2 MiB/s link, a quarter of GraftTimeout
 		PublishPendingBytes:     1 << 20,
 		ReconcileInterval:       10 * time.Second,
+		OrderGapTimeout:         2 * time.Second, // a lost push: IHaveInterval + GraftTimeout + a retry, and slack
+		OrderMaxHeld:            256,             // 2.5 s of one origin at 100 msg/s
 	}
 }
 
@@ -252,6 +275,7 @@ func LANConfig() Config {
 	c.GraftRateLimitBurst = 40
 	c.ExchangeInterval = time.Second
 	c.ShuffleInterval = 5 * time.Second // partitions re-merge within seconds
+	c.OrderGapTimeout = time.Second     // IHaveInterval + GraftTimeout + a retry, with room
 	return c
 }
 
@@ -272,6 +296,7 @@ func WANConfig() Config {
 	c.MessageCacheMaxSize = 50_000        // guide: high recovery capability
 	c.ExchangeInterval = 5 * time.Second
 	c.ShuffleInterval = 20 * time.Second                                   // fewer new connections over slow links
+	c.OrderGapTimeout = 5 * time.Second                                    // IHaveInterval + GraftTimeout + retries over slow links
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // guide: wan().with_compression(zstd(3))
 	return c
 }
@@ -407,6 +432,10 @@ func (c *Config) validateEngine(v *validator) {
 		bad("CleanupMaxInterval", "(%v) must be at least CleanupMinInterval (%v)", c.CleanupMaxInterval, c.CleanupMinInterval)
 	}
 	positive("CleanupBatch", c.CleanupBatch)
+	if c.Ordered {
+		positiveDur("OrderGapTimeout", c.OrderGapTimeout)
+		positive("OrderMaxHeld", c.OrderMaxHeld)
+	}
 }
 
 // validateNode is Validate for the fields only the node (New) reads.

@@ -207,6 +207,56 @@
 // exchange's ranges); a version 1 frame is refused with an error naming
 // both versions.
 //
+// # Per-origin order
+//
+// A MessageID is the origin's incarnation and a sequence number that counts
+// its broadcasts from 1 without a hole (a broadcast the node refuses, too
+// large or while busy, takes no number). So per origin and incarnation the
+// sequence is a stream, and a receiver that delivered n knows whether the
+// next message it has is n+1. The engine validates and forwards every
+// message as soon as it arrives, as without order: only the hand-over to the
+// application waits, so one node's hold never slows the tree. The rules:
+//
+//   - A message that is the next of its origin's stream is released at once,
+//     and with it every held message that follows it without a hole.
+//   - A message after a hole is held, at most Config.OrderGapTimeout from
+//     its arrival: then the messages missing before the oldest held one are
+//     given up, and the application is told how many (Delivery.Skipped on
+//     the next message of that origin, EventOrderSkipped). More than
+//     Config.OrderMaxHeld held for one origin gives up the first hole at
+//     once.
+//   - A stream starts at sequence 1 when message 1 is the first to arrive.
+//     A receiver that joins midway (or hears of an origin midway) waits
+//     OrderGapTimeout from the first message of the stream and starts at
+//     the lowest sequence number that arrived by then; what the origin sent
+//     before it is not this receiver's to deliver, and is not counted as
+//     skipped.
+//   - A message older than what the stream has released (its sequence number
+//     below the next expected one, or of an incarnation that the stream has
+//     left) is never delivered: it is dropped and counted (EventOrderStale).
+//   - A new incarnation of an origin (a restart) is a new stream that
+//     follows the old one: its messages wait OrderGapTimeout from the
+//     first of them, while the old incarnation's last messages (late, or
+//     being recovered) are still delivered in order. Then the old stream
+//     ends (what it holds is released, its holes given up, its late
+//     messages are stale from then on) and the new one starts at its
+//     lowest sequence number that arrived. A restart thus costs the new
+//     incarnation's first messages up to OrderGapTimeout, and loses none
+//     of the old one's that arrive in that time.
+//   - Streams are bounded like origin trees: at most Config.MaxOrigins (the
+//     least recently used is released and forgotten), and one that holds
+//     nothing is forgotten when idle for the seen set's TTL, which outlasts
+//     the message cache and the exchange window: no message of it is left
+//     to recover by then. A stream forgotten under MaxOrigins pressure
+//     starts again, as one joined midway: a late message of it could then
+//     follow a later one, so keep MaxOrigins above the active origins.
+//
+// The sequence is only as trustworthy as the origin field: a peer that can
+// get a made-up message past Options.Validate under another origin's name
+// and a far sequence number makes that origin's real messages stale until
+// it restarts. Where that matters, Validate should check the origin's
+// signature.
+//
 // # Trust
 //
 // A frame's sender ID is authenticated where the transport says it

@@ -30,6 +30,12 @@ type EngineOptions[ID comparable] struct {
 	// it is cached or forwarded. Returning false rejects it: it is not
 	// forwarded and a later copy is treated as a duplicate.
 	Deliver func(RawDelivery[ID]) bool
+	// Release, with Config.Ordered, hands accepted messages to the
+	// application in their origins' order (see Release): Deliver then only
+	// accepts or rejects a message, and Release says when the application
+	// may have it, or that it never may (Release.Stale). Every message
+	// Deliver accepts is released exactly once.
+	Release func(Release[ID])
 	// Retrace, if set, is called after a message that arrived with a trace
 	// context was delivered; what it returns is the trace context this node
 	// forwards with the message (nil: none). Without it, the context that
@@ -102,6 +108,7 @@ type Engine[ID comparable] struct {
 	shufAt   time.Time
 	xchgIDs  []MessageID // scratch for exchangeTo
 	stats    counters
+	order    *orderBuf[ID] // Config.Ordered; nil without
 }
 
 // counters are the engine's running totals (see EngineStats).
@@ -285,6 +292,13 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
+	}
+	if cfg.Ordered {
+		release := o.Release
+		if release == nil {
+			release = func(Release[ID]) {}
+		}
+		e.order = newOrderBuf(&e.cfg, release, e.emit)
 	}
 	return e, nil
 }
@@ -783,6 +797,9 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		return
 	}
 	e.emit(Event{Kind: EventDelivered, Message: m.ID, Hops: m.Round, Latency: now.Sub(ts)})
+	if e.order != nil {
+		e.order.offer(now, m.Origin, m.ID)
+	}
 	trace := m.Trace
 	if len(trace) > 0 && e.retrace != nil {
 		trace = e.retrace(rd)
@@ -1186,6 +1203,9 @@ func (e *Engine[ID]) Tick(now time.Time) {
 	if !now.Before(e.sweepAt) {
 		e.sweep(now)
 	}
+	if e.order != nil {
+		e.order.tick(now)
+	}
 }
 
 func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
@@ -1437,6 +1457,9 @@ func (e *Engine[ID]) sweep(now time.Time) {
 			idle++
 		}
 	}
+	if e.order != nil {
+		e.order.sweep(now)
+	}
 	if idle > 0 {
 		e.stats.originsEvicted += uint64(idle)
 		e.emit(Event{Kind: EventOriginEvicted, Count: idle})
@@ -1470,6 +1493,9 @@ func (e *Engine[ID]) NextDeadline() time.Time {
 	earlier(e.xchgAt)
 	earlier(e.shufAt)
 	earlier(e.sweepAt)
+	if e.order != nil {
+		earlier(e.order.nextDeadline())
+	}
 	return t
 }
 
@@ -1697,6 +1723,9 @@ type EngineStats struct {
 	// NacksSent and NacksReceived count grafts that could not be answered
 	// (the message was not cached, or the graft rate limit refused it).
 	NacksSent, NacksReceived uint64
+	// Order is the per-origin ordering buffer's (Config.Ordered; zero
+	// without).
+	Order OrderStats
 }
 
 // Stats returns the engine's current sizes.
@@ -1707,6 +1736,9 @@ func (e *Engine[ID]) Stats() EngineStats {
 		NacksSent: e.stats.nacksSent, NacksReceived: e.stats.nacksReceived}
 	for _, q := range e.lazyQ {
 		s.LazyQueued += len(q.anns)
+	}
+	if e.order != nil {
+		s.Order = e.order.stats()
 	}
 	return s
 }

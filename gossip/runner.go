@@ -106,6 +106,11 @@ type Delivery[ID comparable, M any] struct {
 	// missed that many messages (also counted in Stats.DeliveriesDropped
 	// and reported as EventDeliveryDropped). 0 when nothing was missed.
 	Lagged uint64
+	// Skipped, with Config.Ordered, is how many messages of Origin just
+	// before this one were given up: not recovered within
+	// Config.OrderGapTimeout (or pushed out by Config.OrderMaxHeld). The
+	// application never gets them. 0 when nothing was skipped.
+	Skipped uint64
 }
 
 // Stats is a snapshot of a node.
@@ -159,6 +164,11 @@ type Plumtree[ID comparable, M any] struct {
 	warnedComp [256]bool // compressor IDs already logged as unknown
 	lagged     uint64    // deliveries dropped since the last one delivered
 	flow       flow
+
+	// held, with Config.Ordered: accepted messages the engine has not
+	// released yet (EngineOptions.Release), at most MaxOrigins times
+	// OrderMaxHeld.
+	held map[MessageID]Delivery[ID, M]
 
 	dropped, decodeErrs, sendErrs, stuck atomic.Uint64
 }
@@ -259,6 +269,10 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	eo := EngineOptions[ID]{Self: o.ID, Config: cfg, Seed: seed, Deliver: p.deliver, Observer: o.Observer}
 	if o.Tracer != nil {
 		eo.Retrace = p.retrace
+	}
+	if cfg.Ordered {
+		p.held = make(map[MessageID]Delivery[ID, M])
+		eo.Release = p.release
 	}
 	p.eng, err = newEngine(eo) // cfg validated above
 	if err != nil {
@@ -632,22 +646,49 @@ func (p *Plumtree[ID, M]) deliver(d RawDelivery[ID]) bool {
 			return false
 		}
 	}
+	dl := Delivery[ID, M]{ID: d.ID, Origin: d.Origin, From: d.From, Hops: d.Hops, Timestamp: d.Timestamp, Value: m}
+	if p.held != nil {
+		p.held[d.ID] = dl // until the engine releases it in order
+		return true
+	}
+	p.handOver(dl)
+	return true
+}
+
+// release is the engine's Release hook (Config.Ordered): a held message's
+// turn has come, or it came too late for it.
+func (p *Plumtree[ID, M]) release(r Release[ID]) {
+	dl, ok := p.held[r.ID]
+	if !ok {
+		return
+	}
+	delete(p.held, r.ID)
+	if r.Stale {
+		return
+	}
+	dl.Skipped = r.Skipped
+	p.handOver(dl)
+}
+
+// handOver gives a delivery to the application, or drops it if the
+// application is behind.
+func (p *Plumtree[ID, M]) handOver(dl Delivery[ID, M]) {
+	dl.Lagged = p.lagged
 	select {
-	case p.deliveries <- Delivery[ID, M]{ID: d.ID, Origin: d.Origin, From: d.From, Hops: d.Hops, Timestamp: d.Timestamp, Value: m, Lagged: p.lagged}:
+	case p.deliveries <- dl:
 		p.lagged = 0
 	default:
 		// Never block the protocol on a slow application: count, report,
 		// and tell it with the next delivery it gets (Delivery.Lagged).
 		p.lagged++
 		p.dropped.Add(1)
-		p.emit(Event{Kind: EventDeliveryDropped, Message: d.ID})
+		p.emit(Event{Kind: EventDeliveryDropped, Message: dl.ID})
 		// Checked first: the arguments would allocate even for a logger
 		// that discards, on a path taken once per message under overload.
 		if p.log.Enabled(p.ctx, slog.LevelWarn) {
-			p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", d.ID)
+			p.log.Warn("gossip: delivery buffer full, message dropped for the application", "id", dl.ID)
 		}
 	}
-	return true
 }
 
 func (p *Plumtree[ID, M]) emit(e Event) {

@@ -158,6 +158,14 @@ const (
 	// at or before now (an engine bug). The runner waits stuckBackoff
 	// instead of spinning; Err says which deadline.
 	EventStuckDeadline
+	// EventOrderSkipped (Config.Ordered): Count messages of an origin were
+	// given up, not recovered within OrderGapTimeout (or pushed out by
+	// OrderMaxHeld); Message is the one released after the hole.
+	EventOrderSkipped
+	// EventOrderStale (Config.Ordered): Message came after a later message
+	// of its origin was released, and was dropped instead of delivered out
+	// of order.
+	EventOrderStale
 )
 
 var eventNames = [...]string{
@@ -171,6 +179,7 @@ var eventNames = [...]string{
 	EventSeenEvicted: "seen_evicted", EventDecodeError: "decode_error", EventSendError: "send_error",
 	EventUnknownPeer: "unknown_peer", EventShuffled: "shuffled", EventNackSent: "nack_sent",
 	EventNackReceived: "nack_received", EventOriginEvicted: "origin_evicted", EventStuckDeadline: "stuck_deadline",
+	EventOrderSkipped: "order_skipped", EventOrderStale: "order_stale",
 }
 
 // String is the event's name, as in metrics and logs.

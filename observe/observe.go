@@ -111,6 +111,7 @@ type Observer struct {
 	shuffles                 metric.Int64Counter
 	nacks                    metric.Int64Counter
 	originsEvicted           metric.Int64Counter
+	orderSkipped, orderStale metric.Int64Counter
 	nackSent, nackRecv       attrs
 
 	// Attribute options for the combinations of type and path, built once
@@ -171,6 +172,8 @@ func New(opts ...Option) (*Observer, error) {
 	o.shuffles = counter("plumtree.overlay.shuffles", "{peer}", "Neighbours taken in by overlay maintenance (shuffle, or a returning member).")
 	o.nacks = counter("plumtree.grafts.nacks", "{graft}", "Grafts that could not be answered (not cached, or refused for now), by direction.")
 	o.originsEvicted = counter("plumtree.origins.evicted", "{origin}", "Origin trees forgotten: idle for MessageCacheTTL, or past MaxOrigins.")
+	o.orderSkipped = counter("plumtree.order.skipped", "{message}", "Messages given up by per-origin order (Config.Ordered): not recovered within OrderGapTimeout.")
+	o.orderStale = counter("plumtree.order.stale", "{message}", "Messages dropped by per-origin order (Config.Ordered): they came after a later message of their origin was delivered.")
 	o.nackSent = o.withAttrs(attribute.String("direction", "sent"))
 	o.nackRecv = o.withAttrs(attribute.String("direction", "received"))
 	var err error
@@ -313,6 +316,10 @@ func (o *Observer) Observe(e gossip.Event) {
 		o.nacks.Add(ctx, 1, o.nackRecv.add...)
 	case gossip.EventOriginEvicted:
 		o.originsEvicted.Add(ctx, int64(e.Count), o.opt.add...)
+	case gossip.EventOrderSkipped:
+		o.orderSkipped.Add(ctx, int64(e.Count), o.opt.add...)
+	case gossip.EventOrderStale:
+		o.orderStale.Add(ctx, 1, o.opt.add...)
 	}
 }
 

@@ -198,6 +198,8 @@ func TestObserveEveryKind(t *testing.T) {
 		gossip.EventNackSent:         {"plumtree.grafts.nacks 1 direction=sent"},
 		gossip.EventNackReceived:     {"plumtree.grafts.nacks 1 direction=received"},
 		gossip.EventOriginEvicted:    {"plumtree.origins.evicted 3"},
+		gossip.EventOrderSkipped:     {"plumtree.order.skipped 3"},
+		gossip.EventOrderStale:       {"plumtree.order.stale 1"},
 	}
 	for k := gossip.EventKind(0); k < 64; k++ {
 		o.Observe(gossip.Event{Kind: k, Type: gossip.KindIHave, Path: transport.PathDatagram, Count: 3, Bytes: 10, Hops: 4, Latency: 250 * time.Millisecond})
