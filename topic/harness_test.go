@@ -23,6 +23,7 @@ type wireCount struct {
 	mu    sync.Mutex
 	bytes map[string]map[uint64]uint64 // to → tag → bytes
 	ctl   uint64                       // control frame bytes
+	last  map[string]map[uint64]time.Time
 }
 
 func (w *wireCount) add(to string, b []byte) {
@@ -42,6 +43,17 @@ func (w *wireCount) add(to string, b []byte) {
 		w.bytes[to] = m
 	}
 	m[tag] += uint64(len(b))
+	if w.last[to] == nil {
+		w.last[to] = map[uint64]time.Time{}
+	}
+	w.last[to][tag] = time.Now()
+}
+
+// lastAt is when the last topic frame with tag was sent to to.
+func (w *wireCount) lastAt(to string, tag uint64) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[to][tag]
 }
 
 func (w *wireCount) get(to string, tag uint64) uint64 {
@@ -157,7 +169,7 @@ func newCluster(t *testing.T, n, topics int, cfg gossip.Config, netCfg mem.Confi
 	t.Helper()
 	t.Logf("seed %d", seed)
 	netCfg.Seed = seed
-	c := &cluster{t: t, net: mem.NewNetwork(netCfg), w: &wireCount{bytes: map[string]map[uint64]uint64{}},
+	c := &cluster{t: t, net: mem.NewNetwork(netCfg), w: &wireCount{bytes: map[string]map[uint64]uint64{}, last: map[string]map[uint64]time.Time{}},
 		cfg: cfg, rng: rand.New(rand.NewPCG(seed, 7)), seed: seed}
 	for i := range topics {
 		c.names = append(c.names, fmt.Sprintf("topic-%03d", i))
@@ -199,9 +211,15 @@ func (c *cluster) close() {
 // subscribe subscribes node i to topic k.
 func (c *cluster) subscribe(i, k int) *Topic[string, []byte] {
 	c.t.Helper()
+	return c.subscribeWith(i, k, false)
+}
+
+// subscribeWith subscribes node i to topic k, with Options.Backfill.
+func (c *cluster) subscribeWith(i, k int, backfill bool) *Topic[string, []byte] {
+	c.t.Helper()
 	nd := c.nodes[i]
 	tp, err := Subscribe(nd.host, c.names[k], c.cfg, Options[string, []byte]{
-		Codec: codec.Bytes(), Observer: c.tallies[k],
+		Codec: codec.Bytes(), Observer: c.tallies[k], Backfill: backfill,
 		OnDeliver: func(d gossip.Delivery[string, []byte]) {
 			nd.mu.Lock()
 			nd.got[d.ID]++

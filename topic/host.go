@@ -117,7 +117,7 @@ type Host[ID comparable] struct {
 	ctrl    chan control
 
 	refusedTopic, refusedMalformed, refusedSender, refusedBytes atomic.Uint64
-	annSent, annRecv, annErrs, viewDropped                     atomic.Uint64
+	annSent, annRecv, annErrs, viewDropped                      atomic.Uint64
 }
 
 // entry is one local subscription.

@@ -3,6 +3,7 @@ package topic
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/plumtree-go/plumtree/codec"
 	"github.com/plumtree-go/plumtree/compressor"
@@ -19,6 +20,15 @@ type Options[ID comparable, M any] struct {
 	// OnDeliver, if set, is called for each delivered message; otherwise
 	// read Deliveries.
 	OnDeliver func(gossip.Delivery[ID, M])
+	// Backfill asks for what the topic's other subscribers still cache
+	// from before this node subscribed: their periodic exchange
+	// (gossip.Config.ExchangeInterval, ExchangeWindow) offers it, and the
+	// node recovers it by grafts. Without Backfill those messages are
+	// recovered all the same (the node then relays them) but not delivered:
+	// a delivery whose origin timestamp is before the subscription is
+	// dropped and counted (Topic.Skipped). The line is drawn with the
+	// origin's clock against this node's, so clock skew blurs it.
+	Backfill bool
 	// Validate, if set, is called before a message is delivered or
 	// forwarded.
 	Validate func(from ID, m M) error
@@ -45,6 +55,10 @@ type Topic[ID comparable, M any] struct {
 	host  *Host[ID]
 	entry *entry[ID]
 	once  sync.Once
+
+	deliveries chan gossip.Delivery[ID, M] // nil with Options.OnDeliver
+	done       chan struct{}               // closed by Close, before the Plumtree stops
+	skipped    atomic.Uint64
 }
 
 // Subscribe joins the topic name on h: it starts a Plumtree for the topic,
@@ -64,9 +78,31 @@ func Subscribe[ID comparable, M any](h *Host[ID], name string, cfg gossip.Config
 		return nil, err
 	}
 	tag := Tag(name)
+	t := &Topic[ID, M]{name: name, tag: tag, host: h, entry: e, done: make(chan struct{})}
+	since := h.clock.Now()
+	onDeliver := o.OnDeliver
+	if onDeliver == nil {
+		t.deliveries = make(chan gossip.Delivery[ID, M], cfg.DeliveryBuffer)
+		onDeliver = func(d gossip.Delivery[ID, M]) {
+			select {
+			case t.deliveries <- d:
+			case <-t.done:
+			}
+		}
+	}
+	deliver := onDeliver
+	if !o.Backfill {
+		deliver = func(d gossip.Delivery[ID, M]) {
+			if d.Timestamp.Before(since) {
+				t.skipped.Add(1)
+				return
+			}
+			onDeliver(d)
+		}
+	}
 	p, err := gossip.New(cfg, gossip.Options[ID, M]{
 		ID: h.o.ID, Transport: e.vt.asTransport(), Membership: e.view, Codec: o.Codec, IDCodec: h.idc,
-		Compressor: o.Compressor, Compressors: o.Compressors, OnDeliver: o.OnDeliver, Validate: o.Validate,
+		Compressor: o.Compressor, Compressors: o.Compressors, OnDeliver: deliver, Validate: o.Validate,
 		Authenticate: o.Authenticate, Tracer: o.Tracer, Clock: h.clock, Observer: o.Observer,
 		Logger: h.log.With("topic", name), Seed: h.seed ^ tag,
 	})
@@ -74,8 +110,15 @@ func Subscribe[ID comparable, M any](h *Host[ID], name string, cfg gossip.Config
 		h.unregister(tag, e)
 		return nil, fmt.Errorf("topic %q: %w", name, err)
 	}
-	t := &Topic[ID, M]{Plumtree: p, name: name, tag: tag, host: h, entry: e}
+	t.Plumtree = p
+	h.mu.Lock()
+	closed := h.closed
 	e.close = t.Close
+	h.mu.Unlock()
+	if closed { // Host.Close ran meanwhile and could not close this one
+		t.Close()
+		return nil, ErrHostClosed
+	}
 	return t, nil
 }
 
@@ -90,12 +133,24 @@ func (t *Topic[ID, M]) Tag() uint64 { return t.tag }
 // included in the bytes), as observe.WatchTransport takes it.
 func (t *Topic[ID, M]) Transport() transport.StatsReporter { return t.entry.vt }
 
+// Deliveries returns the channel of delivered messages (nil when
+// Options.OnDeliver is set). It is closed by Close.
+func (t *Topic[ID, M]) Deliveries() <-chan gossip.Delivery[ID, M] { return t.deliveries }
+
+// Skipped counts the deliveries dropped because the message was broadcast
+// before this node subscribed (see Options.Backfill).
+func (t *Topic[ID, M]) Skipped() uint64 { return t.skipped.Load() }
+
 // Close unsubscribes: it stops the topic's Plumtree and waits for it, and
 // announces the change. Frames of the topic that still arrive are refused
 // and counted (HostStats.RefusedUnknownTopic). It is idempotent.
 func (t *Topic[ID, M]) Close() error {
 	t.once.Do(func() {
+		close(t.done)
 		t.Plumtree.Close()
+		if t.deliveries != nil {
+			close(t.deliveries)
+		}
 		t.host.unregister(t.tag, t.entry)
 	})
 	return nil
