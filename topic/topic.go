@@ -82,7 +82,9 @@ func Subscribe[ID comparable, M any](h *Host[ID], name string, cfg gossip.Config
 	since := h.clock.Now()
 	onDeliver := o.OnDeliver
 	if onDeliver == nil {
-		t.deliveries = make(chan gossip.Delivery[ID, M], cfg.DeliveryBuffer)
+		// Unbuffered: the Plumtree's own buffer (Config.DeliveryBuffer)
+		// holds what the application has not read yet.
+		t.deliveries = make(chan gossip.Delivery[ID, M])
 		onDeliver = func(d gossip.Delivery[ID, M]) {
 			select {
 			case t.deliveries <- d:

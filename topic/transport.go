@@ -10,7 +10,7 @@ import (
 )
 
 // recvQueue is the receive buffer of a topic's transport, per path.
-const recvQueue = 1024
+const recvQueue = 256
 
 // vtransport is the transport a topic's Plumtree runs on: the host's real
 // transport, with the topic's tag before every frame it sends and only the

@@ -6,7 +6,7 @@ import "github.com/plumtree-go/plumtree/membership"
 // whose reader falls behind drops events (counted in
 // HostStats.ViewEventsDropped); the topic's Plumtree reconciles with
 // Members every Config.ReconcileInterval.
-const viewEvents = 1024
+const viewEvents = 128
 
 // view is a topic's membership: the members that announced the topic, with
 // Join and Leave events as they subscribe and unsubscribe (and Fail when a
