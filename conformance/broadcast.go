@@ -13,10 +13,10 @@ import (
 	"github.com/plumtree-go/plumtree/transport"
 )
 
-var broadcastSubtests = []Subtest{
+var broadcastSubtests = append([]Subtest{
 	{"every-node-once", "In a cluster of 10 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
 	{"node-leaves", "When one node of 10 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
-}
+}, topicSubtests...)
 
 // BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
 func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubtests...) }
@@ -128,6 +128,7 @@ func testBroadcast(t tT, mk MakeNetwork, opts []Option) {
 		}
 		bc.waitAll(rest)
 	})
+	testBroadcastTopics(t, s, mk) // broadcast_topics.go
 }
 
 // sizes are the payload sizes each node broadcasts: small ones, and on a
