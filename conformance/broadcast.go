@@ -24,7 +24,9 @@ func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubt
 // TestBroadcast runs small clusters of gossip nodes (gossip.LANConfig, a
 // static membership) over transports from mk and checks delivery end to
 // end. It proves that a transport works with the protocol, not only with
-// TestTransport.
+// TestTransport. Its topics-* rules run package topic's hosts over the
+// transport: several topics on one transport per node, each delivered to
+// its subscribers only.
 func TestBroadcast(t *testing.T, mk MakeNetwork, opts ...Option) {
 	t.Helper()
 	testBroadcast(stdT{t}, mk, opts)
