@@ -384,10 +384,17 @@ func (h *Host[ID]) routeOne(m transport.Message) {
 	}
 }
 
+// refuse counts a frame refused as malformed and logs it: at Warn the
+// 1st, 2nd, 4th, 8th... time (a peer sending garbage does not flood the
+// log), at Debug otherwise.
 func (h *Host[ID]) refuse(c *atomic.Uint64, n int, args ...any) {
-	c.Add(1)
+	k := c.Add(1)
 	h.refusedBytes.Add(uint64(n))
-	h.log.Warn("topic: refused a frame", args...)
+	if k&(k-1) == 0 {
+		h.log.Warn("topic: refused a frame", append(args, "refused", k)...)
+	} else {
+		h.log.Debug("topic: refused a frame", args...)
+	}
 }
 
 func (h *Host[ID]) loop() {
