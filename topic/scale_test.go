@@ -31,7 +31,7 @@ func TestThousandTopics(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		for i, nd := range c.nodes {
+		for _, nd := range c.nodes {
 			s := nd.host.Stats()
 			if want := (nodes - 1) * perNode; s.Subscriptions != want {
 				t.Errorf("%s knows %d subscriptions of others, want %d", nd.id, s.Subscriptions, want)
@@ -39,7 +39,6 @@ func TestThousandTopics(t *testing.T) {
 			if s.AnnounceErrors != 0 {
 				t.Errorf("%s: %d announcements refused by the transport", nd.id, s.AnnounceErrors)
 			}
-			_ = i
 		}
 		c.w.mu.Lock()
 		ctl := c.w.ctl
