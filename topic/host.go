@@ -68,7 +68,8 @@ type HostStats struct {
 	// Refused counts frames refused at the host: a tag this host does not
 	// subscribe to (RefusedUnknownTopic), or an unreadable host prefix or
 	// control frame (RefusedMalformed), or an announcement from a node that
-	// is not a member (RefusedUnknownSender). RefusedBytes is their bytes.
+	// is not a member or that came from another address than the member's
+	// (RefusedUnknownSender). RefusedBytes is their bytes.
 	RefusedUnknownTopic, RefusedMalformed, RefusedUnknownSender uint64
 	RefusedBytes                                                uint64
 	// AnnouncementsSent and AnnouncementsReceived count control frames.
@@ -135,7 +136,8 @@ type remoteSet struct {
 }
 
 type control struct {
-	a *announcement
+	a    *announcement
+	from string // the transport address it came from
 }
 
 // NewHost starts a host.
@@ -358,7 +360,7 @@ func (h *Host[ID]) routeOne(m transport.Message) {
 		}
 		h.annRecv.Add(1)
 		select {
-		case h.ctrl <- control{a: a}:
+		case h.ctrl <- control{a: a, from: m.From}:
 		case <-h.stop:
 		}
 		return
@@ -434,7 +436,7 @@ func (h *Host[ID]) loop() {
 			}
 			h.onMembership(ev)
 		case c := <-h.ctrl:
-			h.onAnnouncement(c.a)
+			h.onAnnouncement(c.a, c.from)
 		}
 	}
 }
@@ -596,7 +598,10 @@ func (h *Host[ID]) onMembership(ev membership.Event[ID]) {
 	}
 }
 
-func (h *Host[ID]) onAnnouncement(a *announcement) {
+// onAnnouncement takes a member's set. It must come from the member's own
+// address (transport.Message.From), so that a node cannot announce, or
+// withdraw, subscriptions in another member's name.
+func (h *Host[ID]) onAnnouncement(a *announcement, from string) {
 	id, err := h.idc.Decode(a.sender)
 	if err != nil {
 		h.refuse(&h.refusedMalformed, len(a.sender), "err", fmt.Errorf("announcement sender: %w", err))
@@ -607,10 +612,10 @@ func (h *Host[ID]) onAnnouncement(a *announcement) {
 	}
 	h.mu.Lock()
 	m, known := h.members[id]
-	if !known {
+	if !known || m.Addr != from {
 		h.mu.Unlock()
 		h.refusedSender.Add(1)
-		h.log.Debug("topic: announcement from a node that is not a member", "id", id)
+		h.log.Debug("topic: announcement from a node that is not a member, or not from its address", "id", id, "from", from)
 		return
 	}
 	rs := h.remote[id]

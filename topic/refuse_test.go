@@ -18,7 +18,7 @@ import (
 // never delivered and never a panic: too short for the prefix, an unknown
 // host version, a tag this host does not subscribe to (on either path), a
 // malformed control frame, an announcement from a node that is not a
-// member.
+// member, or in a member's name from another address.
 func TestRefusedFrames(t *testing.T) {
 	watchdog.Test(t, func(t *testing.T) {
 		net := mem.NewNetwork(mem.Config{})
@@ -32,7 +32,7 @@ func TestRefusedFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer evil.Close()
-		ms := static.New(membership.Member[string]{ID: "a", Addr: "a"})
+		ms := static.New(membership.Member[string]{ID: "a", Addr: "a"}, membership.Member[string]{ID: "b", Addr: "b"})
 		defer ms.Close()
 		h, err := NewHost(HostOptions[string]{ID: "a", Transport: tr, Membership: ms})
 		if err != nil {
@@ -58,17 +58,18 @@ func TestRefusedFrames(t *testing.T) {
 		send(append(appendPrefix(nil, controlTag), 9, 0))                   // unknown control kind
 		send(append(appendPrefix(nil, controlTag), ctlAnnounce, 0, 200, 1)) // sender longer than the frame
 		bad := appendAnnouncement(nil, &announcement{sender: []byte("evil"), incarnation: 1, version: 1, tags: []uint64{Tag("known")}})
-		send(bad[:len(bad)-3]) // truncated tag list
-		send(bad)              // a well-formed announcement from a non-member
+		send(bad[:len(bad)-3])                                                                                                      // truncated tag list
+		send(bad)                                                                                                                   // a well-formed announcement from a non-member
+		send(appendAnnouncement(nil, &announcement{sender: []byte("b"), incarnation: 1, version: 1, tags: []uint64{Tag("known")}})) // in b's name, from evil's address
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		s := h.Stats()
-		if s.RefusedMalformed != 5 || s.RefusedUnknownTopic != 2 || s.RefusedUnknownSender != 1 {
-			t.Errorf("refused: malformed %d (want 5), unknown topic %d (want 2), unknown sender %d (want 1)",
+		if s.RefusedMalformed != 5 || s.RefusedUnknownTopic != 2 || s.RefusedUnknownSender != 2 {
+			t.Errorf("refused: malformed %d (want 5), unknown topic %d (want 2), unknown sender %d (want 2)",
 				s.RefusedMalformed, s.RefusedUnknownTopic, s.RefusedUnknownSender)
 		}
 		if subs := h.Subscribers("known"); len(subs) != 0 {
-			t.Errorf("the non-member's announcement was taken: subscribers %v", subs)
+			t.Errorf("a forged announcement was taken: subscribers %v", subs)
 		}
 		select {
 		case d := <-tp.Deliveries():
