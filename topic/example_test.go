@@ -35,13 +35,21 @@ func Example() {
 		}
 		hosts, prices = append(hosts, h), append(prices, p)
 	}
-	for len(hosts[0].Subscribers("prices")) == 0 { // the subscription announcement is on its way
+	for start := time.Now(); len(hosts[0].Subscribers("prices")) == 0; { // the announcement is on its way
+		if time.Since(start) > 10*time.Second {
+			panic("a never learnt that b subscribes to prices")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	if _, err := prices[0].Broadcast(context.Background(), "widget 4.25"); err != nil {
 		panic(err)
 	}
-	d := <-prices[1].Deliveries()
+	var d gossip.Delivery[string, string]
+	select {
+	case d = <-prices[1].Deliveries():
+	case <-time.After(10 * time.Second):
+		panic("b did not deliver the broadcast")
+	}
 	fmt.Printf("b got %q from %s on %s\n", d.Value, d.Origin, prices[1].Name())
 	// Output: b got "widget 4.25" from a on prices
 }
