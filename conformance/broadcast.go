@@ -12,10 +12,10 @@ import (
 	"github.com/plumtree-go/plumtree/transport"
 )
 
-var broadcastSubtests = []Subtest{
+var broadcastSubtests = append([]Subtest{
 	{"every-node-once", "In a cluster of 10 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
 	{"node-leaves", "When one node of 10 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
-}
+}, topicSubtests...)
 
 // BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
 func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubtests...) }
@@ -33,7 +33,9 @@ type BroadcastMembership interface {
 
 // TestBroadcast runs small clusters of gossip nodes (gossip.LANConfig)
 // over transports from mk and checks delivery end to end. It proves that a
-// transport works with the protocol, not only with TestTransport.
+// transport works with the protocol, not only with TestTransport. Its
+// topics-* rules run package topic's hosts over the transport: several
+// topics on one transport per node, each delivered to its subscribers only.
 //
 // newMembership gives each node its membership, holding every member of
 // the cluster; static.New[string] of package membership/static does:
@@ -144,6 +146,7 @@ func testBroadcast(t tT, mk MakeNetwork, newMembership func([]membership.Member[
 		}
 		bc.waitAll(rest)
 	})
+	testBroadcastTopics(t, s, mk, newMembership) // broadcast_topics.go
 }
 
 // sizes are the payload sizes each node broadcasts: small ones, and on a

@@ -41,7 +41,7 @@
 //     reason the output shows.
 //   - TestBroadcast runs small clusters of this library's own nodes over the
 //     transport: what proves that an adapter works with the protocol, not
-//     only with the suite.
+//     only with the suite. It covers topics (package topic) too.
 //
 // The Check functions run the same rules outside `go test` and return the
 // rules broken. A panic in any call the suite makes on an adapter is

@@ -65,6 +65,17 @@ func WithAttributes(attrs ...attribute.KeyValue) Option {
 	return func(c *config) { c.attrs = append(c.attrs, attrs...) }
 }
 
+// TopicAttribute is the attribute WithTopic adds.
+const TopicAttribute = "plumtree.topic"
+
+// WithTopic adds the attribute plumtree.topic=name to every measurement:
+// make one Observer per topic (package topic) and pass it as the topic's
+// Options.Observer. Topic names are the application's own, so the
+// attribute stays bounded; never make one from data off the network.
+func WithTopic(name string) Option {
+	return WithAttributes(attribute.String(TopicAttribute, name))
+}
+
 func newConfig(opts []Option) config {
 	var c config
 	for _, o := range opts {

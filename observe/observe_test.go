@@ -226,3 +226,23 @@ func TestObserveEveryKind(t *testing.T) {
 	}
 	stop()
 }
+
+// WithTopic puts the topic on every measurement of the observer.
+func TestWithTopic(t *testing.T) {
+	r := &recorder{}
+	o, err := New(WithMeterProvider(r), WithTopic("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Observe(gossip.Event{Kind: gossip.EventSent, Type: gossip.KindGossip, Path: transport.PathStream, Bytes: 10})
+	o.Observe(gossip.Event{Kind: gossip.EventDuplicate})
+	got := r.take()
+	want := []string{
+		"plumtree.messages.sent 1 path=stream plumtree.topic=orders type=gossip",
+		"plumtree.sent 10 path=stream plumtree.topic=orders type=gossip",
+		"plumtree.messages.duplicate 1 plumtree.topic=orders",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded %q, want %q", got, want)
+	}
+}

@@ -81,6 +81,13 @@
 // failures, joins and link delays come from separate seeded generators, so
 // the two protocols see the same cluster and the same events.
 //
+// # Topics
+//
+// RunTopics simulates package topic: nodes subscribe to topics at random
+// and each topic is a Run of its own among its subscribers (topics share
+// nothing here, since links have no bandwidth); the measures are per
+// topic. Subscription announcements are not simulated.
+//
 // # Not modelled
 //
 // The runner's periodic reconcile with the membership view (membership here

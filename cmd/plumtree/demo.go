@@ -36,6 +36,7 @@ type demoOptions struct {
 	seed               uint64
 	json               bool
 	cpuProfile         string // profiling aid: a CPU profile of the measured phase
+	topics, subscribe  int    // -topics: topics in the cluster; -subscribe: topics per node (demotopics.go)
 }
 
 // report is what the demo measured.
@@ -62,6 +63,11 @@ type report struct {
 	Grafts         int     `json:"grafts"`
 	Prunes         int     `json:"prunes"`
 	Seconds        float64 `json:"seconds"`
+	// With -topics (demotopics.go).
+	Topics        int     `json:"topics,omitempty"`
+	TopicsPerNode int     `json:"topics_per_node,omitempty"`
+	MaxTopicRMR   float64 `json:"max_topic_rmr,omitempty"`
+	RefusedFrames uint64  `json:"refused_frames,omitempty"`
 }
 
 func demo(ctx context.Context, args []string, out, progress io.Writer) error {
@@ -81,7 +87,11 @@ paper measures: reliability, RMR, last delivery hop, latency, wire bytes.`, prog
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed (origins, payloads, peer sampling)")
 	fs.BoolVar(&o.json, "json", false, "write the report as JSON to stdout, instead of the table")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase (after the warm-up) to this file")
+	topicFlags(fs, &o)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkTopicFlags(o); err != nil {
 		return err
 	}
 	if o.nodes < 2 || o.count < 1 || o.size < 1 || o.rate <= 0 {
@@ -119,6 +129,10 @@ paper measures: reliability, RMR, last delivery hop, latency, wire bytes.`, prog
 }
 
 func printReport(w io.Writer, r report) {
+	if r.Topics > 0 {
+		printTopicsReport(w, r)
+		return
+	}
 	fmt.Fprintf(w, "\n%d nodes, %s, %s membership, preset %s, compression %s: %d broadcasts of %d bytes from random origins, after a warm-up\n",
 		r.Nodes, r.Transport, r.Membership, r.Preset, r.Compressor, r.Broadcasts, r.Size)
 	fmt.Fprintf(w, "reliability       %.4f  (%d of %d deliveries)\n", r.Reliability, r.Deliveries, r.Expected)
@@ -326,6 +340,9 @@ func stopCluster(nodes []*demoNode) {
 }
 
 func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, error) {
+	if o.topics > 0 {
+		return runTopicsDemo(ctx, o, progress)
+	}
 	cfg, err := stack.Preset(o.preset)
 	if err != nil {
 		return report{}, err

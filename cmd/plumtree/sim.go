@@ -47,6 +47,8 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	csvOut := fs.String("csv", "", "write one CSV row per protocol and broadcast to this file (- for stdout, instead of the table)")
 	plotDir := fs.String("plot", "", "write reliability.svg, rmr.svg and ldh.svg into this directory")
 	quiet := fs.Bool("q", false, "no progress on stderr")
+	topics := fs.Int("topics", 0, "simulate this many topics (package topic), each node subscribed to -subscribe of them at random; -broadcasts is the total, -warmup per topic (0: 3 per subscriber); scenarios stable and loss")
+	subscribe := fs.Int("subscribe", 10, "with -topics: topics per node")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -81,6 +83,12 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 		PayloadSize: *size, Latency: lat, Jitter: *jitter, Loss: *loss, FailFraction: *fail, FailAt: *failAt,
 		DetectDelay: *detect, ChurnRate: *churn, Seed: *seed,
 		Split: *split, CutAt: *cutAt, CutFor: *cutFor, Watch: *watch, Senders: *senders, Window: *window,
+	}
+	if *topics > 0 {
+		if *warmup == -1 {
+			cfg.Warmup = 0 // the per-topic default
+		}
+		return simTopics(sim.TopicsConfig{Config: cfg, Topics: *topics, PerNode: *subscribe}, *jsonOut, stdout)
 	}
 	if !*quiet {
 		cfg.Progress = progressPrinter(stderr)

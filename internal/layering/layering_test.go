@@ -62,6 +62,7 @@ var layers = map[string]layer{
 	"transport/internal/": support,
 
 	"stack":              above,
+	"topic":              above, // many topics over one transport and membership
 	"conformance":        above,
 	"internal/cli":       above,
 	"internal/promtext":  above,
