@@ -171,6 +171,9 @@ func (s *sim) init() {
 	if cfg.Overlay == OverlayFull {
 		s.target = cfg.Engine.EagerFanout
 	}
+	// A node has at most Nodes-1 neighbours: a cluster smaller than the
+	// fanout links everyone (building the flood graph would not end).
+	s.target = min(s.target, cfg.Nodes-1)
 }
 
 func s0(n int) int { return max(n, 0) }

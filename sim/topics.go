@@ -115,14 +115,6 @@ func RunTopics(tc TopicsConfig) (*TopicsResult, error) {
 			cfg.Warmup = 3 * subs[k]
 		}
 		cfg.Progress = nil
-		if e := *tc.Engine; e.EagerFanout > subs[k]-1 {
-			// The simulator builds its flood graph with EagerFanout
-			// neighbours per node even for Plumtree, and cannot on a
-			// topic with fewer other subscribers; the engine makes them
-			// all eager either way.
-			e.EagerFanout = subs[k] - 1
-			cfg.Engine = &e
-		}
 		r, err := Run(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("sim: topic %d (%d subscribers): %w", k, subs[k], err)

@@ -1,6 +1,10 @@
 package sim
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/plumtree-go/plumtree/internal/watchdog"
+)
 
 // The scale in the simulator: 50 nodes, 100 topics, 10 per node,
 // 1,000 broadcasts over them: every broadcast reaches every subscriber of
@@ -32,4 +36,20 @@ func TestTopicsRejects(t *testing.T) {
 			t.Errorf("RunTopics(%+v) was accepted", tc)
 		}
 	}
+}
+
+// A cluster smaller than the fanout: the flood graph links everyone (it
+// used to look for more neighbours than there are nodes, for ever).
+func TestClusterSmallerThanFanout(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
+		for _, n := range []int{2, 3, 4} {
+			r, err := Run(Config{Nodes: n, Overlay: OverlayFull, Broadcasts: 20, Seed: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := r.Summary; s.ReliabilityMin != 1 {
+				t.Errorf("%d nodes: reliability %v, want 1", n, s.ReliabilityMin)
+			}
+		}
+	})
 }
