@@ -854,11 +854,10 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	} else {
 		limit = min(limit, p.st.MaxFrameSize())
 	}
-	item := wire.IDSize + 5 // an announcement at most
-	if m.Kind == KindExchange {
-		item = wire.PrefixSize + 2*binary.MaxVarintLen64 // a range at most
-	}
-	per := (limit - wire.AnnouncementsHeaderSize(len(p.selfWire))) / item
+	room := limit - wire.AnnouncementsHeaderSize(len(p.selfWire))
+	// A range at most; announcements are sized exactly (wire.FitAnnouncements
+	// counts the prefix once per run of one incarnation).
+	per := room / (wire.PrefixSize + 2*binary.MaxVarintLen64)
 	if per < 1 {
 		p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
 		return
@@ -867,7 +866,11 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	// At least one frame: an empty IHave is a greeting (see Engine.fill).
 	for first := true; first || len(anns) > 0 || len(ranges) > 0; first = false {
 		part := *m
-		n := min(per, len(anns))
+		n := wire.FitAnnouncements(anns, room)
+		if n == 0 && len(anns) > 0 {
+			p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
+			return
+		}
 		part.Announcements = anns[:n]
 		anns = anns[n:]
 		n = min(per, len(ranges))
