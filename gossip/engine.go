@@ -99,15 +99,15 @@ type Engine[ID comparable] struct {
 	rank      map[ID]uint64
 	rankUntil time.Time
 	ranks     []uint64
-	started  bool
-	sweepAt  time.Time
-	sweepGap time.Duration
-	xchgAt   time.Time
-	xchgN    int // exchanges sent: every fourth goes to a member outside the neighbours
-	xchgOff  int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
-	shufAt   time.Time
-	xchgIDs  []MessageID // scratch for exchangeTo
-	stats    counters
+	started   bool
+	sweepAt   time.Time
+	sweepGap  time.Duration
+	xchgAt    time.Time
+	xchgN     int // exchanges sent: every fourth goes to a member outside the neighbours
+	xchgOff   int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
+	shufAt    time.Time
+	xchgIDs   []MessageID // scratch for exchangeTo
+	stats     counters
 }
 
 // counters are the engine's running totals (see EngineStats).
