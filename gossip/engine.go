@@ -93,21 +93,23 @@ type Engine[ID comparable] struct {
 	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
 	outbox   []Send[ID]
 	targets  []ID // scratch for announceTargets, reused so that choosing allocates nothing
+
 	// rank orders the neighbours at random for one IHaveInterval, until
 	// rankUntil: the messages of a window are announced to the same few
 	// (see announceTargets). ranks is announceTargets' scratch.
 	rank      map[ID]uint64
 	rankUntil time.Time
 	ranks     []uint64
-	started   bool
-	sweepAt   time.Time
-	sweepGap  time.Duration
-	xchgAt    time.Time
-	xchgN     int // exchanges sent: every fourth goes to a member outside the neighbours
-	xchgOff   int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
-	shufAt    time.Time
-	xchgIDs   []MessageID // scratch for exchangeTo
-	stats     counters
+
+	started  bool
+	sweepAt  time.Time
+	sweepGap time.Duration
+	xchgAt   time.Time
+	xchgN    int // exchanges sent: every fourth goes to a member outside the neighbours
+	xchgOff  int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
+	shufAt   time.Time
+	xchgIDs  []MessageID // scratch for exchangeTo
+	stats    counters
 }
 
 // counters are the engine's running totals (see EngineStats).
