@@ -137,7 +137,13 @@ type Config struct {
 	// GossipDatagramMaxSize routes a Gossip frame up to this many bytes by
 	// the datagram path and a larger one by the stream path (also limited by
 	// the transport's own datagram size). 0 sends every Gossip by stream.
-	// IHave goes by datagram; Graft, Prune and exchanges by stream.
+	// IHave goes by datagram; Graft, Prune and exchanges by stream. The
+	// presets use 1232 (the UDP transport's default limit, which fits every
+	// IPv4 and IPv6 path), so that a 1 KiB payload with its header (about
+	// 55 bytes with address-length identities) goes in one datagram, except
+	// WANConfig's 1024: a lost datagram there costs a graft across a slow
+	// link. On a network known to carry 1500-byte packets, raise both this
+	// and the transport's limit to 1472 (IPv4) or 1452 (IPv6).
 	GossipDatagramMaxSize int
 
 	// DeliveryBuffer is how many deliveries may wait for the application.
@@ -251,7 +257,7 @@ func DefaultConfig() Config {
 		CleanupMinInterval:      5 * time.Second,  // the guide's CleanupTuner minimum
 		CleanupMaxInterval:      60 * time.Second, // the guide's CleanupTuner maximum
 		CleanupBatch:            4096,
-		GossipDatagramMaxSize:   1024, // small gossip by datagram, as the guide's table
+		GossipDatagramMaxSize:   1232, // the IPv6 minimum MTU less headers: fits any path, and a 1 KiB payload
 		DeliveryBuffer:          1024,
 		SendQueueSize:           1024,
 		SendQueueBytes:          8 << 20,   // eight maximum-size messages
@@ -297,6 +303,7 @@ func WANConfig() Config {
 	c.ExchangeInterval = 5 * time.Second
 	c.ShuffleInterval = 20 * time.Second                                   // fewer new connections over slow links
 	c.OrderGapTimeout = 5 * time.Second                                    // IHaveInterval + GraftTimeout + retries over slow links
+	c.GossipDatagramMaxSize = 1024                                         // a lost datagram costs a graft over a slow link
 	c.Compression = Compression{Algorithm: "zstd", Level: 3, MinSize: 256} // guide: wan().with_compression(zstd(3))
 	return c
 }

@@ -203,9 +203,12 @@
 //     Sweeps run between CleanupMinInterval and CleanupMaxInterval and
 //     remove at most CleanupBatch entries each.
 //
-// The wire format is version 2 (Prune names the origin; Nack; the
-// exchange's ranges); a version 1 frame is refused with an error naming
-// both versions.
+// The wire format is version 3: a message ID goes as its 8-byte
+// incarnation and a varint sequence number (10 bytes for an incarnation's
+// first 16,383 broadcasts, not 16), and an IHave names each incarnation once
+// for a run of its announcements (version 2 added Prune's origin, Nack and
+// the exchange's ranges). A frame of another version is refused with an
+// error naming both versions, and counted as a decode error.
 //
 // # Per-origin order
 //

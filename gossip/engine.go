@@ -99,6 +99,14 @@ type Engine[ID comparable] struct {
 	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
 	outbox   []Send[ID]
 	targets  []ID // scratch for announceTargets, reused so that choosing allocates nothing
+
+	// rank orders the neighbours at random for one IHaveInterval, until
+	// rankUntil: the messages of a window are announced to the same few
+	// (see announceTargets). ranks is announceTargets' scratch.
+	rank      map[ID]uint64
+	rankUntil time.Time
+	ranks     []uint64
+
 	started  bool
 	sweepAt  time.Time
 	sweepGap time.Duration
@@ -289,6 +297,7 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		ihaveRL:     make(map[ID]*ratelimit.Bucket),
 		quiet:       make(map[ID]int),
 		asked:       make(map[ID]time.Time),
+		rank:        make(map[ID]uint64),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -436,35 +445,42 @@ func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], t *originT
 		}
 	}
 	ann := Announcement{ID: id, Round: c.round + 1}
-	for _, p := range e.announceTargets(now, t, from, miss) {
+	for _, p := range e.announceTargets(now, t, c.origin, from, miss) {
 		e.announce(now, p, ann)
 	}
 }
 
 // announceTargets returns the neighbours to announce a message to: those
-// outside its origin's tree that do not have it (not from, not one of
-// miss's announcers), and of them at most LazyFanout, a fresh random choice
-// for each message (0: no cap), except that a neighbour that grafted this
-// node within MessageCacheTTL always gets it, on top of the choice if need
-// be.
+// outside its origin's tree that do not have it (not its origin, not from,
+// not one of miss's announcers), and of them at most LazyFanout, except
+// that a neighbour that grafted this node within MessageCacheTTL always
+// gets it, on top of the choice if need be.
 //
 // Links go both ways, so a node's neighbours include the nodes that picked
 // it: about twice LazyFanout lazy neighbours, each of which would otherwise
 // hear of every message (on 20 nodes with LANConfig, 12.5 announcements
 // per node and message, most of them one datagram each). The paper
 // announces to the lazy part of a small active view; a random LazyFanout of
-// them per message keeps every lazy link in use (any one can repair the
-// tree). But a node that no neighbour pushes to (its eager picks had no
-// room for it) then missed a message whenever none of its neighbours chose
-// it, and waited for the periodic exchange (TestChurn, caps bind: 6 runs in
-// 60 missed a delivery within the settle time); such a node grafts, and a
+// them keeps every lazy link in use (any one can repair the tree). The
+// choice is drawn once per IHaveInterval, not per message: the neighbours
+// get a random order (rank) for the window, and each message goes to the
+// first LazyFanout of those without it, so the messages of one window
+// share a few IHave frames instead of each peer getting its own handful
+// (on 20 nodes at 100 broadcasts/s, per-message choices sent an IHave to
+// nearly every lazy neighbour every window). Over windows every lazy
+// neighbour takes its turn.
+//
+// But a node that no neighbour pushes to (its eager picks had no room for
+// it) then missed a message whenever none of its neighbours chose it, and
+// waited for the periodic exchange (TestChurn, caps bind: 6 runs in 60
+// missed a delivery within the settle time); such a node grafts, and a
 // graft marks the link. The result is valid until the next call.
-func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], from ID, miss *missingMsg[ID]) []ID {
+func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], origin, from ID, miss *missingMsg[ID]) []ID {
 	c := e.targets[:0]
 	asked := 0 // c[:asked] grafted this node recently
 	for _, list := range [2][]ID{e.eager.list, e.lazy.list} {
 		for _, p := range list {
-			if p == from || e.inTree(t, p) || miss.announced(p) {
+			if p == from || p == origin || e.inTree(t, p) || miss.announced(p) {
 				continue
 			}
 			c = append(c, p)
@@ -486,11 +502,32 @@ func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], from ID, 
 	if e.cfg.LazyFanout <= 0 || len(c) <= k {
 		return c
 	}
-	// A partial Fisher-Yates shuffle of the rest: c[asked:k] is a uniform
-	// choice among them.
-	for i := asked; i < k; i++ {
-		j := i + e.rng.IntN(len(c)-i)
-		c[i], c[j] = c[j], c[i]
+	if !now.Before(e.rankUntil) {
+		clear(e.rank)
+		e.rankUntil = now.Add(e.cfg.IHaveInterval)
+	}
+	// The k-asked first of the rest in this window's order: a uniform
+	// choice among them, the same for the window's other messages.
+	rest := c[asked:]
+	r := e.ranks[:0]
+	for _, p := range rest {
+		v, ok := e.rank[p]
+		if !ok {
+			v = e.rng.Uint64()
+			e.rank[p] = v
+		}
+		r = append(r, v)
+	}
+	e.ranks = r
+	for i := range k - asked {
+		best := i
+		for j := i + 1; j < len(rest); j++ {
+			if r[j] < r[best] {
+				best = j
+			}
+		}
+		rest[i], rest[best] = rest[best], rest[i]
+		r[i], r[best] = r[best], r[i]
 	}
 	return c[:k]
 }

@@ -451,16 +451,14 @@ func (p *Plumtree[ID, M]) releaseHeld(now time.Time, all bool) {
 	}
 }
 
-// queueOf returns pr's stream queue, starting its sender on first use.
+// queueOf makes pr's stream queue on first use; wakeSender starts its sender.
 func (p *Plumtree[ID, M]) queueOf(pr *peer) {
 	if pr.queue != nil {
 		return
 	}
 	pr.queue, pr.queued = make(chan *frameBuf, p.cfg.SendQueueSize), new(atomic.Int64)
-	pr.sent = new(atomic.Uint64)
+	pr.sent, pr.running = new(atomic.Uint64), new(atomic.Bool)
 	p.flow.queues = append(p.flow.queues, pr)
-	p.senders.Add(1)
-	go p.streamSender(pr.addr, pr.queue, pr.queued, pr.sent)
 }
 
 // forgetQueue removes pr from the queues flow control looks at.

@@ -235,12 +235,14 @@ func gossipFrame(sender string, size int) (frame []byte, idAt int) {
 }
 
 func setID(frame []byte, at int, i int, tag byte) {
-	id := frame[at : at+wire.IDSize]
+	// On the wire: the 8-byte prefix, then the sequence number as a
+	// uvarint, one byte here (the frame was encoded with sequence 0).
+	id := frame[at : at+wire.PrefixSize+1]
 	clear(id)
 	for j := range 8 {
 		id[j] = byte(i >> (8 * j))
 	}
-	id[15] = tag
+	id[wire.PrefixSize] = tag & 0x7f
 }
 
 // send sends frame from the fake neighbour addr to the node, on the path the

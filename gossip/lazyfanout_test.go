@@ -56,18 +56,18 @@ func announced(t *testing.T, sends []Send[int]) map[MessageID][]int {
 }
 
 // Each message is announced to at most LazyFanout lazy neighbours, a fresh
-// random choice per message, not to every lazy neighbour: a node's lazy set
-// also holds the nodes that picked it, about twice LazyFanout, and
+// random choice per IHaveInterval, not to every lazy neighbour: a node's
+// lazy set also holds the nodes that picked it, about twice LazyFanout, and
 // announcing everything to all of them made IHave the largest cost after
-// the payloads. Over many messages every lazy neighbour hears of some, so
+// the payloads. Over many windows every lazy neighbour hears of some, so
 // every lazy link can still repair the tree.
 func TestAnnouncementsCappedAtLazyFanout(t *testing.T) {
 	pe, cfg := lazyFanoutEngine(t, 1)
 	lazy := pe.e.LazyPeers()
 	const count = 300
 	perPeer := map[int]int{}
-	for range count {
-		id, err := pe.e.Broadcast(t0, Payload{Data: []byte("m")}, nil)
+	for i := range count {
+		id, err := pe.e.Broadcast(t0.Add(time.Duration(i)*cfg.IHaveInterval), Payload{Data: []byte("m")}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,6 +91,61 @@ func TestAnnouncementsCappedAtLazyFanout(t *testing.T) {
 		}
 	}
 	t.Logf("announcements per lazy neighbour over %d messages: %v", count, perPeer)
+}
+
+// The messages of one IHaveInterval go to the same LazyFanout neighbours,
+// so that they share IHave frames: chosen per message, 20 nodes at 100
+// broadcasts/s sent an IHave to nearly every lazy neighbour every window.
+// The next window draws again.
+func TestAnnouncementsChosenPerWindow(t *testing.T) {
+	pe, cfg := lazyFanoutEngine(t, 4)
+	var first []int
+	changed := false
+	for w := range 20 {
+		start := t0.Add(time.Duration(w) * cfg.IHaveInterval)
+		var window []int
+		for i := range 5 {
+			at := start.Add(time.Duration(i) * cfg.IHaveInterval / 10)
+			id, _ := pe.e.Broadcast(at, Payload{Data: []byte("m")}, nil)
+			to := sorted(announced(t, pe.out())[id])
+			if len(to) != cfg.LazyFanout {
+				t.Fatalf("window %d: message announced to %v, want LazyFanout (%d) peers", w, to, cfg.LazyFanout)
+			}
+			if window == nil {
+				window = to
+			} else if !slices.Equal(to, window) {
+				t.Fatalf("window %d: message %d announced to %v, the window's first to %v", w, i, to, window)
+			}
+		}
+		if first == nil {
+			first = window
+		} else if !slices.Equal(window, first) {
+			changed = true
+		}
+	}
+	if !changed {
+		t.Fatalf("20 windows announced to the same peers %v", first)
+	}
+}
+
+// A forwarded message is not announced to its origin, which has it.
+func TestAnnouncementsSkipOrigin(t *testing.T) {
+	pe, _ := lazyFanoutEngine(t, 5)
+	parent := pe.e.EagerPeers()[0]
+	lazy := sorted(pe.e.LazyPeers())
+	for i := range 40 {
+		origin := lazy[i%len(lazy)]
+		var id MessageID
+		id[0], id[1] = byte(i), 0xBB
+		m := gossipMsg(id, 2)
+		m.Origin = origin
+		pe.e.Receive(t0.Add(time.Duration(i)*time.Second), parent, m)
+		for _, p := range announced(t, pe.out())[id] {
+			if p == origin {
+				t.Fatalf("message %d announced to its origin %d", i, origin)
+			}
+		}
+	}
 }
 
 // A forwarded message is announced to at most LazyFanout lazy neighbours
@@ -155,7 +210,8 @@ func TestAnnouncementsToPeerThatGrafted(t *testing.T) {
 	// back in the random choice, and some messages pass it by.
 	skipped := 0
 	for i := range 50 {
-		id, _ := pe.e.Broadcast(t0.Add(cfg.MessageCacheTTL+time.Duration(i)*time.Millisecond), Payload{Data: []byte("late")}, nil)
+		// One message per IHaveInterval: each window draws its own choice.
+		id, _ := pe.e.Broadcast(t0.Add(cfg.MessageCacheTTL+time.Duration(i)*cfg.IHaveInterval), Payload{Data: []byte("late")}, nil)
 		if !slices.Contains(announced(t, pe.out())[id], needy) {
 			skipped++
 		}
@@ -206,7 +262,7 @@ func TestAnnouncementChoiceDeterministicAndFree(t *testing.T) {
 	}
 	pe, _ := lazyFanoutEngine(t, 7)
 	tr := pe.e.tree(t0, pe.e.self)
-	if allocs := testing.AllocsPerRun(100, func() { pe.e.announceTargets(t0, tr, -1, nil) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { pe.e.announceTargets(t0, tr, -2, -1, nil) }); allocs != 0 {
 		t.Fatalf("%v allocations per choice, want 0", allocs)
 	}
 }

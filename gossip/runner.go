@@ -154,6 +154,10 @@ type Plumtree[ID comparable, M any] struct {
 	senders    sync.WaitGroup
 	closeOnce  sync.Once
 
+	// sendersLive and sendersStarted count stream sender goroutines
+	// running and ever started (read by tests).
+	sendersLive, sendersStarted atomic.Int64
+
 	// Owned by the loop.
 	peers      map[ID]*peer
 	byWire     map[string]ID // members by the wire form of their ID
@@ -181,6 +185,10 @@ type peer struct {
 	sent   *atomic.Uint64 // frames the sender goroutine has taken off queue and sent
 	queues uint64         // frames put on queue (owned by the loop)
 	gone   bool           // dropped: its queue is closed (owned by the loop)
+
+	// running is true while a sender goroutine drains queue; it exits when
+	// the queue is empty, and the next frame queued starts another.
+	running *atomic.Bool
 }
 
 type gossipKey struct {
@@ -546,6 +554,7 @@ func (p *Plumtree[ID, M]) dropPeer(id ID) {
 	}
 	if pr.queue != nil {
 		close(pr.queue)
+		p.wakeSender(pr) // to drain what is queued
 		p.forgetQueue(pr)
 		p.flow.wantRoom.Store(true)
 		select {
@@ -881,11 +890,10 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	} else {
 		limit = min(limit, p.st.MaxFrameSize())
 	}
-	item := wire.IDSize + 5 // an announcement at most
-	if m.Kind == KindExchange {
-		item = wire.PrefixSize + 2*binary.MaxVarintLen64 // a range at most
-	}
-	per := (limit - wire.AnnouncementsHeaderSize(len(p.selfWire))) / item
+	room := limit - wire.AnnouncementsHeaderSize(len(p.selfWire))
+	// A range at most; announcements are sized exactly (wire.FitAnnouncements
+	// counts the prefix once per run of one incarnation).
+	per := room / (wire.PrefixSize + 2*binary.MaxVarintLen64)
 	if per < 1 {
 		p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
 		return
@@ -894,7 +902,11 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	// At least one frame: an empty IHave is a greeting (see Engine.fill).
 	for first := true; first || len(anns) > 0 || len(ranges) > 0; first = false {
 		part := *m
-		n := min(per, len(anns))
+		n := wire.FitAnnouncements(anns, room)
+		if n == 0 && len(anns) > 0 {
+			p.sendError(m.Kind, fmt.Errorf("a %s frame does not fit in %d bytes", m.Kind, limit))
+			return
+		}
 		part.Announcements = anns[:n]
 		anns = anns[n:]
 		n = min(per, len(ranges))
@@ -936,6 +948,7 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb
 		fb.retain()
 		select {
 		case pr.queue <- fb:
+			p.wakeSender(pr)
 			pr.queues++
 			if kind == KindGossip {
 				p.notePush(m.ID, pr, pr.queues)
@@ -951,14 +964,44 @@ func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb
 	p.emit(Event{Kind: EventSent, Type: kind, Path: path, Bytes: len(b), Message: m.ID, GraftReply: m.GraftReply})
 }
 
+// wakeSender starts pr's stream sender unless one is running. The loop
+// calls it after queueing a frame (or closing the queue).
+func (p *Plumtree[ID, M]) wakeSender(pr *peer) {
+	if pr.running.CompareAndSwap(false, true) {
+		p.senders.Add(1)
+		p.sendersLive.Add(1)
+		p.sendersStarted.Add(1)
+		go p.streamSender(pr.addr, pr.queue, pr.queued, pr.sent, pr.running)
+	}
+}
+
 // streamSender writes one peer's stream frames in order, so that a slow
-// peer's backpressure never blocks the protocol loop.
-func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan *frameBuf, queued *atomic.Int64, sent *atomic.Uint64) {
+// peer's backpressure never blocks the protocol loop. It exits once the
+// queue is empty (or closed and drained): with payloads up to
+// GossipDatagramMaxSize going by datagram, a peer's stream carries a graft,
+// a prune or an exchange now and then, and a goroutine per peer waiting
+// for them was most of a node's goroutines.
+func (p *Plumtree[ID, M]) streamSender(addr string, q <-chan *frameBuf, queued *atomic.Int64, sent *atomic.Uint64, running *atomic.Bool) {
 	defer p.senders.Done()
-	for fb := range q {
-		p.sendFrame(addr, fb, queued)
-		sent.Add(1)
-		p.flow.signalRoom()
+	defer p.sendersLive.Add(-1)
+	for {
+		select {
+		case fb, ok := <-q:
+			if !ok {
+				return
+			}
+			p.sendFrame(addr, fb, queued)
+			sent.Add(1)
+			p.flow.signalRoom()
+		default:
+			// Idle. A frame queued before the store below finds running
+			// set and relies on this goroutine: look again. One queued
+			// after it starts a sender of its own (wakeSender).
+			running.Store(false)
+			if len(q) == 0 || !running.CompareAndSwap(false, true) {
+				return
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package tcp
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -137,14 +138,17 @@ func (t *Transport) prove(c net.Conn, addr string) error {
 	return err
 }
 
-// startConn installs c as p's connection and starts its writer and reader.
-// p.mu must be held and the transport open.
+// startConn installs c as p's connection and starts its reader; kick
+// starts a writer when frames are queued. p.mu must be held and the
+// transport open.
 func (t *Transport) startConn(p *peer, c net.Conn) {
-	oc := &outConn{c: c, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+	oc := &outConn{c: c}
 	p.conn = oc
 	t.conns.Add(1)
-	t.wg.Add(2)
-	go t.writeLoop(p, oc)
+	if t.cfg.IdleTimeout > 0 {
+		oc.idle = time.AfterFunc(t.cfg.IdleTimeout, func() { t.idleOut(p, oc) })
+	}
+	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		// Nothing is expected from the listener; reading notices at once
@@ -156,6 +160,8 @@ func (t *Transport) startConn(p *peer, c net.Conn) {
 				break
 			}
 		}
-		close(oc.dead)
+		if !t.closed.Load() {
+			t.fail(p, oc, errors.New("connection closed by peer"), 0)
+		}
 	}()
 }

@@ -41,10 +41,13 @@
 // queue is empty). SendFrame copies the frame into the queue and returns; it
 // blocks while the queue is full, until there is room, ctx is done (the
 // error wraps ctx.Err()) or the transport closes (ErrClosed). A frame is
-// queued whole or not at all. One writer goroutine per connection takes the
-// whole queue at a time and writes it with one vectored write (with TLS,
-// coalesced into 16 KiB records), so at most twice the queue bounds are held
-// per peer. A receiver that stops reading Frames stops
+// queued whole or not at all. A writer goroutine takes the whole queue at a
+// time and writes it with one vectored write (with TLS, coalesced into 16
+// KiB records), so at most twice the queue bounds are held per peer. It
+// runs only while the queue holds frames: a SendFrame to an empty queue
+// starts one, and it exits once the queue is empty, so an idle outgoing
+// connection costs one goroutine (the reader that notices its end) and an
+// incoming one one (its read loop). A receiver that stops reading Frames stops
 // its read loop, TCP's flow control fills the socket buffers, the writer
 // blocks, the queue fills and SendFrame blocks: backpressure reaches the
 // sender. WriteTimeout (off by default) gives up on a connection whose

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -61,6 +62,12 @@ type Transport struct {
 	cancel context.CancelFunc
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	// writers counts the writer goroutines running; hookWriterExit, if set
+	// (by tests, before the first send), is told how many are left each
+	// time one exits.
+	writers        atomic.Int64
+	hookWriterExit func(live int64)
 
 	closed atomic.Bool
 	mu     sync.Mutex // guards peers, inbound, idents
@@ -123,11 +130,21 @@ type dialAttempt struct {
 	err  error // set before done is closed
 }
 
-// outConn is a dialed connection and its writer's wake-up signal.
+// outConn is a dialed connection. Its writer goroutine runs only while
+// the peer's queue holds frames (see kick); a reader watches the
+// connection for its whole life.
 type outConn struct {
 	c    net.Conn
-	wake chan struct{} // cap 1
-	dead chan struct{} // closed by the reader when the connection ends
+	idle *time.Timer // retires the connection after IdleTimeout without a writer; nil: never
+
+	// Guarded by the peer's mu.
+	writing bool // a writer goroutine is draining the queue
+	done    bool // failed, retired or closed: nothing more to do
+
+	// Owned by the writer of the moment (handed over under the peer's mu).
+	bw    *bufio.Writer // TLS: one record per batch
+	bufs  net.Buffers
+	spare []*[]byte // the last batch's slice, for the queue to reuse
 }
 
 // Listen opens a TCP listener at addr ("ip:port"; port 0 picks a free port)
@@ -264,10 +281,7 @@ func (t *Transport) SendFrame(ctx context.Context, addr string, b []byte) error 
 			if len(p.q) == 0 || (len(p.q) < t.cfg.SendQueueSize && p.qBytes+len(frame) <= t.cfg.SendQueueBytes) {
 				p.q = append(p.q, fp)
 				p.qBytes += len(frame)
-				select {
-				case p.conn.wake <- struct{}{}:
-				default:
-				}
+				t.kick(p, p.conn)
 				p.mu.Unlock()
 				return nil
 			}
@@ -355,6 +369,10 @@ func (t *Transport) Close() error {
 		for _, p := range peers {
 			p.mu.Lock()
 			if p.conn != nil {
+				p.conn.done = true
+				if p.conn.idle != nil {
+					p.conn.idle.Stop()
+				}
 				p.conn.c.Close()
 				p.conn = nil
 				t.conns.Add(-1)

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"math"
-	"net"
 	"time"
 
 	"github.com/plumtree-go/plumtree/transport/internal/bufpool"
@@ -14,58 +12,76 @@ import (
 
 // The write loop of a connection, and how a failed connection is retired.
 
-// writeLoop drains p's queue into oc until the connection fails, idles out
-// or the transport closes.
+// kick starts oc's writer unless one is running. p.mu must be held, with
+// oc p's connection: Close takes the connection away under p.mu before it
+// waits for the goroutines, so none starts after.
+//
+// The writer exits once the queue is empty. A connection used now and then
+// (a graft, an exchange: payloads mostly go by datagram) then costs one
+// goroutine, its reader, instead of a writer waiting too.
+func (t *Transport) kick(p *peer, oc *outConn) {
+	if oc.writing || oc.done {
+		return
+	}
+	oc.writing = true
+	if oc.idle != nil {
+		oc.idle.Stop()
+	}
+	t.wg.Add(1)
+	t.writers.Add(1)
+	go t.writeLoop(p, oc)
+}
+
+// idleOut retires oc after IdleTimeout without frames; a writer that goes
+// idle arms the timer again.
+func (t *Transport) idleOut(p *peer, oc *outConn) {
+	p.mu.Lock()
+	busy := oc.writing || oc.done || len(p.q) > 0
+	p.mu.Unlock()
+	if !busy {
+		t.retire(p, oc)
+	}
+}
+
+// writeLoop drains p's queue into oc until the queue is empty or the
+// connection fails.
 func (t *Transport) writeLoop(p *peer, oc *outConn) {
 	defer t.wg.Done()
-	var idle *time.Timer
-	var idleC <-chan time.Time
-	if t.cfg.IdleTimeout > 0 {
-		idle = time.NewTimer(t.cfg.IdleTimeout)
-		defer idle.Stop()
-		idleC = idle.C
+	defer func() {
+		live := t.writers.Add(-1)
+		if t.hookWriterExit != nil {
+			t.hookWriterExit(live)
+		}
+	}()
+	if _, ok := oc.c.(*tls.Conn); ok && oc.bw == nil {
+		oc.bw = bufio.NewWriterSize(oc.c, 16<<10) // one TLS record
 	}
-	var bufs net.Buffers
-	var bw *bufio.Writer
-	if _, ok := oc.c.(*tls.Conn); ok {
-		bw = bufio.NewWriterSize(oc.c, 16<<10) // one TLS record
-	}
-	var spare []*[]byte // the last batch's slice, for the queue to reuse
 	for {
 		p.mu.Lock()
 		batch := p.q
-		p.q, p.qBytes = spare, 0
-		spare = nil
+		p.q, p.qBytes = oc.spare, 0
+		oc.spare = nil
 		if p.space != nil {
 			close(p.space)
 			p.space = nil
 		}
-		p.mu.Unlock()
-
 		if len(batch) == 0 {
-			select {
-			case <-oc.wake:
-				continue
-			case <-oc.dead:
-				t.fail(p, oc, errors.New("connection closed by peer"), 0)
-				return
-			case <-t.done:
-				return
-			case <-idleC:
-				if t.retire(p, oc) {
-					return
-				}
-				idle.Reset(t.cfg.IdleTimeout)
-				continue
+			oc.spare = batch
+			oc.writing = false
+			if oc.idle != nil && !oc.done {
+				oc.idle.Reset(t.cfg.IdleTimeout)
 			}
+			p.mu.Unlock()
+			return
 		}
+		p.mu.Unlock()
 
 		if t.cfg.WriteTimeout > 0 {
 			oc.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		}
 		var n int64
 		var err error
-		if bw != nil {
+		if bw := oc.bw; bw != nil {
 			// TLS has no vectored write: coalesce small frames into
 			// full records, one write each.
 			for _, f := range batch {
@@ -80,12 +96,13 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 				n = math.MaxInt64 // all or (on error) nothing counts
 			}
 		} else {
-			bufs = bufs[:0]
+			bufs := oc.bufs[:0]
 			for _, f := range batch {
 				bufs = append(bufs, *f)
 			}
 			n, err = bufs.WriteTo(oc.c)
 			clear(bufs[:cap(bufs)])
+			oc.bufs = bufs[:0]
 		}
 		// Count the frames written whole. Written or lost, none is needed
 		// any more: the buffers go back to the pool.
@@ -103,7 +120,7 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 			bufpool.Put(f)
 			batch[i] = nil
 		}
-		spare = batch[:0]
+		oc.spare = batch[:0]
 		if err != nil {
 			if t.closed.Load() {
 				t.framesDropped.Add(uint64(len(batch) - whole))
@@ -111,9 +128,6 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 			}
 			t.fail(p, oc, err, len(batch)-whole)
 			return
-		}
-		if idle != nil {
-			idle.Reset(t.cfg.IdleTimeout)
 		}
 	}
 }
@@ -123,6 +137,17 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 func (t *Transport) fail(p *peer, oc *outConn, err error, lost int) {
 	oc.c.Close()
 	p.mu.Lock()
+	if oc.done {
+		// Its reader and its writer both noticed, or it was retired
+		// or closed: the first to see it has done the rest.
+		p.mu.Unlock()
+		t.framesDropped.Add(uint64(lost))
+		return
+	}
+	oc.done = true
+	if oc.idle != nil {
+		oc.idle.Stop()
+	}
 	lost += len(p.q)
 	if p.conn == oc {
 		p.conn = nil
@@ -147,9 +172,10 @@ func (t *Transport) retire(p *peer, oc *outConn) bool {
 	defer t.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.q) > 0 {
+	if len(p.q) > 0 || oc.writing || oc.done {
 		return false
 	}
+	oc.done = true
 	if p.conn != oc {
 		return true // Close took it
 	}

@@ -2,14 +2,22 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
 
 func sampleFrames() []Frame {
 	id := [IDSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	small := [IDSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 15: 200} // sequence number 200
+	other := [IDSize]byte{8, 7, 6, 5, 4, 3, 2, 1, 15: 1}
 	return []Frame{
+		{Type: TypeGossip, Sender: []byte("10.0.0.1:7946"), ID: small, Round: 1, Origin: []byte("10.0.0.2:7946"),
+			Timestamp: 1_700_000_000_000_000_000, Payload: make([]byte, 1024)},
+		{Type: TypeIHave, Sender: []byte("node-2"), Announcements: []Announcement{
+			{ID: small, Round: 1}, {ID: id, Round: 2}, {ID: other, Round: 3}, {ID: small, Round: 4}, {ID: other, Round: 5}}},
 		{Type: TypeGossip, Sender: []byte("node-1"), ID: id, Round: 3, Origin: []byte("node-0"),
 			Timestamp: 1_700_000_000_000_000_000, Compressor: 0, Payload: []byte("hello")},
 		{Type: TypeGossip, Sender: []byte("n"), ID: id, Round: 0, Origin: []byte("n"),
@@ -65,7 +73,7 @@ func TestRoundTripEveryType(t *testing.T) {
 
 func TestDecodeRejects(t *testing.T) {
 	good, _ := Append(nil, &sampleFrames()[0])
-	ihave, _ := Append(nil, &sampleFrames()[2])
+	ihave, _ := Append(nil, &sampleFrames()[4])
 	cases := []struct {
 		name string
 		in   []byte
@@ -79,6 +87,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"truncated gossip", good[:len(good)-1], ErrTruncated},
 		{"truncated ihave", ihave[:len(ihave)-3], ErrTruncated},
 		{"version 1", append([]byte{1}, good[1:]...), &VersionError{Version: 1}},
+		{"version 2", append([]byte{2}, good[1:]...), &VersionError{Version: 2}},
+		{"empty announcement group", []byte{Version, byte(TypeIHave), 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0}, ErrMalformed},
+		{"announcement group beyond input", []byte{Version, byte(TypeIHave), 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0x01, 1, 1}, ErrTruncated},
+		{"id cut in its sequence number", []byte{Version, byte(TypeNack), 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x80}, ErrTruncated},
 		{"empty range", func() []byte {
 			b, _ := Append(nil, &Frame{Type: TypeExchange, Sender: []byte("x"), Ranges: []Range{{First: 3, N: 0}}})
 			return b
@@ -91,7 +103,7 @@ func TestDecodeRejects(t *testing.T) {
 			f := sampleFrames()[0]
 			b, _ := Append(nil, &f)
 			// version, type, sender len, sender, id, round, origin len, origin, timestamp varint
-			i := 2 + 1 + len(f.Sender) + IDSize + 1 + 1 + len(f.Origin)
+			i := 2 + 1 + len(f.Sender) + idSize(&f.ID) + 1 + 1 + len(f.Origin)
 			for b[i]&0x80 != 0 {
 				i++
 			}
@@ -140,22 +152,57 @@ func TestDecodeLimits(t *testing.T) {
 	}
 	lim = DefaultLimits
 	lim.MaxAnnouncements = 1
-	b, _ = Append(nil, &sampleFrames()[2])
+	b, _ = Append(nil, &sampleFrames()[4])
 	if err := Decode(b, &Frame{}, lim); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("announcements over the limit: got %v, want ErrTooLarge", err)
 	}
 }
 
-func TestAnnouncementSizes(t *testing.T) {
-	anns := []Announcement{{Round: 0}, {Round: 127}, {Round: 128}, {Round: 1 << 30}}
-	f := Frame{Type: TypeIHave, Sender: []byte("abc"), Announcements: anns}
-	b, _ := Append(nil, &f)
-	sum := 0
-	for _, a := range anns {
-		sum += AnnouncementSize(a)
+// FitAnnouncements must pick the longest prefix of the announcements whose
+// IHave frame fits: never one past the room, and not one fewer than fits.
+func TestFitAnnouncements(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 2000 {
+		anns := make([]Announcement, 1+rng.IntN(60))
+		for i := range anns {
+			anns[i].ID[0] = byte(rng.IntN(3)) // runs of one incarnation, and breaks
+			binary.BigEndian.PutUint64(anns[i].ID[PrefixSize:], rng.Uint64()>>(rng.IntN(64)))
+			anns[i].Round = rng.Uint32() >> rng.IntN(32)
+		}
+		sender := make([]byte, rng.IntN(40))
+		room := rng.IntN(400)
+		n := FitAnnouncements(anns, room)
+		limit := AnnouncementsHeaderSize(len(sender)) + room
+		size := func(k int) int {
+			return Size(&Frame{Type: TypeIHave, Sender: sender, Announcements: anns[:k]})
+		}
+		if size(n) > limit {
+			t.Fatalf("trial %d: %d announcements take %d bytes, limit %d", trial, n, size(n), limit)
+		}
+		// The next one must not fit even with the header's spare count
+		// bytes (AnnouncementsHeaderSize allows 5 for the group count).
+		if n < len(anns) {
+			groupsBytes := uvarintLen(uint64(groups(anns[:n+1])))
+			if size(n+1)-groupsBytes+binary.MaxVarintLen32 <= limit {
+				t.Fatalf("trial %d: FitAnnouncements gave %d, but %d take %d bytes of %d", trial, n, n+1, size(n+1), limit)
+			}
+		}
 	}
-	if max := AnnouncementsHeaderSize(3) + sum; len(b) > max {
-		t.Fatalf("frame is %d bytes, size helpers promise at most %d", len(b), max)
+}
+
+// A 1 KiB payload with loopback addresses as identities must fit the UDP
+// transport's default datagram (1232 bytes) with room to spare, and an
+// announcement of an early message costs a few bytes.
+func TestCompactSizes(t *testing.T) {
+	f := sampleFrames()[0]
+	// Version 2 wrote 1084 bytes: a 16-byte ID.
+	if got := Size(&f); got > 1078 {
+		t.Errorf("a gossip frame of 1024 payload bytes is %d bytes; version 3 writes 1078", got)
+	}
+	anns := sampleFrames()[1].Announcements
+	f = Frame{Type: TypeIHave, Sender: []byte("10.0.0.1:7946"), Announcements: []Announcement{anns[0], anns[0], anns[0]}}
+	if got := Size(&f) - Size(&Frame{Type: TypeIHave, Sender: f.Sender}); got != PrefixSize+1+3*3 {
+		t.Errorf("three announcements of one incarnation take %d bytes, want %d (version 2: 54)", got, PrefixSize+1+3*3)
 	}
 }
 
@@ -167,6 +214,21 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// Version 3's grouped announcements: long runs of one incarnation,
+	// alternating ones, and sequence numbers of every length.
+	var anns []Announcement
+	for i := range 40 {
+		var a Announcement
+		a.ID[0] = byte(i / 10 % 2)
+		binary.BigEndian.PutUint64(a.ID[PrefixSize:], uint64(1)<<(i*3%64))
+		a.Round = uint32(i)
+		anns = append(anns, a)
+	}
+	b, err := Append(nil, &Frame{Type: TypeIHave, Sender: []byte("x"), Announcements: anns})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var fr Frame
 		if err := Decode(in, &fr, DefaultLimits); err != nil {
@@ -196,6 +258,8 @@ func TestSizeIsAppendLength(t *testing.T) {
 	many := make([]Announcement, 300)
 	for i := range many {
 		many[i].Round = uint32(i) << (i % 32)
+		many[i].ID[i%7/3] = byte(i % 5)
+		binary.BigEndian.PutUint64(many[i].ID[PrefixSize:], uint64(i)<<(i%64))
 	}
 	frames = append(frames, Frame{Type: TypeIHave, Sender: []byte("x"), Announcements: many},
 		Frame{Type: TypeExchange}, Frame{Type: TypeIHave})
