@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
@@ -133,18 +132,9 @@ func (p *Plumtree[ID, M]) publish(ctx context.Context, m M, wait bool) (MessageI
 	if err := ctx.Err(); err != nil {
 		return MessageID{}, err
 	}
-	raw, err := p.o.Codec.Append(nil, m)
+	pl, err := p.encodePayload(m)
 	if err != nil {
-		return MessageID{}, fmt.Errorf("gossip: encoding message: %w", err)
-	}
-	if len(raw) > p.cfg.MaxMessageSize {
-		return MessageID{}, &MessageTooLargeError{Size: len(raw), Limit: p.cfg.MaxMessageSize}
-	}
-	pl := Payload{Data: raw}
-	if c := p.comp; c != nil && len(raw) >= p.cfg.Compression.MinSize {
-		if z, err := c.Compress(nil, raw); err == nil && len(z) < len(raw) {
-			pl = Payload{Compressor: c.ID(), Data: z}
-		}
+		return MessageID{}, err
 	}
 	req := &broadcastReq{ctx: ctx, payload: pl, wait: wait, reply: make(chan broadcastResp, 1)}
 	select {
