@@ -12,10 +12,39 @@ import (
 	"github.com/plumtree-go/plumtree/transport"
 )
 
-var broadcastSubtests = append([]Subtest{
-	{"every-node-once", "In a cluster of 10 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."},
-	{"node-leaves", "When one node of 10 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."},
-}, topicSubtests...)
+// broadcastRule is one rule of TestBroadcast: its name and sentence, and
+// the function that checks it on a fresh cluster. testBroadcast runs the
+// rules of broadcastRules, in order, so a rule cannot be listed and not
+// run, or run and not listed.
+type broadcastRule struct {
+	Subtest
+	check func(b *benv)
+}
+
+// benv is what a broadcast rule builds its cluster from.
+type benv struct {
+	c             *caseEnv
+	mk            MakeNetwork
+	newMembership func([]membership.Member[string]) BroadcastMembership
+}
+
+// broadcastRules is TestBroadcast's table: clusters of gossip nodes, then
+// of package topic's hosts (broadcast_topics.go).
+var broadcastRules = []broadcastRule{
+	{Subtest{"every-node-once", "In a cluster of 10 nodes of this library over the transport, every broadcast from every node, small and large, is delivered to every other node exactly once, unchanged."}, ruleEveryNodeOnce},
+	{Subtest{"node-leaves", "When one node of 10 closes and is reported failed, broadcasts from the others still reach every remaining node exactly once."}, ruleNodeLeaves},
+	{Subtest{"topics-subscribers-only", "With 8 nodes of package topic over the transport and two topics of different message types (bytes on nodes 0-5, strings on nodes 3-7), every broadcast of a topic, small and large, is delivered exactly once, unchanged, to every other subscriber of that topic and to no other node; no host is sent a frame of a topic it does not subscribe to."}, ruleTopicsSubscribersOnly},
+	{Subtest{"topics-unsubscribe", "After a node unsubscribes from a topic and the others have learnt it, broadcasts on the topic reach every remaining subscriber exactly once, the node delivers none of them, and its other topic still works."}, ruleTopicsUnsubscribe},
+}
+
+// broadcastSubtests is the names and sentences of broadcastRules.
+var broadcastSubtests = func() []Subtest {
+	st := make([]Subtest, len(broadcastRules))
+	for i, r := range broadcastRules {
+		st[i] = r.Subtest
+	}
+	return st
+}()
 
 // BroadcastSubtests lists the rules TestBroadcast checks, for Skip.
 func BroadcastSubtests() []Subtest { return append([]Subtest(nil), broadcastSubtests...) }
@@ -71,82 +100,91 @@ type bcluster struct {
 func testBroadcast(t tT, mk MakeNetwork, newMembership func([]membership.Member[string]) BroadcastMembership, opts []Option) {
 	t.Helper()
 	s := newSuite(t, "Broadcast", broadcastSubtests, opts)
-	const n = 10
-	start := func(c *caseEnv) *bcluster {
-		c.t.Helper()
-		listen := mk(c.t.std())
-		if listen == nil {
-			c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
-		}
-		e := &tenv{caseEnv: c, listen: listen}
-		bc := &bcluster{c: c, got: make(map[string]map[string]int), sent: make(map[string]string), change: make(chan struct{})}
-		var members []membership.Member[string]
-		for i := range n {
-			tr := e.open("")
-			id := fmt.Sprintf("node-%d", i)
-			bc.nodes = append(bc.nodes, &bnode{id: id, tr: tr})
-			members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
-			bc.got[id] = make(map[string]int)
-		}
-		seed := c.rng.Uint64()
-		for _, bn := range bc.nodes {
-			bn.mem = newMembership(members)
-			c.defer_(bn.mem.Close)
-			node, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
-				ID:         bn.id,
-				Transport:  bn.tr,
-				Membership: bn.mem,
-				Codec:      codec.Bytes(),
-				Seed:       seed,
-				OnDeliver:  bc.deliver(bn.id),
-			})
-			if err != nil {
-				c.t.Fatalf("gossip.New over this transport: %v", err)
-			}
-			bn.node = node
-			// Registered after the transport's close, so it runs first.
-			c.defer_(func() { node.Close() })
-		}
-		return bc
+	for _, r := range broadcastRules {
+		s.run(t, r.Name, func(c *caseEnv) { r.check(&benv{c: c, mk: mk, newMembership: newMembership}) })
 	}
+}
 
-	s.run(t, "every-node-once", func(c *caseEnv) {
-		bc := start(c)
-		// First each node in turn, so that connections open and the tree
-		// forms; then every node and size at once.
-		for _, bn := range bc.nodes {
-			bc.broadcast(bn, 0, 16)
-			bc.waitAll(bc.nodes)
+// broadcastNodes is the size of the gossip clusters.
+const broadcastNodes = 10
+
+// start opens broadcastNodes transports and starts a gossip node on each.
+func (b *benv) start() *bcluster {
+	c, mk, newMembership := b.c, b.mk, b.newMembership
+	c.t.Helper()
+	listen := mk(c.t.std())
+	if listen == nil {
+		c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
+	}
+	e := &tenv{caseEnv: c, listen: listen}
+	bc := &bcluster{c: c, got: make(map[string]map[string]int), sent: make(map[string]string), change: make(chan struct{})}
+	var members []membership.Member[string]
+	for i := range broadcastNodes {
+		tr := e.open("")
+		id := fmt.Sprintf("node-%d", i)
+		bc.nodes = append(bc.nodes, &bnode{id: id, tr: tr})
+		members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
+		bc.got[id] = make(map[string]int)
+	}
+	seed := c.rng.Uint64()
+	for _, bn := range bc.nodes {
+		bn.mem = newMembership(members)
+		c.defer_(bn.mem.Close)
+		node, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+			ID:         bn.id,
+			Transport:  bn.tr,
+			Membership: bn.mem,
+			Codec:      codec.Bytes(),
+			Seed:       seed,
+			OnDeliver:  bc.deliver(bn.id),
+		})
+		if err != nil {
+			c.t.Fatalf("gossip.New over this transport: %v", err)
 		}
-		for round, size := range bc.sizes() {
-			for _, bn := range bc.nodes {
-				bc.broadcast(bn, round+1, size)
-			}
-		}
+		bn.node = node
+		// Registered after the transport's close, so it runs first.
+		c.defer_(func() { node.Close() })
+	}
+	return bc
+}
+
+func ruleEveryNodeOnce(b *benv) {
+	bc := b.start()
+	// First each node in turn, so that connections open and the tree
+	// forms; then every node and size at once.
+	for _, bn := range bc.nodes {
+		bc.broadcast(bn, 0, 16)
 		bc.waitAll(bc.nodes)
-	})
-	s.run(t, "node-leaves", func(c *caseEnv) {
-		bc := start(c)
+	}
+	for round, size := range bc.sizes() {
 		for _, bn := range bc.nodes {
-			bc.broadcast(bn, 0, 100)
+			bc.broadcast(bn, round+1, size)
 		}
-		bc.waitAll(bc.nodes)
-		gone := bc.nodes[n-1]
-		rest := bc.nodes[:n-1]
-		if !c.within("closing a node", func() { gone.node.Close(); gone.tr.Close() }) {
-			return
-		}
+	}
+	bc.waitAll(bc.nodes)
+}
+
+func ruleNodeLeaves(b *benv) {
+	c := b.c
+	bc := b.start()
+	for _, bn := range bc.nodes {
+		bc.broadcast(bn, 0, 100)
+	}
+	bc.waitAll(bc.nodes)
+	gone := bc.nodes[broadcastNodes-1]
+	rest := bc.nodes[:broadcastNodes-1]
+	if !c.within("closing a node", func() { gone.node.Close(); gone.tr.Close() }) {
+		return
+	}
+	for _, bn := range rest {
+		bn.mem.Fail(gone.id)
+	}
+	for round := 1; round <= 3; round++ {
 		for _, bn := range rest {
-			bn.mem.Fail(gone.id)
+			bc.broadcast(bn, round, 200)
 		}
-		for round := 1; round <= 3; round++ {
-			for _, bn := range rest {
-				bc.broadcast(bn, round, 200)
-			}
-		}
-		bc.waitAll(rest)
-	})
-	testBroadcastTopics(t, s, mk, newMembership) // broadcast_topics.go
+	}
+	bc.waitAll(rest)
 }
 
 // sizes are the payload sizes each node broadcasts: small ones, and on a

@@ -14,13 +14,6 @@ import (
 	"github.com/plumtree-go/plumtree/transport"
 )
 
-// topicSubtests are TestBroadcast's rules for package topic: many topics
-// on one transport per node.
-var topicSubtests = []Subtest{
-	{"topics-subscribers-only", "With 8 nodes of package topic over the transport and two topics of different message types (bytes on nodes 0-5, strings on nodes 3-7), every broadcast of a topic, small and large, is delivered exactly once, unchanged, to every other subscriber of that topic and to no other node; no host is sent a frame of a topic it does not subscribe to."},
-	{"topics-unsubscribe", "After a node unsubscribes from a topic and the others have learnt it, broadcasts on the topic reach every remaining subscriber exactly once, the node delivers none of them, and its other topic still works."},
-}
-
 // topicNode is one node of a topics cluster.
 type topicNode struct {
 	id    string
@@ -43,117 +36,122 @@ type topicCluster struct {
 	change chan struct{}
 }
 
-// testBroadcastTopics runs the topic rules of TestBroadcast.
-func testBroadcastTopics(t tT, s *suite, mk MakeNetwork, newMembership func([]membership.Member[string]) BroadcastMembership) {
-	t.Helper()
-	const n = 8
-	inBytes := func(i int) bool { return i <= 5 }
-	inStrings := func(i int) bool { return i >= 3 }
-	start := func(c *caseEnv) *topicCluster {
-		c.t.Helper()
-		listen := mk(c.t.std())
-		if listen == nil {
-			c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
-		}
-		tc := &topicCluster{c: c, got: map[string]map[string]int{}, sent: map[string]string{}, change: make(chan struct{})}
-		var members []membership.Member[string]
-		for i := range n {
-			tr, err := listen("")
-			if err != nil {
-				c.t.Fatalf("listen: %v", err)
-			}
-			if tr == nil {
-				c.t.Fatalf("listen returned a nil transport")
-			}
-			c.atFire(func() { tr.Close() })
-			c.defer_(func() { tr.Close() })
-			id := fmt.Sprintf("node-%d", i)
-			tc.nodes = append(tc.nodes, &topicNode{id: id, tr: tr})
-			members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
-		}
-		seed := c.rng.Uint64()
-		for i, tn := range tc.nodes {
-			tn.mem = newMembership(members)
-			c.defer_(tn.mem.Close)
-			h, err := topic.NewHost(topic.HostOptions[string]{ID: tn.id, Transport: tn.tr, Membership: tn.mem, Seed: seed + uint64(i)})
-			if err != nil {
-				c.t.Fatalf("topic.NewHost over this transport: %v", err)
-			}
-			tn.host = h
-			c.defer_(func() { h.Close() }) // after the transport's close is registered: runs first
-			if inBytes(i) {
-				tn.bytes, err = topic.Subscribe(h, "bytes", gossip.LANConfig(), topic.Options[string, []byte]{
-					Codec: codec.Bytes(), OnDeliver: func(d gossip.Delivery[string, []byte]) { tc.deliver("bytes", tn.id, string(d.Value), d.Origin) }})
-				if err != nil {
-					c.t.Fatalf("topic.Subscribe over this transport: %v", err)
-				}
-			}
-			if inStrings(i) {
-				tn.strs, err = topic.Subscribe(h, "strings", gossip.LANConfig(), topic.Options[string, string]{
-					Codec: codec.String(), OnDeliver: func(d gossip.Delivery[string, string]) { tc.deliver("strings", tn.id, d.Value, d.Origin) }})
-				if err != nil {
-					c.t.Fatalf("topic.Subscribe over this transport: %v", err)
-				}
-			}
-		}
-		tc.waitSubscribers("bytes", tc.subscribers(func(tn *topicNode) bool { return tn.bytes != nil }))
-		tc.waitSubscribers("strings", tc.subscribers(func(tn *topicNode) bool { return tn.strs != nil }))
-		return tc
-	}
+// topicNodes is the size of the topic clusters; inBytes and inStrings say
+// which nodes subscribe to which topic.
+const topicNodes = 8
 
-	s.run(t, "topics-subscribers-only", func(c *caseEnv) {
-		tc := start(c)
-		for round, size := range tc.sizes() {
-			for _, tn := range tc.nodes {
-				if tn.bytes != nil {
-					tc.broadcastBytes(tn, round, size)
-				}
-				if tn.strs != nil {
-					tc.broadcastString(tn, round, size)
-				}
-			}
-			// The first round alone, so that connections open and trees form.
-			if round == 0 {
-				tc.waitAll()
+func inBytes(i int) bool   { return i <= 5 }
+func inStrings(i int) bool { return i >= 3 }
+
+// startTopics opens topicNodes transports and a topic host on each, subscribed to
+// "bytes" (nodes 0-5) and "strings" (nodes 3-7).
+func (b *benv) startTopics() *topicCluster {
+	c, mk, newMembership := b.c, b.mk, b.newMembership
+	c.t.Helper()
+	listen := mk(c.t.std())
+	if listen == nil {
+		c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
+	}
+	tc := &topicCluster{c: c, got: map[string]map[string]int{}, sent: map[string]string{}, change: make(chan struct{})}
+	var members []membership.Member[string]
+	for i := range topicNodes {
+		tr, err := listen("")
+		if err != nil {
+			c.t.Fatalf("listen: %v", err)
+		}
+		if tr == nil {
+			c.t.Fatalf("listen returned a nil transport")
+		}
+		c.atFire(func() { tr.Close() })
+		c.defer_(func() { tr.Close() })
+		id := fmt.Sprintf("node-%d", i)
+		tc.nodes = append(tc.nodes, &topicNode{id: id, tr: tr})
+		members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
+	}
+	seed := c.rng.Uint64()
+	for i, tn := range tc.nodes {
+		tn.mem = newMembership(members)
+		c.defer_(tn.mem.Close)
+		h, err := topic.NewHost(topic.HostOptions[string]{ID: tn.id, Transport: tn.tr, Membership: tn.mem, Seed: seed + uint64(i)})
+		if err != nil {
+			c.t.Fatalf("topic.NewHost over this transport: %v", err)
+		}
+		tn.host = h
+		c.defer_(func() { h.Close() }) // after the transport's close is registered: runs first
+		if inBytes(i) {
+			tn.bytes, err = topic.Subscribe(h, "bytes", gossip.LANConfig(), topic.Options[string, []byte]{
+				Codec: codec.Bytes(), OnDeliver: func(d gossip.Delivery[string, []byte]) { tc.deliver("bytes", tn.id, string(d.Value), d.Origin) }})
+			if err != nil {
+				c.t.Fatalf("topic.Subscribe over this transport: %v", err)
 			}
 		}
-		tc.waitAll()
-		tc.checkRefused(nil)
-	})
-	s.run(t, "topics-unsubscribe", func(c *caseEnv) {
-		tc := start(c)
-		leaver := tc.nodes[4] // on both topics
+		if inStrings(i) {
+			tn.strs, err = topic.Subscribe(h, "strings", gossip.LANConfig(), topic.Options[string, string]{
+				Codec: codec.String(), OnDeliver: func(d gossip.Delivery[string, string]) { tc.deliver("strings", tn.id, d.Value, d.Origin) }})
+			if err != nil {
+				c.t.Fatalf("topic.Subscribe over this transport: %v", err)
+			}
+		}
+	}
+	tc.waitSubscribers("bytes", tc.subscribers(func(tn *topicNode) bool { return tn.bytes != nil }))
+	tc.waitSubscribers("strings", tc.subscribers(func(tn *topicNode) bool { return tn.strs != nil }))
+	return tc
+}
+
+func ruleTopicsSubscribersOnly(b *benv) {
+	tc := b.startTopics()
+	for round, size := range tc.sizes() {
 		for _, tn := range tc.nodes {
 			if tn.bytes != nil {
-				tc.broadcastBytes(tn, 0, 100)
+				tc.broadcastBytes(tn, round, size)
+			}
+			if tn.strs != nil {
+				tc.broadcastString(tn, round, size)
 			}
 		}
-		tc.waitAll()
-		if !c.within("unsubscribing", func() { leaver.bytes.Close() }) {
-			return
+		// The first round alone, so that connections open and trees form.
+		if round == 0 {
+			tc.waitAll()
 		}
-		leaver.bytes = nil
-		tc.waitSubscribers("bytes", tc.subscribers(func(tn *topicNode) bool { return tn.bytes != nil }))
-		// The hosts knew it; their topics' Plumtrees hear it from them at once.
-		if !tc.sleep(50 * time.Millisecond) {
-			c.t.Fatalf("watchdog expired")
+	}
+	tc.waitAll()
+	tc.checkRefused(nil)
+}
+
+func ruleTopicsUnsubscribe(b *benv) {
+	c := b.c
+	tc := b.startTopics()
+	leaver := tc.nodes[4] // on both topics
+	for _, tn := range tc.nodes {
+		if tn.bytes != nil {
+			tc.broadcastBytes(tn, 0, 100)
 		}
-		before := leaver.host.Stats().RefusedUnknownTopic
-		for round := 1; round <= 2; round++ {
-			for _, tn := range tc.nodes {
-				if tn.bytes != nil {
-					tc.broadcastBytes(tn, round, 200)
-				}
-				if tn.strs != nil {
-					tc.broadcastString(tn, round, 200)
-				}
+	}
+	tc.waitAll()
+	if !c.within("unsubscribing", func() { leaver.bytes.Close() }) {
+		return
+	}
+	leaver.bytes = nil
+	tc.waitSubscribers("bytes", tc.subscribers(func(tn *topicNode) bool { return tn.bytes != nil }))
+	// The hosts knew it; their topics' Plumtrees hear it from them at once.
+	if !tc.sleep(50 * time.Millisecond) {
+		c.t.Fatalf("watchdog expired")
+	}
+	before := leaver.host.Stats().RefusedUnknownTopic
+	for round := 1; round <= 2; round++ {
+		for _, tn := range tc.nodes {
+			if tn.bytes != nil {
+				tc.broadcastBytes(tn, round, 200)
+			}
+			if tn.strs != nil {
+				tc.broadcastString(tn, round, 200)
 			}
 		}
-		tc.waitAll()
-		if after := leaver.host.Stats().RefusedUnknownTopic; after != before {
-			c.t.Errorf("%s was sent %d frames of the topic it left, after every other node knew it had left", leaver.id, after-before)
-		}
-	})
+	}
+	tc.waitAll()
+	if after := leaver.host.Stats().RefusedUnknownTopic; after != before {
+		c.t.Errorf("%s was sent %d frames of the topic it left, after every other node knew it had left", leaver.id, after-before)
+	}
 }
 
 func topicOf(key string) string {
