@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,11 +101,16 @@ func TestMixedPresetsReadEachOther(t *testing.T) {
 				}
 			}
 		})})
-	var frame atomic.Int64 // the largest Gossip frame the WAN node sent
+	// The WAN node's Gossip frames. The event comes after the send returns,
+	// so it may come after the LAN node delivered: wait for it.
+	sent := make(chan int, 64)
 	wan := start(t, stack.Config{Name: "wan", Preset: "wan", Join: []string{lan.ClusterAddr()},
 		Observer: gossip.ObserverFunc(func(e gossip.Event) {
-			if e.Kind == gossip.EventSent && e.Type == gossip.KindGossip && int64(e.Bytes) > frame.Load() {
-				frame.Store(int64(e.Bytes))
+			if e.Kind == gossip.EventSent && e.Type == gossip.KindGossip {
+				select {
+				case sent <- e.Bytes:
+				default:
+				}
 			}
 		})})
 	if err := wan.WaitMembers(ctx, 2); err != nil {
@@ -126,8 +130,13 @@ func TestMixedPresetsReadEachOther(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the LAN node delivered nothing within a minute")
 	}
-	if f := frame.Load(); f <= 0 || f >= int64(len(doc)) {
-		t.Fatalf("the WAN node's Gossip frame was %d bytes for a %d-byte document: not compressed", f, len(doc))
+	select {
+	case f := <-sent:
+		if f >= len(doc) {
+			t.Fatalf("the WAN node's Gossip frame was %d bytes for a %d-byte document: not compressed", f, len(doc))
+		}
+	case <-ctx.Done():
+		t.Fatal("the WAN node reported no Gossip frame sent within a minute")
 	}
 	if st, err := lan.Node.Stats(); err != nil || st.DecodeErrors != 0 {
 		t.Fatalf("LAN node stats: %d decode errors (%v)", st.DecodeErrors, err)
