@@ -159,7 +159,13 @@
 // cannot be answered is answered with a Nack: "not here" (not cached: the
 // requester asks the next announcer at once) or "not now, retry after"
 // (rate limited). The first graft goes to the announcer with the fewest
-// hops. A 10 s cut at 100 broadcasts/s between two halves of 20 nodes, the
+// hops, but not to one that refused this node a place in the origin's
+// tree within MessageCacheTTL while another announced the message: a node
+// whose tree for the origin is at MaxEagerPeers answers a graft, then
+// prunes, and the grafter, left without a parent, grafted the origin
+// itself (one hop) for every message, a GraftTimeout late each time
+// (package topic's TestIsolation: quiet-phase grafts in 5 of 32 topic
+// runs, none with this). A 10 s cut at 100 broadcasts/s between two halves of 20 nodes, the
 // membership unaware, is recovered whole 3 s after the heal (11 s with
 // traffic going on).
 //

@@ -97,8 +97,13 @@ type Engine[ID comparable] struct {
 	ihaveRL  map[ID]*ratelimit.Bucket
 	quiet    map[ID]int       // neighbours picked by fill that have sent nothing since: greetings left
 	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
-	outbox   []Send[ID]
-	targets  []ID // scratch for announceTargets, reused so that choosing allocates nothing
+	// refused holds the announcers that answered a graft of an origin's
+	// message but had no room for this node in that origin's tree, and
+	// until when a first graft of the origin's messages goes elsewhere
+	// (see refusedBy).
+	refused map[refusal[ID]]time.Time
+	outbox  []Send[ID]
+	targets []ID // scratch for announceTargets, reused so that choosing allocates nothing
 
 	// rank orders the neighbours at random for one IHaveInterval, until
 	// rankUntil: the messages of a window are announced to the same few
@@ -140,9 +145,14 @@ type originTree[ID comparable] struct {
 	pruned []stamp[ID] // when a Prune for this origin last went to a peer
 	tried  []stamp[ID] // announcers the optimization grafted, and until when it leaves them be
 	window pruneWindow // see mayPrune
-	msgs   int         // messages of the origin seen here, up to youngMsgs+1
-	used   time.Time
-	n      uint64 // creation order
+	// answered holds the peers that answered a graft of one of the
+	// origin's messages here, and when: a Prune from one of them right
+	// after is its refusal to push to this node (see refusedBy).
+	answered []stamp[ID]
+	inc      uint64 // the origin's incarnation, from its last message here
+	msgs     int    // messages of the origin seen here, up to youngMsgs+1
+	used     time.Time
+	n        uint64 // creation order
 }
 
 type stamp[ID comparable] struct {
@@ -174,7 +184,19 @@ func (t *originTree[ID]) forgetPeer(p ID) {
 	t.eager = slices.DeleteFunc(t.eager, func(x ID) bool { return x == p })
 	t.pruned = dropStamp(t.pruned, p)
 	t.tried = dropStamp(t.tried, p)
+	t.answered = dropStamp(t.answered, p)
 }
+
+// refusal names an announcer and the incarnation of an origin whose tree
+// it had no room for this node in. An announcement carries no origin, but
+// its message ID carries the origin's incarnation.
+type refusal[ID comparable] struct {
+	peer ID
+	inc  uint64
+}
+
+// incarnationOf is the incarnation part of a message ID.
+func incarnationOf(id MessageID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
 
 // findStamp returns p's stamp in ss.
 func findStamp[ID comparable](ss []stamp[ID], p ID) (time.Time, bool) {
@@ -297,6 +319,7 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		ihaveRL:     make(map[ID]*ratelimit.Bucket),
 		quiet:       make(map[ID]int),
 		asked:       make(map[ID]time.Time),
+		refused:     make(map[refusal[ID]]time.Time),
 		rank:        make(map[ID]uint64),
 	}
 	if e.deliver == nil {
@@ -790,6 +813,7 @@ func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 			return
 		}
 		if t := e.trees[m.Origin]; t != nil {
+			e.refusedBy(now, t, from)
 			e.cut(t, from)
 		}
 	case KindNack:
@@ -850,6 +874,13 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	e.remember(now, m.ID, c)
 	t := e.tree(now, m.Origin)
 	e.count(t, from)
+	t.inc = incarnationOf(m.ID)
+	if miss != nil && miss.grafted && miss.lastGrafted == from && e.members.has(from) {
+		// Most likely the answer to this node's graft (GraftReply is not on
+		// the wire): see refusedBy. Stamps past GraftTimeout mean nothing.
+		t.answered = slices.DeleteFunc(t.answered, func(s stamp[ID]) bool { return now.Sub(s.at) >= e.cfg.GraftTimeout })
+		t.answered = setStamp(t.answered, from, now)
+	}
 	if t.young() {
 		e.youngRate.add(now)
 	}
@@ -1129,6 +1160,45 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 	}
 }
 
+// refusedBy notes a Prune for t's origin from p. When p answered a graft
+// of one of the origin's messages here within GraftTimeout, the Prune is
+// its refusal of the link (onGraft: its tree for the origin is at
+// MaxEagerPeers), not a duplicate's: p will not push the origin's messages
+// to this node. The first graft of the origin's next missing messages then
+// goes to another announcer, for MessageCacheTTL. Otherwise a node that
+// the tree had lost grafted the announcer with the fewest hops, the origin
+// itself, for every message: answered every time, refused every time, a
+// hole in the tree for good, each message a GraftTimeout late (package
+// topic's TestIsolation, 10 nodes: the origin's tree filled with the nodes
+// that grafted its first message, and the one node that the first
+// messages' prunes of the shared tree had orphaned was refused by it).
+func (e *Engine[ID]) refusedBy(now time.Time, t *originTree[ID], p ID) {
+	at, ok := findStamp(t.answered, p)
+	if !ok {
+		return
+	}
+	t.answered = dropStamp(t.answered, p)
+	if now.Sub(at) >= e.cfg.GraftTimeout {
+		return
+	}
+	if len(e.refused) >= e.cfg.MaxOrigins {
+		e.expireRefusals(now)
+		if len(e.refused) >= e.cfg.MaxOrigins {
+			return // bounded: a refusal not kept costs a refused graft
+		}
+	}
+	e.refused[refusal[ID]{p, t.inc}] = now.Add(e.cfg.MessageCacheTTL)
+}
+
+// expireRefusals forgets the refusals that are over.
+func (e *Engine[ID]) expireRefusals(now time.Time) {
+	for r, until := range e.refused {
+		if !now.Before(until) {
+			delete(e.refused, r)
+		}
+	}
+}
+
 // onGreeting handles a graft that names no message: a member picked this
 // node as an eager neighbour. Links go both ways: it joins the shared
 // tree, and so every origin's tree, as a leaf (a leaf makes no cycle; if
@@ -1269,10 +1339,19 @@ func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
 		// (fewest hops): an orphaned subtree then hangs on the tree where
 		// it is shallow, not wherever an announcement came from first, so
 		// that repairs after failures do not deepen the tree for good.
-		best := -1
+		// Not one that refused this origin's tree recently, if another
+		// announced it: it answers, but this node stays without a parent
+		// for the origin, and would graft it for every message.
+		inc := incarnationOf(t.id)
+		best, bestRefused := -1, false
 		for i, c := range mm.announcers {
-			if !c.exchanged && (best < 0 || c.round < mm.announcers[best].round) {
-				best = i
+			if c.exchanged {
+				continue
+			}
+			until, refused := e.refused[refusal[ID]{c.peer, inc}]
+			refused = refused && now.Before(until)
+			if best < 0 || (bestRefused && !refused) || (refused == bestRefused && c.round < mm.announcers[best].round) {
+				best, bestRefused = i, refused
 			}
 		}
 		if best >= 0 {
@@ -1494,6 +1573,7 @@ func (e *Engine[ID]) sweep(now time.Time) {
 			idle++
 		}
 	}
+	e.expireRefusals(now)
 	if e.order != nil {
 		e.order.sweep(now)
 	}
@@ -1622,6 +1702,11 @@ func (e *Engine[ID]) PeerDown(now time.Time, id ID) {
 	delete(e.ihaveRL, id)
 	delete(e.quiet, id)
 	delete(e.asked, id)
+	for r := range e.refused {
+		if r.peer == id {
+			delete(e.refused, r)
+		}
+	}
 	var retry []MessageID
 	for mid, mm := range e.missing {
 		i := slices.IndexFunc(mm.announcers, func(a announcer[ID]) bool { return a.peer == id })
