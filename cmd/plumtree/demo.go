@@ -339,20 +339,30 @@ func stopCluster(nodes []*demoNode) {
 	}
 }
 
-func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, error) {
-	if o.topics > 0 {
-		return runTopicsDemo(ctx, o, progress)
-	}
+// demoConfig is the preset o names with its compressor, and the
+// compression as the report names it.
+func demoConfig(o demoOptions) (gossip.Config, string, error) {
 	cfg, err := stack.Preset(o.preset)
 	if err != nil {
-		return report{}, err
+		return cfg, "", err
 	}
 	if cfg, err = stack.WithCompressor(cfg, o.compressor); err != nil {
-		return report{}, err
+		return cfg, "", err
 	}
 	compression := "none"
 	if cfg.Compression.Algorithm != "" {
 		compression = fmt.Sprintf("%s from %d bytes", cfg.Compression.Algorithm, cfg.Compression.MinSize)
+	}
+	return cfg, compression, nil
+}
+
+func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, error) {
+	if o.topics > 0 {
+		return runTopicsDemo(ctx, o, progress)
+	}
+	cfg, compression, err := demoConfig(o)
+	if err != nil {
+		return report{}, err
 	}
 	var current atomic.Pointer[tally]
 	current.Store(newTally())

@@ -15,7 +15,6 @@ import (
 	"github.com/plumtree-go/plumtree/internal/cli"
 	"github.com/plumtree-go/plumtree/membership"
 	"github.com/plumtree-go/plumtree/membership/static"
-	"github.com/plumtree-go/plumtree/stack"
 	"github.com/plumtree-go/plumtree/topic"
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
@@ -52,16 +51,9 @@ type topicsNode struct {
 // after a warm-up (one broadcast from each subscriber of each topic), o.count
 // broadcasts on random topics from random subscribers.
 func runTopicsDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, error) {
-	cfg, err := stack.Preset(o.preset)
+	cfg, compression, err := demoConfig(o)
 	if err != nil {
 		return report{}, err
-	}
-	if cfg, err = stack.WithCompressor(cfg, o.compressor); err != nil {
-		return report{}, err
-	}
-	compression := "none"
-	if cfg.Compression.Algorithm != "" {
-		compression = fmt.Sprintf("%s from %d bytes", cfg.Compression.Algorithm, cfg.Compression.MinSize)
 	}
 	var current atomic.Pointer[tally]
 	current.Store(newTally())
