@@ -36,9 +36,14 @@
 // The gossip core itself refuses an Options.ID that the membership does
 // not list as this node (gossip.New).
 //
-// Topics are not here yet: a Stack hosts one gossip.Plumtree. The Config
-// has room for them (a list of topics next to OnDeliver) when the core
-// gets them.
+// # Topics
+//
+// With Config.Topics the stack hosts any number of topics (package topic)
+// instead of one node: Stack.Host is set, Stack.Node is nil, and Subscribe
+// starts a topic with the stack's preset, compressors and authentication:
+//
+//	s, err := stack.New(stack.Config{Listen: "10.0.0.5:7000", Topics: true})
+//	orders, err := stack.Subscribe(s, "orders", topic.Options[string, Order]{Codec: codec.JSON[Order]()})
 //
 // This package is above the core: the core, the ports and the adapters
 // must never import it.
@@ -68,8 +73,10 @@ import (
 	qgo "github.com/quic-go/quic-go"
 
 	"github.com/plumtree-go/plumtree/codec"
+	"github.com/plumtree-go/plumtree/compressor"
 	"github.com/plumtree-go/plumtree/gossip"
 	plummember "github.com/plumtree-go/plumtree/membership/memberlist"
+	"github.com/plumtree-go/plumtree/topic"
 	"github.com/plumtree-go/plumtree/transport"
 	"github.com/plumtree-go/plumtree/transport/quic"
 	"github.com/plumtree-go/plumtree/transport/seal"
@@ -151,8 +158,14 @@ type Config struct {
 	Authenticate func(sender, identity string) error
 
 	// OnDeliver receives the deliveries; nil leaves them on
-	// Node.Deliveries.
+	// Node.Deliveries. Not with Topics (each topic has its own).
 	OnDeliver func(gossip.Delivery[string, []byte])
+	// Topics hosts topics (package topic) over the transport and the
+	// membership instead of one node: Stack.Host is set and Stack.Node is
+	// nil; start topics with Subscribe. OnDeliver, Observer, Tracer and
+	// Validate, which belong to one node, must then be nil: each topic
+	// takes its own in topic.Options.
+	Topics bool
 	// Observer, Tracer, Validate and Seed are passed to gossip.Options.
 	Observer gossip.Observer
 	Tracer   gossip.Tracer
@@ -165,13 +178,19 @@ type Config struct {
 // Stack is a running node: its transport, its membership and its gossip
 // node.
 type Stack struct {
-	Node       *gossip.Plumtree[string, []byte]
+	// Node is the gossip node; nil with Config.Topics.
+	Node *gossip.Plumtree[string, []byte]
+	// Host hosts the topics with Config.Topics; nil otherwise.
+	Host       *topic.Host[string]
 	Membership *plummember.Membership[string]
 	Transport  transport.Transport
 	// Gossip is the configuration the node runs with.
 	Gossip gossip.Config
 
 	name      string
+	comp      compressor.Compressor
+	comps     *compressor.Registry
+	auth      func(sender, identity string) error
 	conflicts *conflicts
 	closeOnce sync.Once
 	closeErr  error
@@ -196,6 +215,9 @@ func New(cfg Config) (_ *Stack, err error) {
 	}
 	if cfg.Preset == "" {
 		cfg.Preset = "lan"
+	}
+	if cfg.Topics && (cfg.OnDeliver != nil || cfg.Observer != nil || cfg.Tracer != nil || cfg.Validate != nil) {
+		return nil, errors.New("stack: Config.Topics with OnDeliver, Observer, Tracer or Validate set: those are one node's; give each topic its own in topic.Options")
 	}
 	gcfg, err := gossipConfig(cfg)
 	if err != nil {
@@ -265,6 +287,15 @@ func New(cfg Config) (_ *Stack, err error) {
 	if auth == nil && cfg.TLS != nil {
 		auth = gossip.MatchIdentity[string]
 	}
+	if cfg.Topics {
+		s.comp, s.comps, s.auth = comp, comps, auth
+		s.Host, err = topic.NewHost(topic.HostOptions[string]{ID: s.name, Transport: s.Transport,
+			Membership: s.Membership, Logger: cfg.Logger, Seed: cfg.Seed})
+		if err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+		return s, nil
+	}
 	s.Node, err = gossip.New(gcfg, gossip.Options[string, []byte]{
 		ID: s.name, Transport: s.Transport, Membership: s.Membership, Codec: codec.Bytes(),
 		Compressor: comp, Compressors: comps,
@@ -275,6 +306,24 @@ func New(cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	return s, nil
+}
+
+// Subscribe starts topic name on a stack made with Config.Topics, with the
+// stack's gossip configuration (Stack.Gossip: the preset, with
+// Config.Gossip's changes), its compressors and its authentication unless
+// o sets its own. Close on the topic unsubscribes; Stack.Close closes
+// every topic.
+func Subscribe[M any](s *Stack, name string, o topic.Options[string, M]) (*topic.Topic[string, M], error) {
+	if s.Host == nil {
+		return nil, errors.New("stack: Subscribe needs a stack made with Config.Topics")
+	}
+	if o.Compressor == nil && o.Compressors == nil {
+		o.Compressor, o.Compressors = s.comp, s.comps
+	}
+	if o.Authenticate == nil {
+		o.Authenticate = s.auth
+	}
+	return topic.Subscribe(s.Host, name, s.Gossip, o)
 }
 
 // ID is the node's ID: its memberlist name.
@@ -290,6 +339,9 @@ func (s *Stack) Close() error {
 		var errs []error
 		if s.Node != nil {
 			errs = append(errs, s.Node.Close())
+		}
+		if s.Host != nil {
+			errs = append(errs, s.Host.Close())
 		}
 		if s.Membership != nil {
 			errs = append(errs, s.Membership.Close())
@@ -314,6 +366,9 @@ func (s *Stack) shutdown() error {
 	var errs []error
 	if s.Node != nil {
 		errs = append(errs, s.Node.Close())
+	}
+	if s.Host != nil {
+		errs = append(errs, s.Host.Close())
 	}
 	if s.Membership != nil {
 		errs = append(errs, s.Membership.Shutdown())
@@ -654,6 +709,9 @@ func (s *Stack) WaitMembers(ctx context.Context, n int) error {
 	for {
 		got := len(s.Membership.Members())
 		if got >= n {
+			if s.Node == nil {
+				return nil // topics: each learns its subscribers from the host
+			}
 			if st, err := s.Node.Stats(); err == nil && st.Members >= n-1 {
 				return nil
 			}
