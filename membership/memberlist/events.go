@@ -121,6 +121,7 @@ func (m *Membership[ID]) apply(kind nodeEvent, n *memberlist.Node) {
 	if md.boot != 0 {
 		nd.boot = md.boot
 	}
+	nd.metaLeaving = md.leaving
 	if md.leaving || nd.leaving {
 		m.markLeaving(nd)
 		return

@@ -37,17 +37,11 @@ func (m *Membership[ID]) onMessage(b []byte) {
 		m.log.Warn("memberlist: ignoring malformed message", "err", err)
 		return
 	}
-	m.mu.Lock()
-	ml, self := m.ml, m.selfName
-	known := false // the notice names a node at the address memberlist knows it by
 	switch msg.kind {
 	case msgLeaving:
-		nd := m.nodes[msg.name]
-		known = nd != nil && nd.mlAddr == msg.addr
-		if known && !m.closed && msg.name != self {
-			m.markLeaving(nd)
-		}
+		m.onLeaving(msg)
 	case msgAck:
+		m.mu.Lock()
 		if m.acks[msg.name] {
 			delete(m.acks, msg.name)
 			select {
@@ -55,20 +49,18 @@ func (m *Membership[ID]) onMessage(b []byte) {
 			default:
 			}
 		}
+		m.mu.Unlock()
 	}
+}
+
+// onLeaving handles a leaving notice: it reports the Leave, and
+// acknowledges the notice when the leaver need not send it again.
+func (m *Membership[ID]) onLeaving(msg message) {
+	m.mu.Lock()
+	ml, self := m.ml, m.selfName
+	ack := m.leavingNotice(msg)
 	m.mu.Unlock()
-	if msg.kind != msgLeaving || ml == nil {
-		return
-	}
-	// Acknowledge only a node memberlist knows at that address (even after
-	// Close: the acknowledgement says "I will not report you as failed"),
-	// so that a forged notice cannot make this node send to an address of
-	// the forger's choosing. A node that does not know the leaver yet does
-	// not answer; the leaver waits for it up to its LeaveTimeout. Without
-	// memberlist's encryption (SecretKey) anyone who can reach memberlist's
-	// port can still forge a notice for a known node.
-	if !known {
-		m.log.Debug("memberlist: leaving notice from a node not known at its address", "node", msg.name, "addr", msg.addr)
+	if !ack || ml == nil {
 		return
 	}
 	to, err := nodeAt(msg.name, msg.addr)
@@ -79,6 +71,38 @@ func (m *Membership[ID]) onMessage(b []byte) {
 	if err := ml.SendBestEffort(to, appendMessage(nil, message{kind: msgAck, name: self})); err != nil {
 		m.log.Debug("memberlist: cannot acknowledge leaving notice", "node", msg.name, "err", err)
 	}
+}
+
+// leavingNotice marks the node a leaving notice names as leaving, and
+// reports whether to acknowledge the notice. m.mu is held.
+//
+// It acknowledges only a node memberlist knows at that address (even after
+// Close: the acknowledgement says "I will not report you as failed"), so
+// that a forged notice cannot make this node send to an address of the
+// forger's choosing. A node that does not know the leaver yet does not
+// answer; the leaver waits for it up to its LeaveTimeout. Without
+// memberlist's encryption (SecretKey) anyone who can reach memberlist's port
+// can still forge a notice for a known node.
+//
+// It also waits until memberlist's view of the leaver carries the leaving
+// metadata (the leaver resends the notice meanwhile): a node that joins
+// after the leaver is gone takes its view of the leaver from the nodes it
+// joins, and one holding the old metadata would make it report a Join, then
+// a Fail when memberlist spreads the departure.
+func (m *Membership[ID]) leavingNotice(msg message) bool {
+	nd := m.nodes[msg.name]
+	if nd == nil || nd.mlAddr != msg.addr {
+		m.log.Debug("memberlist: leaving notice from a node not known at its address", "node", msg.name, "addr", msg.addr)
+		return false
+	}
+	if !m.closed && msg.name != m.selfName {
+		m.markLeaving(nd)
+	}
+	if !nd.metaLeaving {
+		m.log.Debug("memberlist: leaving notice before the leaving metadata; not acknowledged yet", "node", msg.name)
+		return false
+	}
+	return true
 }
 
 // nodeAt makes the memberlist Node to send a message to addr.

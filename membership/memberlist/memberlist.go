@@ -43,7 +43,12 @@
 //     Config.LeaveTimeout, until each has acknowledged it. A node reports the
 //     Leave when the notice or the metadata reaches it, so by the time
 //     memberlist spreads the departure every acknowledging node has reported
-//     a Leave, not a Fail.
+//     a Leave, not a Fail. A node acknowledges only once its memberlist
+//     holds the leaving metadata too: memberlist gossips an update to a few
+//     nodes at a time, and a node that joins after the departure learns of
+//     the leaver from the state of the nodes it joins; had one of them kept
+//     the old metadata, the newcomer would report a Join and then, when
+//     memberlist spreads the departure, a Fail.
 //   - A node that memberlist declares dead without that notice is a Fail.
 //     Only a node that did not acknowledge in time (or that joined during
 //     the departure and heard of it from memberlist first) may report a
@@ -184,9 +189,13 @@ type node[ID comparable] struct {
 	port     uint16
 	adapter  bool // its metadata is this package's: it runs an adapter
 	member   membership.Member[ID]
-	reported bool   // a member: Joined, and neither left nor failed since
-	leaving  bool   // announced its departure; stays set until it is gone
-	boot     uint64 // the boot ID of its metadata when it last had one
+	reported bool // a member: Joined, and neither left nor failed since
+	leaving  bool // announced its departure; stays set until it is gone
+	// metaLeaving: memberlist's view of the node carries the leaving flag in
+	// its metadata, so a node that joins later learns of the departure from
+	// this one's state (see onMessage).
+	metaLeaving bool
+	boot        uint64 // the boot ID of its metadata when it last had one
 }
 
 // failure is a node that memberlist declared dead without a leaving notice:
