@@ -49,7 +49,8 @@ type Config[ID comparable] struct {
 	// error.
 	PeersFile string
 	// LeaveTimeout bounds each of the three waits of Close (the leaving
-	// metadata going out, the acknowledgements of the leaving notice,
+	// metadata going out, the acknowledgements of the leaving notice, which
+	// a node sends once memberlist has brought it the leaving metadata,
 	// memberlist's Leave), and the wait of SetAddr. 0 means
 	// DefaultLeaveTimeout.
 	LeaveTimeout time.Duration

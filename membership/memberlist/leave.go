@@ -115,8 +115,9 @@ func nodeAt(name, addr string) (*memberlist.Node, error) {
 }
 
 // announceLeaving sends the leaving notice to every other adapter this node
-// knows, again every resendInterval to those that have not acknowledged it,
-// until all have or m.timeout has passed.
+// knows, again every resendInterval to those that have not acknowledged it
+// (gossiping the leaving metadata again too), until all have or m.timeout
+// has passed.
 func (m *Membership[ID]) announceLeaving(ml *memberlist.Memberlist) error {
 	local := ml.LocalNode()
 	notice := appendMessage(nil, message{kind: msgLeaving, name: local.Name, addr: local.Address()})
@@ -168,6 +169,13 @@ func (m *Membership[ID]) announceLeaving(ml *memberlist.Memberlist) error {
 			send = false
 		case <-resend.C:
 			send = true
+			// A node acknowledges only once its memberlist holds the
+			// leaving metadata (see leavingNotice), which memberlist's
+			// gossip may not have brought it yet: gossip it again, waiting
+			// at most until the next resend.
+			if err := ml.UpdateNode(resendInterval); err != nil {
+				m.log.Debug("memberlist: gossip the leaving metadata again", "err", err)
+			}
 		case <-deadline.C:
 			names := make([]string, len(pending))
 			for i, p := range pending {
