@@ -193,7 +193,7 @@ type node[ID comparable] struct {
 	leaving  bool // announced its departure; stays set until it is gone
 	// metaLeaving: memberlist's view of the node carries the leaving flag in
 	// its metadata, so a node that joins later learns of the departure from
-	// this one's state (see onMessage).
+	// this one's state (see leavingNotice).
 	metaLeaving bool
 	boot        uint64 // the boot ID of its metadata when it last had one
 }
