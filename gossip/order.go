@@ -172,6 +172,13 @@ func (b *orderBuf[ID]) offer(now time.Time, origin ID, id MessageID) {
 		b.dropStale(origin, id)
 		return
 	}
+	if s.succ != nil {
+		// This incarnation still sends: the waiting one (a restart whose
+		// first messages overtook this one's last, or an incarnation a
+		// member made up) takes over only once this one has been quiet
+		// for OrderGapTimeout, never while it lives.
+		s.switchAt = now.Add(b.gap)
+	}
 	b.drain(s, 0)
 	for len(s.held) > b.maxHeld {
 		b.giveUpHole(s)

@@ -256,7 +256,11 @@ func TestOrderNewIncarnation(t *testing.T) {
 	oe.want("the old incarnation's last", "5/4")
 	oe.recv(t0.Add(4*time.Millisecond), 7, 6, 2)
 	oe.want("the restart's second waits")
-	switchAt := t0.Add(time.Millisecond + time.Second)
+	// The switch comes OrderGapTimeout after the old incarnation's last
+	// message (5/4), not after the restart's first.
+	switchAt := t0.Add(3*time.Millisecond + time.Second)
+	oe.e.Tick(switchAt.Add(-time.Millisecond))
+	oe.want("no switch while the old incarnation was heard from less than OrderGapTimeout ago")
 	if d := oe.e.NextDeadline(); d.After(switchAt) {
 		t.Fatalf("next deadline %v, after the switch %v", d, switchAt)
 	}
@@ -280,6 +284,29 @@ func TestOrderNewIncarnation(t *testing.T) {
 	if s := oe.e.Stats().Order; s.Held != 0 || s.Stale != 1 {
 		t.Fatalf("stats %+v, want none held, 1 stale", s)
 	}
+}
+
+// A live origin is never retired by another incarnation of it (a member
+// making one up, or a restart seen before the old one's last messages):
+// the other one waits while the current one keeps sending. Catches
+// (planted: the wait not pushed on by the current incarnation) every
+// message of the real origin dropped as stale after one made-up message.
+func TestOrderLiveIncarnationNotRetired(t *testing.T) {
+	oe := newOrderEngine(t, orderConfig())
+	oe.recv(t0, 7, 5, 1)
+	oe.want("the origin's first", "5/1")
+	oe.recv(t0.Add(time.Millisecond), 7, 99, 1) // another incarnation, made up
+	oe.want("the other incarnation waits")
+	now := t0
+	for seq := uint64(2); seq <= 10; seq++ {
+		now = now.Add(600 * time.Millisecond) // more than OrderGapTimeout in all
+		oe.e.Tick(now)
+		oe.recv(now, 7, 5, seq)
+		oe.want(fmt.Sprintf("the live origin's message %d", seq), fmt.Sprintf("5/%d", seq))
+	}
+	// The origin falls quiet: the other incarnation takes over.
+	oe.e.Tick(now.Add(time.Second))
+	oe.want("the switch once the live one is quiet", "99/1")
 }
 
 // Streams are bounded by MaxOrigins (the least recently used is released
