@@ -58,6 +58,14 @@ func (t *Transport) writeLoop(p *peer, oc *outConn) {
 	}
 	for {
 		p.mu.Lock()
+		if oc.done || p.conn != oc {
+			// The connection failed or was retired while this writer
+			// wrote: the queue is the next connection's (its own writer
+			// drains it), not this one's to write to a closed socket.
+			oc.writing = false
+			p.mu.Unlock()
+			return
+		}
 		batch := p.q
 		p.q, p.qBytes = oc.spare, 0
 		oc.spare = nil
