@@ -76,6 +76,11 @@ type HostStats struct {
 	AnnouncementsSent, AnnouncementsReceived uint64
 	// AnnounceErrors counts announcements the transport refused.
 	AnnounceErrors uint64
+	// RepliesLimited counts members' requests for this host's set left
+	// unanswered because the member asked again too soon (see
+	// HostOptions.AnnounceInterval): a flood of forged requests draws at
+	// most one answer per member per AnnounceDelay.
+	RepliesLimited uint64
 	// ViewEventsDropped counts membership events a topic's view could not
 	// queue (its Plumtree reconciles with the view's members).
 	ViewEventsDropped uint64
@@ -106,6 +111,7 @@ type Host[ID comparable] struct {
 	order    []ID // members, for picking at random
 	orderIdx map[ID]int
 	remote   map[ID]*remoteSet
+	replied  map[ID]reply               // the last answer to a member's request for this host's set (loop only)
 	byTag    map[uint64]map[ID]struct{} // tag → members that announced it
 	version  uint64
 	warned   map[uint64]bool // unknown tags already logged
@@ -119,6 +125,7 @@ type Host[ID comparable] struct {
 
 	refusedTopic, refusedMalformed, refusedSender, refusedBytes atomic.Uint64
 	annSent, annRecv, annErrs, viewDropped                      atomic.Uint64
+	repliesLimited                                              atomic.Uint64
 }
 
 // entry is one local subscription.
@@ -127,6 +134,13 @@ type entry[ID comparable] struct {
 	vt    *vtransport
 	view  *view[ID]
 	close func() error // closes the topic's Plumtree
+}
+
+// reply is when a member's request for this host's set was last answered,
+// and for which incarnation of the member.
+type reply struct {
+	incarnation uint64
+	at          time.Time
 }
 
 // remoteSet is a member's subscription set as last announced.
@@ -204,6 +218,7 @@ func NewHost[ID comparable](o HostOptions[ID]) (*Host[ID], error) {
 	h.members = make(map[ID]membership.Member[ID])
 	h.orderIdx = make(map[ID]int)
 	h.remote = make(map[ID]*remoteSet)
+	h.replied = make(map[ID]reply)
 	h.byTag = make(map[uint64]map[ID]struct{})
 	h.warned = make(map[uint64]bool)
 	h.changed = make(chan struct{}, 1)
@@ -240,6 +255,7 @@ func (h *Host[ID]) Stats() HostStats {
 	s.RefusedUnknownSender, s.RefusedBytes = h.refusedSender.Load(), h.refusedBytes.Load()
 	s.AnnouncementsSent, s.AnnouncementsReceived = h.annSent.Load(), h.annRecv.Load()
 	s.AnnounceErrors, s.ViewEventsDropped = h.annErrs.Load(), h.viewDropped.Load()
+	s.RepliesLimited = h.repliesLimited.Load()
 	return s
 }
 
@@ -593,6 +609,7 @@ func (h *Host[ID]) onMembership(ev membership.Event[ID]) {
 			delete(h.orderIdx, id)
 			h.setRemoteLocked(id, m, nil, ev.Kind)
 			delete(h.remote, id)
+			delete(h.replied, id)
 		}
 		h.mu.Unlock()
 	}
@@ -630,9 +647,27 @@ func (h *Host[ID]) onAnnouncement(a *announcement, from string) {
 		h.remote[id] = &remoteSet{incarnation: a.incarnation, version: a.version, tags: tags}
 	}
 	h.mu.Unlock()
-	if a.want {
+	if a.want && h.mayReply(id, a.incarnation) {
 		h.announceTo([]membership.Member[ID]{m}, false)
 	}
+}
+
+// mayReply reports whether to answer a member's request for this host's
+// set: a request of a new incarnation of the member (a start or a
+// restart) at once, at most once per AnnounceDelay, and another at most
+// once per AnnounceInterval. A datagram's source address can be forged: the
+// answers a flood of requests draws, each larger than the request, stay
+// bounded per member, and so do the goroutines a set sent by stream takes.
+func (h *Host[ID]) mayReply(id ID, incarnation uint64) bool {
+	now := h.clock.Now()
+	last, ok := h.replied[id]
+	since := now.Sub(last.at)
+	if ok && since < h.o.AnnounceInterval && (last.incarnation == incarnation || since < h.o.AnnounceDelay) {
+		h.repliesLimited.Add(1)
+		return false
+	}
+	h.replied[id] = reply{incarnation: incarnation, at: now}
+	return true
 }
 
 // setRemoteLocked moves member id from the topics it announced before to

@@ -139,3 +139,59 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 	})
 }
+
+// TestRequestFloodBounded: a member (or whoever forges its address) asking
+// for this host's set again and again draws at most one answer per
+// AnnounceDelay for a new incarnation and one per AnnounceInterval for the
+// same one, not one per request. Catches (planted: every request answered)
+// a host that reflects a flood of small requests as larger answers.
+func TestRequestFloodBounded(t *testing.T) {
+	watchdog.Test(t, func(t *testing.T) {
+		net := mem.NewNetwork(mem.Config{})
+		tr, err := net.Listen("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		b, err := net.Listen("b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		ms := static.New(membership.Member[string]{ID: "a", Addr: "a"}, membership.Member[string]{ID: "b", Addr: "b"})
+		defer ms.Close()
+		h, err := NewHost(HostOptions[string]{ID: "a", Transport: tr, Membership: ms, AnnounceInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		time.Sleep(time.Second) // the host's first announcements
+		synctest.Wait()
+		before := h.Stats().AnnouncementsSent
+		ctx := context.Background()
+		// 100 requests of one incarnation, 100 of new ones, 1 ms apart.
+		for i := range 200 {
+			inc := uint64(1)
+			if i >= 100 {
+				inc = uint64(i)
+			}
+			req := appendAnnouncement(nil, &announcement{sender: []byte("b"), incarnation: inc, version: uint64(i + 1), want: true})
+			if err := b.SendDatagram(ctx, "a", req); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		s := h.Stats()
+		answers := s.AnnouncementsSent - before
+		// One for the first incarnation, then the new ones at most one per
+		// 10 ms (the default AnnounceDelay) over 100 ms: about 11.
+		if answers < 2 || answers > 12 {
+			t.Errorf("%d answers to 200 requests (%d limited), want 2 to 12", answers, s.RepliesLimited)
+		}
+		if s.RepliesLimited+answers != 200 {
+			t.Errorf("%d answered + %d limited, want 200 requests accounted", answers, s.RepliesLimited)
+		}
+	})
+}
