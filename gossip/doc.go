@@ -244,9 +244,12 @@
 //     below the next expected one, or of an incarnation that the stream has
 //     left) is never delivered: it is dropped and counted (EventOrderStale).
 //   - A new incarnation of an origin (a restart) is a new stream that
-//     follows the old one: its messages wait OrderGapTimeout from the
-//     first of them, while the old incarnation's last messages (late, or
-//     being recovered) are still delivered in order. Then the old stream
+//     follows the old one: its messages wait until the old incarnation has
+//     been quiet for OrderGapTimeout (at least OrderGapTimeout from the
+//     first of them), while the old incarnation's last messages (late, or
+//     being recovered) are still delivered in order; an incarnation that
+//     still sends is never retired by another, so one message of a made-up
+//     incarnation cannot silence a live origin. Then the old stream
 //     ends (what it holds is released, its holes given up, its late
 //     messages are stale from then on) and the new one starts at its
 //     lowest sequence number that arrived. A restart thus costs the new
