@@ -238,7 +238,7 @@ func New(cfg Config) (_ *Stack, err error) {
 	s := &Stack{Gossip: gcfg}
 	defer func() {
 		if err != nil {
-			s.shutdown()
+			s.stop(false)
 		}
 	}()
 	if s.Transport, err = Listen(cfg.Transport, bind, cfg.TLS, cfg.QUICResetKey); err != nil {
@@ -335,22 +335,7 @@ func (s *Stack) ClusterAddr() string { return s.Membership.Memberlist().LocalNod
 // Close stops the node, leaves the cluster (telling the others) and closes
 // the transport. It is idempotent.
 func (s *Stack) Close() error {
-	s.closeOnce.Do(func() {
-		var errs []error
-		if s.Node != nil {
-			errs = append(errs, s.Node.Close())
-		}
-		if s.Host != nil {
-			errs = append(errs, s.Host.Close())
-		}
-		if s.Membership != nil {
-			errs = append(errs, s.Membership.Close())
-		}
-		if s.Transport != nil {
-			errs = append(errs, s.Transport.Close())
-		}
-		s.closeErr = errors.Join(errs...)
-	})
+	s.closeOnce.Do(func() { s.closeErr = s.stop(true) })
 	return s.closeErr
 }
 
@@ -358,11 +343,14 @@ func (s *Stack) Close() error {
 // whole cluster stops at once, there is nobody to tell). It is idempotent,
 // and Close after it does nothing.
 func (s *Stack) Shutdown() error {
-	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	s.closeOnce.Do(func() { s.closeErr = s.stop(false) })
 	return s.closeErr
 }
 
-func (s *Stack) shutdown() error {
+// stop closes what New started, the node or the topics first; leave says
+// whether the membership tells the others (Close) or not (Shutdown, and
+// New's own clean-up).
+func (s *Stack) stop(leave bool) error {
 	var errs []error
 	if s.Node != nil {
 		errs = append(errs, s.Node.Close())
@@ -371,7 +359,11 @@ func (s *Stack) shutdown() error {
 		errs = append(errs, s.Host.Close())
 	}
 	if s.Membership != nil {
-		errs = append(errs, s.Membership.Shutdown())
+		if leave {
+			errs = append(errs, s.Membership.Close())
+		} else {
+			errs = append(errs, s.Membership.Shutdown())
+		}
 	}
 	if s.Transport != nil {
 		errs = append(errs, s.Transport.Close())

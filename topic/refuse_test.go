@@ -21,24 +21,8 @@ import (
 // member, or in a member's name from another address.
 func TestRefusedFrames(t *testing.T) {
 	watchdog.Test(t, func(t *testing.T) {
-		net := mem.NewNetwork(mem.Config{})
-		tr, err := net.Listen("a")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		evil, err := net.Listen("evil")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer evil.Close()
-		ms := static.New(membership.Member[string]{ID: "a", Addr: "a"}, membership.Member[string]{ID: "b", Addr: "b"})
-		defer ms.Close()
-		h, err := NewHost(HostOptions[string]{ID: "a", Transport: tr, Membership: ms})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
+		h, evil, stop := hostWithPeer(t, "evil", HostOptions[string]{})
+		defer stop()
 		tp, err := Subscribe(h, "known", gossip.DefaultConfig(), Options[string, []byte]{Codec: codec.Bytes()})
 		if err != nil {
 			t.Fatal(err)
@@ -147,24 +131,8 @@ func FuzzDecodeControl(f *testing.F) {
 // a host that reflects a flood of small requests as larger answers.
 func TestRequestFloodBounded(t *testing.T) {
 	watchdog.Test(t, func(t *testing.T) {
-		net := mem.NewNetwork(mem.Config{})
-		tr, err := net.Listen("a")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		b, err := net.Listen("b")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		ms := static.New(membership.Member[string]{ID: "a", Addr: "a"}, membership.Member[string]{ID: "b", Addr: "b"})
-		defer ms.Close()
-		h, err := NewHost(HostOptions[string]{ID: "a", Transport: tr, Membership: ms, AnnounceInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
+		h, b, stop := hostWithPeer(t, "b", HostOptions[string]{AnnounceInterval: time.Hour})
+		defer stop()
 		time.Sleep(time.Second) // the host's first announcements
 		synctest.Wait()
 		before := h.Stats().AnnouncementsSent
@@ -194,4 +162,32 @@ func TestRequestFloodBounded(t *testing.T) {
 			t.Errorf("%d answered + %d limited, want 200 requests accounted", answers, s.RepliesLimited)
 		}
 	})
+}
+
+// hostWithPeer starts host "a" of members a and b on a fresh in-memory
+// network (o gives the other options), and a transport at peer to send to
+// it from; stop closes them all.
+func hostWithPeer(t *testing.T, peer string, o HostOptions[string]) (*Host[string], *mem.Transport, func()) {
+	t.Helper()
+	net := mem.NewNetwork(mem.Config{})
+	tr, err := net.Listen("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := net.Listen(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := static.New(membership.Member[string]{ID: "a", Addr: "a"}, membership.Member[string]{ID: "b", Addr: "b"})
+	o.ID, o.Transport, o.Membership = "a", tr, ms
+	h, err := NewHost(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, from, func() {
+		h.Close()
+		ms.Close()
+		from.Close()
+		tr.Close()
+	}
 }

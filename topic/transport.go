@@ -163,20 +163,7 @@ func (v *vtransport) framed(b []byte) *[]byte {
 }
 
 func (v *vtransport) sendDatagram(ctx context.Context, addr string, b []byte) error {
-	if v.isClosed() {
-		return fmt.Errorf("topic %q: send datagram to %s: %w", v.name, addr, transport.ErrClosed)
-	}
-	if lim := v.maxDatagram(); len(b) > lim {
-		return &transport.TooLargeError{Path: transport.PathDatagram, Size: len(b), Limit: lim}
-	}
-	bp := v.framed(b)
-	err := v.dg.SendDatagram(ctx, addr, *bp)
-	v.bufs.Put(bp)
-	if err == nil {
-		v.dgSent.Add(1)
-		v.bytesSent.Add(uint64(len(b) + PrefixLen))
-	}
-	return err
+	return v.send(ctx, transport.PathDatagram, addr, b)
 }
 
 // sendFrame hands the frame to the real transport from the caller's
@@ -184,17 +171,35 @@ func (v *vtransport) sendDatagram(ctx context.Context, addr string, b []byte) er
 // topic has at most one frame waiting at the real transport's per-peer
 // queue, and the topics take turns there (see the package doc, Isolation).
 func (v *vtransport) sendFrame(ctx context.Context, addr string, b []byte) error {
+	return v.send(ctx, transport.PathStream, addr, b)
+}
+
+// send prefixes b and hands it to the real transport on path, counting it
+// when the transport takes it.
+func (v *vtransport) send(ctx context.Context, path transport.Path, addr string, b []byte) error {
 	if v.isClosed() {
-		return fmt.Errorf("topic %q: send frame to %s: %w", v.name, addr, transport.ErrClosed)
+		return fmt.Errorf("topic %q: send %s to %s: %w", v.name, path, addr, transport.ErrClosed)
 	}
-	if lim := v.maxFrame(); len(b) > lim {
-		return &transport.TooLargeError{Path: transport.PathStream, Size: len(b), Limit: lim}
+	var limit int
+	if path == transport.PathDatagram {
+		limit = v.maxDatagram()
+	} else {
+		limit = v.maxFrame()
+	}
+	if len(b) > limit {
+		return &transport.TooLargeError{Path: path, Size: len(b), Limit: limit}
 	}
 	bp := v.framed(b)
-	err := v.st.SendFrame(ctx, addr, *bp)
+	var err error
+	if path == transport.PathDatagram {
+		if err = v.dg.SendDatagram(ctx, addr, *bp); err == nil {
+			v.dgSent.Add(1)
+		}
+	} else if err = v.st.SendFrame(ctx, addr, *bp); err == nil {
+		v.frSent.Add(1)
+	}
 	v.bufs.Put(bp)
 	if err == nil {
-		v.frSent.Add(1)
 		v.bytesSent.Add(uint64(len(b) + PrefixLen))
 	}
 	return err

@@ -339,6 +339,18 @@ func stopCluster(nodes []*demoNode) {
 	}
 }
 
+// percentiles returns the q-quantile of lat in milliseconds (0 for none).
+func percentiles(lat []time.Duration) func(q float64) float64 {
+	lat = slices.Clone(lat)
+	slices.Sort(lat)
+	return func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / float64(time.Millisecond)
+	}
+}
+
 // demoConfig is the preset o names with its compressor, and the
 // compression as the report names it.
 func demoConfig(o demoOptions) (gossip.Config, string, error) {
@@ -460,14 +472,7 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (report, er
 		delivered += t.firsts[id]
 		ldh = max(ldh, t.hops[id])
 	}
-	lat := slices.Clone(t.lat)
-	slices.Sort(lat)
-	pct := func(q float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / float64(time.Millisecond)
-	}
+	pct := percentiles(t.lat)
 	ideal := int64(expected) * int64(o.size)
 	return report{
 		Nodes: o.nodes, Transport: o.transport, Membership: membershipName, Preset: o.preset, Compressor: compression,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -213,14 +212,7 @@ func runTopicsDemo(ctx context.Context, o demoOptions, progress io.Writer) (repo
 			maxRMR = max(maxRMR, float64(recvBy[k])/float64(d)-1)
 		}
 	}
-	lat := slices.Clone(t.lat)
-	slices.Sort(lat)
-	pct := func(q float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / float64(time.Millisecond)
-	}
+	pct := percentiles(t.lat)
 	ideal := int64(expected) * int64(o.size)
 	return report{
 		Nodes: o.nodes, Transport: "mem", Membership: "static", Preset: o.preset, Compressor: compression,
