@@ -186,7 +186,12 @@
 //     paper's neighbours start eager; an empty IHave for a lazy one), again
 //     at each exchange, at most four times, until the neighbour sends
 //     something; and a node that takes on a new neighbour sends it a
-//     summary of its cache.
+//     summary of its cache. A greeting from a sender that is not a member
+//     yet (a joiner learns the membership from one member at once, the
+//     others by gossip) is held for MessageCacheTTL, at most MaxPeers of
+//     them, and taken up when the sender becomes a member: dropped, it
+//     left the joiner pushing to its picks with none of them pushing to
+//     it, and a cold start grafted every origin's first message to it.
 //   - A message is announced to at most LazyFanout neighbours outside its
 //     origin's tree that do not have it, a fresh random choice per message.
 //     A neighbour that grafted this node within MessageCacheTTL hears of

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -282,5 +283,59 @@ func TestGreetingsRepeatedUntilAnswered(t *testing.T) {
 		if again[p] != want {
 			t.Errorf("neighbour %d greeted again %d times over 20 exchanges, want %d (greeted again: %v)", p, again[p], want, again)
 		}
+	}
+}
+
+// A node that joins learns the membership from one member at once and
+// greets the neighbours it picks before they have heard of it: the
+// greeting comes from a sender that is not a member yet. It is held, and
+// taken up when the sender becomes a member (PeerUp or SetMembers): an
+// eager pick's greeting (a graft with no message) makes the newcomer an
+// eager neighbour, an empty IHave a lazy one. A held greeting expires
+// after MessageCacheTTL, and at most MaxPeers are held. Catches: a
+// greeting from a sender not yet a member dropped (the newcomer then had
+// every origin's first message by a graft: TestColdStartGreetingsBeforeMembership).
+func TestGreetingBeforeMembershipHeld(t *testing.T) {
+	cfg := testConfig()
+	cfg.ShuffleInterval = 0 // no random take-in of a new member: only the greeting links it
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	if n := len(pe.e.EagerPeers()) + len(pe.e.LazyPeers()); n != cfg.EagerFanout+cfg.LazyFanout {
+		t.Fatalf("%d neighbours, want the %d picks", n, cfg.EagerFanout+cfg.LazyFanout)
+	}
+	greet := &Msg[int]{Kind: KindGraft}
+	pe.e.Receive(t0, 9, greet)                      // an eager pick's greeting, 9 not a member yet
+	pe.e.Receive(t0, 8, &Msg[int]{Kind: KindIHave}) // a lazy pick's
+	pe.e.Receive(t0, 7, greet)
+	pe.e.Receive(t0, 6, greet)
+	if out := pe.out(); len(out) != 0 {
+		t.Fatalf("greetings from non-members answered: %+v", out)
+	}
+	now := t0.Add(time.Second)
+	pe.e.PeerUp(now, 9)
+	pe.e.PeerUp(now, 8)
+	pe.e.SetMembers(now, []int{1, 2, 3, 4, 6, 8, 9})
+	eager, lazy := pe.e.EagerPeers(), pe.e.LazyPeers()
+	for _, p := range []int{9, 6} {
+		if !slices.Contains(eager, p) {
+			t.Errorf("%d greeted as an eager pick before it was a member, then joined: not eager (eager %v, lazy %v)", p, eager, lazy)
+		}
+	}
+	if !slices.Contains(lazy, 8) {
+		t.Errorf("8 greeted as a lazy pick before it was a member, then joined: not lazy (eager %v, lazy %v)", eager, lazy)
+	}
+	// 7's greeting expired before it joined.
+	pe.e.PeerUp(t0.Add(cfg.MessageCacheTTL), 7)
+	if slices.Contains(pe.e.EagerPeers(), 7) || slices.Contains(pe.e.LazyPeers(), 7) {
+		t.Errorf("a greeting MessageCacheTTL old was taken up")
+	}
+	if err := pe.e.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded: a flood of greetings from made-up senders holds MaxPeers.
+	for i := range 5 * cfg.MaxPeers {
+		pe.e.Receive(now, 1000+i, greet)
+	}
+	if n := len(pe.e.early); n != cfg.MaxPeers {
+		t.Errorf("%d greetings held after %d from made-up senders, want MaxPeers (%d)", n, 5*cfg.MaxPeers, cfg.MaxPeers)
 	}
 }
