@@ -16,14 +16,16 @@ type Config struct {
 	EagerFanout int
 	// LazyFanout is how many neighbours a node picks to send announcements
 	// (IHave) to. It also caps the announcements of each message: a node
-	// announces a message to at most LazyFanout of its lazy neighbours that
-	// do not already have it, a fresh random choice per message, although
-	// its lazy set also holds the nodes that picked it (about twice as
-	// many). Only lazy neighbours that grafted this node within
-	// MessageCacheTTL hear of every message (no one may be pushing to
+	// orders its neighbours at random once per IHaveInterval window (lazy
+	// ones first), although its lazy set also holds the nodes that picked
+	// it (about twice as many), and announces each message of the window
+	// to the first LazyFanout in that order that are not in the message's
+	// tree and do not already have it, so that a window's messages share
+	// frames. Neighbours that greeted or grafted this node within
+	// MessageCacheTTL come first in every window (no one may be pushing to
 	// them), even past the cap. 0 picks no lazy neighbours and leaves
-	// announcements uncapped: every lazy neighbour (made lazy by a prune or
-	// by picking this node) hears of every message.
+	// announcements uncapped: every neighbour outside a message's tree
+	// hears of it.
 	LazyFanout int
 	// MaxPeers caps eager plus lazy neighbours: the EagerFanout+LazyFanout
 	// a node picks, plus the nodes that picked it (links are two-way: a
@@ -37,8 +39,9 @@ type Config struct {
 	// MaxLazyPeers caps the lazy set.
 	MaxLazyPeers int
 
-	// IHaveInterval is how long an announcement may wait in a peer's queue
-	// before the queue is sent.
+	// IHaveInterval is the announcement window: the longest an
+	// announcement waits in a peer's queue. A node sends about LazyFanout
+	// IHave frames per window, whatever the message rate (see LazyFanout).
 	IHaveInterval time.Duration
 	// IHaveBatchSize sends a peer's queue at once when it holds this many
 	// announcements.
@@ -272,18 +275,17 @@ func DefaultConfig() Config {
 // LANConfig is for one datacenter: low latency, aggressive recovery.
 func LANConfig() Config {
 	c := DefaultConfig()
-	// Announcements wait for a window of 150 ms: each node sends a frame
-	// per window to each of its LazyFanout targets, so the window, not the
-	// message rate, sets their cost (on 20 nodes at 100 broadcasts/s, 8
-	// IHave frames per broadcast against 19 payloads, 24 with 50 ms).
-	// Recovery is set by GraftTimeout and by how many announce (keep
-	// LazyFanout): on 1,000 simulated nodes, 40% failing at once, the
-	// last delivery came 419 ms after the broadcast with 150 ms windows,
-	// 599 ms with 50 ms, and 983 ms with 100 ms but LazyFanout 4
-	// (plumtree sim -overlay full -preset lan -scenario failure
-	// -interval 10ms -broadcasts 200); with 5% loss, 491 against 447 ms.
+	// Announcements wait for a window of 150 ms: each node sends about a
+	// frame per window to each of its LazyFanout targets, so the window,
+	// not the message rate, sets their cost (on 20 nodes at 100
+	// broadcasts/s, 9 IHave frames per broadcast against 19 payloads, 24
+	// with 50 ms windows: TestWireOverheadLAN). What it costs is recovery
+	// time: on 1,000 simulated nodes, 40% failing at once, the last
+	// delivery came 414 ms after the broadcast, 336 ms with 50 ms windows;
+	// with 5% loss, 502 against 444 ms (plumtree sim -overlay full
+	// -preset lan -scenario failure -interval 10ms -broadcasts 200).
 	c.IHaveInterval = 150 * time.Millisecond
-	c.IHaveBatchSize = 32 // a window's announcements in one frame up to 200 broadcasts/s
+	c.IHaveBatchSize = 32                   // a window's announcements in one frame up to 200 broadcasts/s
 	c.GraftTimeout = 200 * time.Millisecond // guide: LAN
 	c.GraftMaxRetries = 3                   // guide: LAN
 	c.GraftMaxBackoff = time.Second

@@ -108,13 +108,13 @@ type Engine[ID comparable] struct {
 	outbox  []Send[ID]
 	targets []ID // scratch for announceTargets, reused so that choosing allocates nothing
 
-	// win holds the LazyFanout neighbours drawn for the announcement
-	// window that ends at winUntil: the window's messages are announced
-	// to them, and their queues are sent when it ends (see
-	// announceTargets). pool is window's scratch.
+	// win orders the neighbours for the announcement window that ends at
+	// winUntil: each of the window's messages is announced to the first
+	// LazyFanout in that order that lack it, and the queues are sent when
+	// the window ends (see window and announceTargets).
 	win      []ID
+	winAsked int // win[:winAsked] are asked (see ask)
 	winUntil time.Time
-	pool     []ID
 
 	started  bool
 	sweepAt  time.Time
@@ -481,10 +481,10 @@ func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], t *originT
 
 // announceTargets returns the neighbours to announce a message to: those
 // outside its origin's tree that do not have it (not its origin, not from,
-// not one of miss's announcers) among the window's LazyFanout targets
-// (see window), and, on top, a neighbour that grafted this node within
-// MessageCacheTTL. With LazyFanout 0, every neighbour outside the tree
-// that does not have it.
+// not one of miss's announcers), the first LazyFanout of them in the
+// window's order (see window), in which a neighbour that grafted or
+// greeted this node within MessageCacheTTL comes first. With LazyFanout
+// 0, every neighbour outside the tree that does not have it.
 //
 // Links go both ways, so a node's neighbours include the nodes that picked
 // it: about twice LazyFanout lazy neighbours, each of which would otherwise
@@ -492,15 +492,12 @@ func (e *Engine[ID]) push(now time.Time, id MessageID, c *cached[ID], t *originT
 // per node and message, most of them one datagram each). The paper
 // announces to the lazy part of a small active view; a random LazyFanout of
 // them keeps every lazy link in use (any one can repair the tree). What
-// costs is the frames, not the announcements in them: a window's messages
-// share one IHave frame per target. So the targets are drawn once per
-// window, not per message: a choice among the neighbours eligible for
-// each message sent a window's messages to more peers than LazyFanout
-// whenever origins' trees differed (on 20 nodes at 100 broadcasts/s with
-// LazyFanout 4 and 100 ms windows, 11.4 IHave frames per broadcast
-// instead of 8). A target that is in a message's tree gets the payload
-// instead, and needs no announcement. Over windows every lazy neighbour
-// takes its turn.
+// costs is the frames, not the announcements in them, so the order is
+// drawn once per window, not per message: the messages of a window go to
+// the same few and share their frames, which leave together when the
+// window ends (chosen per message, 20 nodes at 100 broadcasts/s sent an
+// IHave to nearly every lazy neighbour every window). Over windows every
+// lazy neighbour takes its turn.
 //
 // But a node that no neighbour pushes to (its eager picks had no room for
 // it) then missed a message whenever none of its neighbours chose it, and
@@ -524,7 +521,11 @@ func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], origin, f
 		e.targets = c
 		return c
 	}
+	k := max(e.cfg.LazyFanout, e.winAsked)
 	for _, p := range e.win {
+		if len(c) == k {
+			break
+		}
 		if e.neighbour(p) && eligible(p) {
 			c = append(c, p)
 		}
@@ -533,23 +534,32 @@ func (e *Engine[ID]) announceTargets(now time.Time, t *originTree[ID], origin, f
 	return c
 }
 
-// ask marks p, which grafted this node, to hear of every message for
-// MessageCacheTTL: it is a target of every window until then, from this
-// one on.
+// ask marks p, which grafted or greeted this node, to hear of every
+// message for MessageCacheTTL: it is first in the order of every window
+// until then, from this one on.
 func (e *Engine[ID]) ask(now time.Time, p ID) {
 	e.asked[p] = now.Add(e.cfg.MessageCacheTTL)
-	if now.Before(e.winUntil) && !slices.Contains(e.win, p) {
-		e.win = append(e.win, p)
+	if !now.Before(e.winUntil) {
+		return
 	}
+	if i := slices.Index(e.win, p); i >= 0 {
+		if i < e.winAsked {
+			return
+		}
+		e.win = slices.Delete(e.win, i, i+1)
+	}
+	e.win = slices.Insert(e.win, e.winAsked, p)
+	e.winAsked++
 }
 
 // window starts a new announcement window if the last one is over: what
 // the last one queued is sent (Tick has done so unless it is late), and
-// the new window's targets are chosen: the neighbours that grafted this
-// node within MessageCacheTTL (see ask), then, up to LazyFanout in all,
-// neighbours drawn at random, lazy ones first: a neighbour in the shared
-// eager set is more often in the message's tree, and then gets the
-// payload rather than an announcement.
+// the neighbours are put in the new window's order: the ones that grafted
+// or greeted this node within MessageCacheTTL (see ask), then the others
+// at random, lazy ones first (a neighbour in the shared eager set is more
+// often in a message's tree, and then gets the payload rather than an
+// announcement). Each message of the window goes to the first LazyFanout
+// in that order that lack it.
 func (e *Engine[ID]) window(now time.Time) {
 	if now.Before(e.winUntil) {
 		return
@@ -570,22 +580,18 @@ func (e *Engine[ID]) window(now time.Time) {
 			}
 		}
 	}
+	e.winAsked = len(e.win)
 	for _, list := range [2][]ID{e.lazy.list, e.eager.list} {
-		k := e.cfg.LazyFanout - len(e.win)
-		if k <= 0 {
-			break
-		}
-		pool := e.pool[:0]
+		start := len(e.win)
 		for _, p := range list {
-			if !slices.Contains(e.win, p) {
-				pool = append(pool, p)
+			if e.winAsked == 0 || !slices.Contains(e.win[:e.winAsked], p) {
+				e.win = append(e.win, p)
 			}
 		}
-		e.pool = pool
-		for i := 0; i < k && i < len(pool); i++ {
-			j := i + e.rng.IntN(len(pool)-i)
-			pool[i], pool[j] = pool[j], pool[i]
-			e.win = append(e.win, pool[i])
+		rest := e.win[start:]
+		for i := len(rest) - 1; i > 0; i-- {
+			j := e.rng.IntN(i + 1)
+			rest[i], rest[j] = rest[j], rest[i]
 		}
 	}
 }
@@ -1197,15 +1203,9 @@ func (e *Engine[ID]) onGraft(now time.Time, from ID, m *Msg[ID]) {
 	t := e.tree(now, c.origin)
 	accepted := e.link(t, from)
 	if m.WantPayload {
-		if !accepted {
-			// A peer that grafts missed a message, and this node has no
-			// room for it in the origin's tree: it may have no one
-			// pushing to it, so it hears of every message for now (see
-			// ask). One that was taken in gets the origin's payloads
-			// from now on: marking it too made every graft of a cold
-			// start cost a frame per window for MessageCacheTTL.
-			e.ask(now, from)
-		}
+		// A peer that grafts missed a message: while it is not in a
+		// message's tree it hears of every message (see ask).
+		e.ask(now, from)
 		// The reply carries this node's own hop count plus one: the hops
 		// the payload has really travelled.
 		e.send(from, Msg[ID]{Kind: KindGossip, ID: m.ID, Round: c.round + 1, Origin: c.origin,
@@ -1261,7 +1261,6 @@ func (e *Engine[ID]) expireRefusals(now time.Time) {
 // tree, and so every origin's tree, as a leaf (a leaf makes no cycle; if
 // it greeted several nodes, its duplicates prune the extra edges per
 // origin). A neighbour this node already has keeps its place.
-//
 func (e *Engine[ID]) onGreeting(now time.Time, from ID) {
 	if e.neighbour(from) {
 		return
