@@ -63,8 +63,15 @@ func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
 }
 
 // sendAnnouncements sends IHave by datagram and exchanges by stream (either
-// falls back to the other path), split into frames that fit.
+// falls back to the other path), split into frames that fit. An exchange
+// that fits in one datagram of GossipDatagramMaxSize goes as one: it is
+// periodic, so a lost one costs no more than a late one, and by stream
+// each cost a sender goroutine, a TCP segment and its acknowledgement
+// (on 20 nodes, 0.4 packets per broadcast at 100 broadcasts/s).
 func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
+	if m.Kind == KindExchange && p.dg != nil && p.exchangeByDatagram(pr, m) {
+		return
+	}
 	path := transport.PathDatagram
 	if m.Kind == KindExchange || p.dg == nil {
 		path = transport.PathStream
@@ -108,6 +115,26 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 		p.transmit(pr, &part, path, fb)
 		fb.release()
 	}
+}
+
+// exchangeByDatagram sends the exchange m to pr in one datagram if it
+// fits in GossipDatagramMaxSize, and reports whether it did.
+func (p *Plumtree[ID, M]) exchangeByDatagram(pr *peer, m *Msg[ID]) bool {
+	limit := min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize())
+	if wire.AnnouncementsHeaderSize(len(p.selfWire))+len(m.Ranges)*(wire.PrefixSize+2) > limit {
+		return false // not even at the smallest encoding of each range
+	}
+	fb, err := p.encode(m)
+	if err != nil {
+		p.sendError(m.Kind, err)
+		return true
+	}
+	defer fb.release()
+	if len(fb.b) > limit {
+		return false
+	}
+	p.transmit(pr, m, transport.PathDatagram, fb)
+	return true
 }
 
 // transmit sends fb to pr. The caller keeps its reference; a frame queued
