@@ -1394,7 +1394,7 @@ func (e *Engine[ID]) takeGreeting(now time.Time, p ID) {
 		return
 	}
 	if g.eager {
-		e.asked[p] = now.Add(e.cfg.MessageCacheTTL) // as onGraft does for a greeting
+		e.ask(now, p) // as onGraft does for a greeting
 		e.onGreeting(now, p)
 		return
 	}
@@ -1985,7 +1985,8 @@ func (e *Engine[ID]) fill() {
 		// get every early broadcast by a graft. It is sent again at each
 		// exchange, up to greetings times, until the neighbour sends
 		// something: the first may arrive before the neighbour knows this
-		// node is a member, and be ignored.
+		// node is a member (it is held then, see holdGreeting, but only so
+		// many are), or be lost.
 		e.quiet[id] = greetings
 		if e.eager.has(id) {
 			e.send(id, Msg[ID]{Kind: KindGraft}) // no message: "push to me"
