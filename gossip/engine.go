@@ -129,7 +129,8 @@ type Engine[ID comparable] struct {
 	xchgN    int // exchanges sent: every fourth goes to a member outside the neighbours
 	xchgOff  int // where the next exchange's ranges start, when they are more than ExchangeMaxIDs
 	shufAt   time.Time
-	xchgIDs  []MessageID // scratch for exchangeTo
+	xchg     []xchgRun      // scratch for exchangeTo: the cached sequence numbers of each incarnation
+	xchgIdx  map[uint64]int // scratch for exchangeTo: an incarnation's index in xchg
 	stats    counters
 	order    *orderBuf[ID] // Config.Ordered; nil without
 }
@@ -1172,6 +1173,13 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 	}
 }
 
+// xchgRun is the cached sequence numbers of one incarnation (exchangeTo's
+// scratch).
+type xchgRun struct {
+	inc  uint64
+	seqs []uint64
+}
+
 // seenRun is a run of one incarnation's sequence numbers, first up to
 // next (excluded), that this node has all seen, and when it last grew.
 type seenRun struct {
@@ -1606,36 +1614,53 @@ func (e *Engine[ID]) exchangeTo(now time.Time, to ID) bool {
 		return false
 	}
 	oldest := now.Add(-e.cfg.exchangeWindow()).UnixNano()
-	ids := e.xchgIDs[:0]
+	// The IDs grouped by incarnation, each group's sequence numbers sorted
+	// as integers (the cache gives them newest first, nearly sorted): a
+	// sort of the 16-byte IDs was most of an exchange's cost, once a
+	// second, with a full cache.
+	if e.xchgIdx == nil {
+		e.xchgIdx = make(map[uint64]int)
+	}
+	clear(e.xchgIdx)
+	groups := e.xchg[:0]
 	e.cache.Newest(now, func(k cache.Key, _ time.Time, c *cached[ID]) bool {
-		if c.ts >= oldest {
-			ids = append(ids, MessageID(k))
+		if c.ts < oldest {
+			return true
 		}
+		id := MessageID(k)
+		inc := id.Incarnation()
+		i, ok := e.xchgIdx[inc]
+		if !ok {
+			i = len(groups)
+			e.xchgIdx[inc] = i
+			if i < cap(groups) {
+				groups = groups[:i+1]
+				groups[i].inc, groups[i].seqs = inc, groups[i].seqs[:0]
+			} else {
+				groups = append(groups, xchgRun{inc: inc})
+			}
+		}
+		groups[i].seqs = append(groups[i].seqs, id.Seq())
 		return true
 	})
-	e.xchgIDs = ids
-	if len(ids) == 0 {
+	e.xchg = groups
+	if len(groups) == 0 {
 		return false
 	}
-	// The IDs' byte order, compared as two integers: the sort was most of
-	// an exchange's cost, once a second, with a full cache.
-	slices.SortFunc(ids, func(a, b MessageID) int {
-		if c := cmp.Compare(a.Incarnation(), b.Incarnation()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq(), b.Seq())
-	})
+	slices.SortFunc(groups, func(a, b xchgRun) int { return cmp.Compare(a.inc, b.inc) })
 	var ranges []Range
-	for i := 0; i < len(ids); {
-		j := i + 1
-		for j < len(ids) && ids[j].Incarnation() == ids[i].Incarnation() && ids[j].Seq() == ids[j-1].Seq()+1 {
-			j++
+	for _, g := range groups {
+		slices.Sort(g.seqs)
+		var prefix [8]byte
+		binary.BigEndian.PutUint64(prefix[:], g.inc)
+		for i := 0; i < len(g.seqs); {
+			j := i + 1
+			for j < len(g.seqs) && g.seqs[j] == g.seqs[j-1]+1 {
+				j++
+			}
+			ranges = append(ranges, Range{Prefix: prefix, First: g.seqs[i], N: uint64(j - i)})
+			i = j
 		}
-		var r Range
-		copy(r.Prefix[:], ids[i][:8])
-		r.First, r.N = ids[i].Seq(), uint64(j-i)
-		ranges = append(ranges, r)
-		i = j
 	}
 	if max := e.cfg.ExchangeMaxIDs; len(ranges) > max {
 		// Take turns: this exchange from where the last one stopped.
