@@ -65,3 +65,24 @@ func TestExchangeSkipsTheRunAlreadySeen(t *testing.T) {
 type observerFunc func(Event)
 
 func (f observerFunc) Observe(e Event) { f(e) }
+
+// A range that straddles the run is looked at on both sides of it, and
+// only there.
+func TestExchangeAroundTheRun(t *testing.T) {
+	pe := newPaperEngine(t, testConfig(), 1, 2, 3, 4)
+	const inc = 0x77
+	for s := uint64(5); s < 10; s++ {
+		pe.e.Receive(t0, 1, gossipMsg(makeID(inc, s), 2))
+	}
+	pe.out()
+	var p [8]byte
+	id0 := makeID(inc, 0)
+	copy(p[:], id0[:8])
+	pe.e.Receive(t0, 2, &Msg[int]{Kind: KindExchange, Ranges: []Range{{Prefix: p, First: 1, N: 12}}})
+	for s := uint64(0); s < 15; s++ {
+		want := s >= 1 && s < 13 && (s < 5 || s >= 10)
+		if got := pe.e.missing[makeID(inc, s)] != nil; got != want {
+			t.Errorf("message %d missing: %v, want %v", s, got, want)
+		}
+	}
+}
