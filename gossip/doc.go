@@ -193,9 +193,11 @@
 //     left the joiner pushing to its picks with none of them pushing to
 //     it, and a cold start grafted every origin's first message to it.
 //   - A message is announced to at most LazyFanout neighbours outside its
-//     origin's tree that do not have it, a fresh random choice per message.
-//     A neighbour that grafted this node within MessageCacheTTL hears of
-//     every message.
+//     origin's tree that do not have it: the first in an order of the
+//     neighbours drawn once per IHaveInterval window (lazy ones first), so
+//     that a window's messages share frames, which are sent when the window
+//     ends. A neighbour that grafted or greeted this node within
+//     MessageCacheTTL comes first in every window.
 //   - The optimization (OptimizationThreshold) is the paper's Algorithm 2,
 //     per origin's tree, on announcements that come before or after the
 //     payload: the shorter path's announcer is grafted, and the duplicate
