@@ -90,7 +90,10 @@
 // in the peer's verified certificate (transport.PeerName: the "plumtree:<name>"
 // URI SAN, else the common name), which gossip.Options.Authenticate checks
 // against the frame's sender ID; PeerCertificate returns the certificate
-// itself.
+// itself. Because datagrams carry it too (the transport says so with
+// AuthenticatesDatagrams), the gossip core keeps sending small payloads and
+// announcements by datagram with Authenticate set, where over UDP it sends
+// everything by stream.
 //
 // Impersonation and inbound connections: this transport has no hello of its
 // own in which a peer could claim an address: Message.From is the remote

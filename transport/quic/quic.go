@@ -70,6 +70,8 @@ var (
 	_ transport.Datagram      = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
 	_ transport.Authenticator = (*Transport)(nil)
+
+	_ transport.DatagramAuthenticator = (*Transport)(nil)
 )
 
 // counters are the traffic counters. The datagram send counters move under a
@@ -200,6 +202,11 @@ func (t *Transport) Authenticates() bool {
 	ca := t.cfg.TLS.ClientAuth
 	return ca == tls.VerifyClientCertIfGiven || ca == tls.RequireAndVerifyClientCert
 }
+
+// AuthenticatesDatagrams reports the same as Authenticates
+// (transport.DatagramAuthenticator): a datagram arrives on the connection
+// whose handshake verified the peer, and carries its Identity.
+func (t *Transport) AuthenticatesDatagrams() bool { return t.Authenticates() }
 
 // Stats returns the transport's counters. A frame counts as sent once
 // written to its QUIC stream, and as received once read whole from one; a

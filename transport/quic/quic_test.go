@@ -751,3 +751,27 @@ func TestSimultaneousDials(t *testing.T) {
 		t.Fatalf("a has %d connections", n)
 	}
 }
+
+// TestDatagramsCarryIdentity: a datagram arrives on the connection whose
+// handshake verified the peer's certificate, so with mutual TLS it carries
+// the peer's name as a frame does, and the transport says so
+// (transport.DatagramAuthenticator), which lets the gossip core send
+// payloads by datagram with Authenticate set.
+func TestDatagramsCarryIdentity(t *testing.T) {
+	ca := newCA(t)
+	a := listen(t, ca, "a", nil)
+	b := listen(t, ca, "b", nil)
+	if !transport.Authenticates(b) || !transport.AuthenticatesDatagrams(b) {
+		t.Fatalf("with mutual TLS: Authenticates %v, AuthenticatesDatagrams %v; want both", transport.Authenticates(b), transport.AuthenticatesDatagrams(b))
+	}
+	m := sendDatagramUntilSeen(t, a, b, []byte("hi"))
+	if m.Path != transport.PathDatagram || m.Identity != "a" {
+		t.Fatalf("b got %+v, want a datagram from identity a", m)
+	}
+	if err := a.SendFrame(testCtx(t), b.LocalAddr(), []byte("frame")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, b.Frames()); m.Identity != "a" {
+		t.Fatalf("b got frame %+v, want identity a", m)
+	}
+}
