@@ -97,3 +97,91 @@ func TestAuthenticateIgnoresUndeclaredIdentity(t *testing.T) {
 		}
 	})
 }
+
+// verifiesIdentity is a transport that declares it authenticates its peers
+// (transport.Authenticator) and stamps the sender's name on what it
+// receives; with datagrams set it declares that its datagrams carry the
+// identity too (transport.DatagramAuthenticator), as QUIC's do.
+type verifiesIdentity struct {
+	*claimsIdentity
+	datagrams bool
+}
+
+func (v verifiesIdentity) Authenticates() bool          { return true }
+func (v verifiesIdentity) AuthenticatesDatagrams() bool { return v.datagrams }
+
+// sentPaths records the paths of the gossip payloads a node sent.
+type sentPaths chan transport.Path
+
+func (s sentPaths) Observe(e gossip.Event) {
+	if e.Kind == gossip.EventSent && e.Type == gossip.KindGossip {
+		s <- e.Path
+	}
+}
+
+// With Authenticate set, a node sends its payloads by stream when its
+// transport's datagrams carry no verified identity (UDP's), and by datagram
+// when they do (QUIC's: transport.DatagramAuthenticator); either way the
+// receiver, which checks every frame, delivers them.
+func TestAuthenticateKeepsAuthenticatedDatagrams(t *testing.T) {
+	for _, tc := range []struct {
+		datagrams bool
+		want      transport.Path
+	}{{false, transport.PathStream}, {true, transport.PathDatagram}} {
+		t.Run(tc.want.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				net := mem.NewNetwork(mem.Config{})
+				a, _ := net.Listen("a")
+				b, _ := net.Listen("b")
+				// Each side stamps the other's name: what it received
+				// came from the only other node.
+				ta := verifiesIdentity{newClaimsIdentity(a, "bob"), tc.datagrams}
+				tb := verifiesIdentity{newClaimsIdentity(b, "alice"), tc.datagrams}
+				defer ta.Close()
+				defer tb.Close()
+				if got := transport.AuthenticatesDatagrams(ta); got != tc.datagrams {
+					t.Fatalf("AuthenticatesDatagrams = %v, want %v", got, tc.datagrams)
+				}
+				members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
+				paths := make(sentPaths, 16)
+				got := make(chan []byte, 4)
+				alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+					ID: "alice", Transport: ta, Membership: static.New(members...), Codec: codec.Bytes(),
+					Authenticate: gossip.MatchIdentity[string], Observer: paths,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer alice.Close()
+				bob, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+					ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
+					Authenticate: gossip.MatchIdentity[string],
+					OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer bob.Close()
+				if _, err := alice.Broadcast(context.Background(), []byte("hello")); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case v := <-got:
+					if string(v) != "hello" {
+						t.Fatalf("bob delivered %q, want hello", v)
+					}
+				case <-time.After(10 * time.Second): // virtual time
+					t.Fatal("bob never delivered alice's broadcast")
+				}
+				select {
+				case p := <-paths:
+					if p != tc.want {
+						t.Errorf("alice sent her payload by %v, want %v (datagrams authenticated: %v)", p, tc.want, tc.datagrams)
+					}
+				default:
+					t.Fatal("alice reported no payload sent")
+				}
+			})
+		})
+	}
+}

@@ -73,7 +73,9 @@ type Options[ID comparable, M any] struct {
 	// Only the neighbour that sent a frame is authenticated this way, not
 	// the origin of a payload it relays. With Authenticate set, a node sends
 	// every frame on the stream path when it has one, since datagrams over
-	// UDP carry no identity: set it on every node of the cluster.
+	// UDP carry no identity, unless the transport's datagrams carry a
+	// verified one too (transport.DatagramAuthenticator: QUIC's do): set it
+	// on every node of the cluster.
 	Authenticate func(sender ID, identity string) error
 	// Tracer, if set, carries a trace of each broadcast across the cluster
 	// (observe.Tracer does it with OpenTelemetry). It runs on the protocol
@@ -145,6 +147,10 @@ type Plumtree[ID comparable, M any] struct {
 	// authenticated: the transport vouches for Message.Identity
 	// (transport.Authenticator); otherwise an identity is ignored.
 	authenticated bool
+	// dgAuthenticated: the transport vouches for Message.Identity on
+	// datagrams too (transport.DatagramAuthenticator, QUIC's), so that
+	// Authenticate leaves the datagram path open.
+	dgAuthenticated bool
 
 	bcast      chan *broadcastReq
 	queries    chan func()
@@ -238,6 +244,7 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	p.dg, _ = o.Transport.(transport.Datagram)
 	p.st, _ = o.Transport.(transport.Stream)
 	p.authenticated = transport.Authenticates(o.Transport)
+	p.dgAuthenticated = transport.AuthenticatesDatagrams(o.Transport)
 	if p.dg == nil && p.st == nil {
 		return nil, fmt.Errorf("gossip: Options.Transport (%T) implements neither transport.Datagram nor transport.Stream", o.Transport)
 	}

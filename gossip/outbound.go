@@ -141,7 +141,7 @@ func (p *Plumtree[ID, M]) exchangeByDatagram(pr *peer, m *Msg[ID]) bool {
 // for the stream sender takes one of its own.
 func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb *frameBuf) {
 	kind, b := m.Kind, fb.b
-	if path == transport.PathDatagram && (p.dg == nil || p.o.Authenticate != nil && p.st != nil) {
+	if path == transport.PathDatagram && (p.dg == nil || p.o.Authenticate != nil && p.st != nil && !p.dgAuthenticated) {
 		path = transport.PathStream
 	}
 	if path == transport.PathStream && p.st == nil {

@@ -230,6 +230,10 @@ func (s *StreamDatagrams) Frames() <-chan Message { return s.frames }
 // paths carry its Message.Identity.
 func (s *StreamDatagrams) Authenticates() bool { return Authenticates(s.st) }
 
+// AuthenticatesDatagrams reports the same as Authenticates: datagrams ride
+// the stream's connections (DatagramAuthenticator).
+func (s *StreamDatagrams) AuthenticatesDatagrams() bool { return s.Authenticates() }
+
 // Stats reports the datagrams and frames that went through s, and the
 // stream's Connections. FramesDropped adds the frames received without a
 // known tag to the stream's own count (if it reports one), which includes

@@ -187,3 +187,37 @@ func TestStatsAdd(t *testing.T) {
 		}
 	}
 }
+
+// authStream is a stream transport that declares it authenticates its peers.
+type authStream struct{ stOnly }
+
+func (authStream) Authenticates() bool { return true }
+
+// Only datagrams that ride an authenticated stream carry a verified
+// identity: DatagramsOverStream's do, Join's (UDP beside a TLS stream) do
+// not, whatever the stream verifies. The gossip core sends by datagram
+// with Authenticate set only on the first.
+func TestAuthenticatesDatagrams(t *testing.T) {
+	n := mem.NewNetwork(mem.Config{})
+	a, _ := n.Listen("a")
+	defer a.Close()
+	over := transport.DatagramsOverStream(authStream{stOnly{a}}, 0)
+	defer over.Close()
+	if !transport.Authenticates(over) || !transport.AuthenticatesDatagrams(over) {
+		t.Errorf("datagrams over an authenticated stream: Authenticates %v, AuthenticatesDatagrams %v; want both",
+			transport.Authenticates(over), transport.AuthenticatesDatagrams(over))
+	}
+	plain := transport.DatagramsOverStream(stOnly{a}, 0)
+	defer plain.Close()
+	if transport.AuthenticatesDatagrams(plain) {
+		t.Error("datagrams over a stream that authenticates nobody claim a verified identity")
+	}
+	j, err := transport.Join(dgOnly{a}, authStream{stOnly{a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !transport.Authenticates(j) || transport.AuthenticatesDatagrams(j) {
+		t.Errorf("joined datagrams beside an authenticated stream: Authenticates %v, AuthenticatesDatagrams %v; want true, false",
+			transport.Authenticates(j), transport.AuthenticatesDatagrams(j))
+	}
+}

@@ -207,6 +207,26 @@ func Authenticates(tr Transport) bool {
 	return ok && a.Authenticates()
 }
 
+// DatagramAuthenticator is an optional interface: an Authenticator whose
+// datagrams ride its authenticated connections (QUIC's RFC 9221 datagrams,
+// StreamDatagrams' tagged frames) says so, and then its datagrams carry a
+// verified Message.Identity as its frames do. Without it a datagram's
+// identity is taken as unverified: Joined's UDP datagrams, for one, carry
+// none, whatever the stream transport beside them verifies.
+type DatagramAuthenticator interface {
+	// AuthenticatesDatagrams reports whether a non-empty Message.Identity
+	// on this transport's datagrams was verified. It does not change while
+	// the transport is open, and implies Authenticates.
+	AuthenticatesDatagrams() bool
+}
+
+// AuthenticatesDatagrams reports whether tr declares, through
+// DatagramAuthenticator, that its datagrams carry a verified identity too.
+func AuthenticatesDatagrams(tr Transport) bool {
+	a, ok := tr.(DatagramAuthenticator)
+	return ok && a.AuthenticatesDatagrams() && Authenticates(tr)
+}
+
 // StatsReporter is an optional interface: a transport that counts its traffic.
 type StatsReporter interface {
 	// Stats returns the counters now.

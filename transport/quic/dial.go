@@ -113,6 +113,9 @@ func (t *Transport) connect(ctx context.Context, p *peer) error {
 				if ok {
 					return nil
 				}
+				if a.incoming && !t.isClosed.Load() {
+					continue // the peer's connection failed or is slow: dial
+				}
 				if t.isClosed.Load() {
 					return transport.ErrClosed
 				}
@@ -149,6 +152,9 @@ func (t *Transport) startDialLocked(p *peer) *dialAttempt {
 // dial connects to p and attaches the connection.
 func (t *Transport) dial(p *peer, a *dialAttempt) {
 	defer t.maybeForget(p)
+	if h := t.hookDial.Load(); h != nil {
+		(*h)(p)
+	}
 	tc := t.clientTLS.Clone()
 	if tc.ServerName == "" {
 		tc.ServerName = p.udp.IP.String()

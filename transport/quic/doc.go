@@ -30,7 +30,10 @@
 // Connections: there is at most one sending connection per peer address,
 // reused for every frame and datagram to it. A connection accepted from a peer
 // is used to send back to that peer too, so normally a pair of peers shares one
-// connection. If two peers dial each other at the same moment, both
+// connection. While a connection the peer dialed is in its handshake, it
+// stands for a dial (for up to a second): what is sent to the peer waits
+// for it rather than dialing a second one. If two peers dial each other
+// before either has heard from the other, both
 // connections stay open, each carrying one direction; when the sending
 // connection dies another live connection to the same peer is adopted, and
 // only if there is none is the peer redialed (in the background when frames
@@ -90,7 +93,10 @@
 // in the peer's verified certificate (transport.PeerName: the "plumtree:<name>"
 // URI SAN, else the common name), which gossip.Options.Authenticate checks
 // against the frame's sender ID; PeerCertificate returns the certificate
-// itself.
+// itself. Because datagrams carry it too (the transport says so with
+// AuthenticatesDatagrams), the gossip core keeps sending small payloads and
+// announcements by datagram with Authenticate set, where over UDP it sends
+// everything by stream.
 //
 // Impersonation and inbound connections: this transport has no hello of its
 // own in which a peer could claim an address: Message.From is the remote

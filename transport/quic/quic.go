@@ -63,6 +63,10 @@ type Transport struct {
 	// hookDetached, if set (by tests, before any connection exists), is
 	// called once a closed connection has been detached from its peer.
 	hookDetached func(*conn)
+	// hookIncoming and hookDial, if set (by tests), are called when an
+	// accepted connection's handshake starts to stand for a dial to p (or
+	// not), and when this side starts a dial.
+	hookIncoming, hookDial atomic.Pointer[func(*peer)]
 }
 
 var (
@@ -70,6 +74,8 @@ var (
 	_ transport.Datagram      = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
 	_ transport.Authenticator = (*Transport)(nil)
+
+	_ transport.DatagramAuthenticator = (*Transport)(nil)
 )
 
 // counters are the traffic counters. The datagram send counters move under a
@@ -100,10 +106,13 @@ type peer struct {
 	dial  *dialAttempt
 }
 
-// dialAttempt is one dial in progress, shared by everyone waiting for it.
+// dialAttempt is one dial in progress, shared by everyone waiting for it:
+// this side's, or the handshake of a connection the peer dialed (incoming;
+// see serveIncoming).
 type dialAttempt struct {
-	done chan struct{} // closed when the dial ended; err is set before
-	err  error
+	done     chan struct{} // closed when the dial ended; err is set before
+	err      error
+	incoming bool
 }
 
 // conn is one QUIC connection to a peer, dialed or accepted.
@@ -200,6 +209,11 @@ func (t *Transport) Authenticates() bool {
 	ca := t.cfg.TLS.ClientAuth
 	return ca == tls.VerifyClientCertIfGiven || ca == tls.RequireAndVerifyClientCert
 }
+
+// AuthenticatesDatagrams reports the same as Authenticates
+// (transport.DatagramAuthenticator): a datagram arrives on the connection
+// whose handshake verified the peer, and carries its Identity.
+func (t *Transport) AuthenticatesDatagrams() bool { return t.Authenticates() }
 
 // Stats returns the transport's counters. A frame counts as sent once
 // written to its QUIC stream, and as received once read whole from one; a

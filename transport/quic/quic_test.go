@@ -751,3 +751,125 @@ func TestSimultaneousDials(t *testing.T) {
 		t.Fatalf("a has %d connections", n)
 	}
 }
+
+// TestDatagramsCarryIdentity: a datagram arrives on the connection whose
+// handshake verified the peer's certificate, so with mutual TLS it carries
+// the peer's name as a frame does, and the transport says so
+// (transport.DatagramAuthenticator), which lets the gossip core send
+// payloads by datagram with Authenticate set.
+func TestDatagramsCarryIdentity(t *testing.T) {
+	ca := newCA(t)
+	a := listen(t, ca, "a", nil)
+	b := listen(t, ca, "b", nil)
+	if !transport.Authenticates(b) || !transport.AuthenticatesDatagrams(b) {
+		t.Fatalf("with mutual TLS: Authenticates %v, AuthenticatesDatagrams %v; want both", transport.Authenticates(b), transport.AuthenticatesDatagrams(b))
+	}
+	m := sendDatagramUntilSeen(t, a, b, []byte("hi"))
+	if m.Path != transport.PathDatagram || m.Identity != "a" {
+		t.Fatalf("b got %+v, want a datagram from identity a", m)
+	}
+	if err := a.SendFrame(testCtx(t), b.LocalAddr(), []byte("frame")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, b.Frames()); m.Identity != "a" {
+		t.Fatalf("b got frame %+v, want identity a", m)
+	}
+}
+
+// dialsOf returns a channel that receives the address of every dial tr
+// starts. Set before any connection exists.
+func dialsOf(tr *Transport) <-chan string {
+	ch := make(chan string, 16)
+	hook := func(p *peer) { ch <- p.key }
+	tr.hookDial.Store(&hook)
+	return ch
+}
+
+// TestIncomingHandshakeStandsForDial: while a connection the peer dialed is
+// in its handshake, what this side sends the peer waits for it instead of
+// dialing a second connection (two nodes that pick each other at a cold
+// start paid for two handshakes, on both sides), and goes out on it.
+func TestIncomingHandshakeStandsForDial(t *testing.T) {
+	ca := newCA(t)
+	a := listen(t, ca, "a", nil)
+	b := listen(t, ca, "b", nil)
+	ctx := testCtx(t)
+	dials := dialsOf(a)
+	stood := make(chan bool, 1)
+	bAddr := b.LocalAddr()
+	hook := func(p *peer) {
+		p.mu.Lock()
+		standing := p.dial != nil && p.dial.incoming
+		p.mu.Unlock()
+		// Sent while b's handshake is under way: it must not dial.
+		if err := a.SendDatagram(ctx, bAddr, []byte("early")); err != nil {
+			t.Errorf("SendDatagram: %v", err)
+		}
+		stood <- standing
+	}
+	a.hookIncoming.Store(&hook)
+	if err := b.SendFrame(ctx, a.LocalAddr(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, a.Frames()); string(m.Data) != "hello" {
+		t.Fatalf("a got %q", m.Data)
+	}
+	if !<-stood {
+		t.Error("b's connection in its handshake did not stand for a dial to b")
+	}
+	if err := a.SendFrame(ctx, b.LocalAddr(), []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, b.Frames()); string(m.Data) != "reply" || m.From != a.LocalAddr() {
+		t.Fatalf("b got %+v, want reply from a", m)
+	}
+	select {
+	case k := <-dials:
+		t.Fatalf("a dialed %s while b's connection was in its handshake", k)
+	default:
+	}
+	if ca, cb := a.Stats().Connections, b.Stats().Connections; ca != 1 || cb != 1 {
+		t.Fatalf("connections: a %d, b %d; want 1 and 1", ca, cb)
+	}
+	if d := a.Stats().DatagramsDropped; d != 0 {
+		t.Fatalf("a dropped %d datagrams", d)
+	}
+}
+
+// TestFailedIncomingHandshakeDials: when the connection that stood for a
+// dial fails its handshake, what waits for the peer dials it.
+func TestFailedIncomingHandshakeDials(t *testing.T) {
+	ca1, ca2 := newCA(t), newCA(t)
+	b := listen(t, ca1, "b", nil)
+	ctx := testCtx(t)
+	dials := dialsOf(b)
+	// m trusts b but presents a certificate b does not: b refuses it
+	// once the handshake is done.
+	cert, err := ca2.Issue("mallory", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := listenTLS(t, "127.0.0.1:0", &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      ca1.Pool(),
+		ClientCAs:    ca2.Pool(),
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil)
+	mAddr := m.LocalAddr()
+	hook := func(p *peer) {
+		if err := b.SendDatagram(ctx, mAddr, []byte("waits")); err != nil {
+			t.Errorf("SendDatagram: %v", err)
+		}
+	}
+	b.hookIncoming.Store(&hook)
+	_ = m.SendFrame(ctx, b.LocalAddr(), []byte("x")) // refused by b, whatever m hears of it
+	select {
+	case k := <-dials:
+		if k != m.LocalAddr() {
+			t.Fatalf("b dialed %s, want %s", k, m.LocalAddr())
+		}
+	case <-ctx.Done():
+		t.Fatal("watchdog: b never dialed m after m's connection failed its handshake")
+	}
+}

@@ -2,11 +2,15 @@ package quic
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	qgo "github.com/quic-go/quic-go"
+
+	"github.com/plumtree-go/plumtree/transport"
 )
 
 // Supervision: accepting connections, attaching them to their peer, and
@@ -37,33 +41,103 @@ func (t *Transport) acceptLoop() {
 // serveIncoming waits for an accepted connection's handshake to complete (so
 // that the peer is authenticated before anything from it is delivered) and
 // attaches it to its peer.
+//
+// While the handshake runs, it stands for a dial to the peer if this side
+// has no connection with it and is not dialing it: what is sent to the peer
+// meanwhile waits for this connection rather than dialing one of its own.
+// Two nodes that pick each other at once (a cold start: each greets its
+// picks) then pay for one handshake, not two, unless both dialed before
+// either heard from the other; and the first payload waits for a
+// handshake already under way. It stands in for at most incomingWait
+// (a handshake from a spoofed address must not hold back a real dial for
+// long); then, or if it fails, waiting frames dial as before.
 func (t *Transport) serveIncoming(qc *qgo.Conn) {
-	select {
-	case <-qc.HandshakeComplete():
-	case <-qc.Context().Done():
-		// The handshake failed: a client certificate that does not
-		// verify, a timeout, a peer that gave up.
-		if !t.isClosed.Load() {
-			t.c.connectionsRefused.Add(1)
-		}
-		return
-	case <-t.done:
-		qc.CloseWithError(codeClosing, "transport closed")
-		return
-	}
-	if qc.Context().Err() != nil {
-		return // the handshake failed (the peer closed it at once after)
-	}
 	ua, ok := qc.RemoteAddr().(*net.UDPAddr)
 	if !ok {
 		qc.CloseWithError(codeClosing, "unexpected address")
 		return
 	}
 	ap := ua.AddrPort()
-	key := canonical(ap)
-	p := t.acquireKey(key, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())))
-	t.attach(p, qc, false)
-	t.release(p)
+	p := t.acquireKey(canonical(ap), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())))
+	defer t.release(p)
+	var a *dialAttempt
+	p.mu.Lock()
+	if p.send == nil && p.dial == nil {
+		a = &dialAttempt{done: make(chan struct{}), incoming: true}
+		p.dial = a
+	}
+	p.mu.Unlock()
+	if h := t.hookIncoming.Load(); h != nil {
+		(*h)(p)
+	}
+	var expired <-chan time.Time
+	if a != nil {
+		timer := time.NewTimer(t.incomingWait())
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		select {
+		case <-qc.HandshakeComplete():
+		case <-expired:
+			t.endIncoming(p, a, errIncomingSlow)
+			expired = nil
+			continue
+		case <-qc.Context().Done():
+			// The handshake failed: a client certificate that does not
+			// verify, a timeout, a peer that gave up.
+			if !t.isClosed.Load() {
+				t.c.connectionsRefused.Add(1)
+			}
+			t.endIncoming(p, a, errIncomingFailed)
+			return
+		case <-t.done:
+			qc.CloseWithError(codeClosing, "transport closed")
+			t.endIncoming(p, a, transport.ErrClosed)
+			return
+		}
+		break
+	}
+	if qc.Context().Err() != nil {
+		t.endIncoming(p, a, errIncomingFailed)
+		return // the handshake failed (the peer closed it at once after)
+	}
+	if !t.attach(p, qc, false) {
+		t.endIncoming(p, a, transport.ErrClosed)
+		return
+	}
+	t.endIncoming(p, a, nil)
+}
+
+var (
+	errIncomingSlow   = errors.New("the peer's own connection is still in its handshake")
+	errIncomingFailed = errors.New("the peer's own connection failed its handshake")
+)
+
+// incomingWait is the longest an incoming handshake stands for a dial (see
+// serveIncoming).
+func (t *Transport) incomingWait() time.Duration {
+	return min(t.cfg.HandshakeTimeout, time.Second)
+}
+
+// endIncoming ends the dial that the incoming handshake a stood for, if it
+// still stands for it (a may be nil). With err set, what waits for p dials
+// (kickLocked here, connect in the senders that wait).
+func (t *Transport) endIncoming(p *peer, a *dialAttempt, err error) {
+	if a == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dial != a {
+		return
+	}
+	a.err = err
+	p.dial = nil
+	close(a.done)
+	if err != nil && !t.isClosed.Load() {
+		t.kickLocked(p)
+	}
 }
 
 // attach registers a connection with p: it becomes p's sending connection if
