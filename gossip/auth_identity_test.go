@@ -185,3 +185,56 @@ func TestAuthenticateKeepsAuthenticatedDatagrams(t *testing.T) {
 		})
 	}
 }
+
+// A transport that verifies its streams but not its datagrams (Joined's
+// UDP beside TLS) may still stamp an identity on a datagram: the receiver
+// takes it as none, and refuses the frame. Here alice's transport claims
+// its datagrams are verified, so she sends by datagram; bob's does not
+// vouch for them.
+func TestAuthenticateIgnoresIdentityOnUnverifiedDatagrams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := mem.NewNetwork(mem.Config{})
+		a, _ := net.Listen("a")
+		b, _ := net.Listen("b")
+		ta := verifiesIdentity{newClaimsIdentity(a, "bob"), true}
+		tb := verifiesIdentity{newClaimsIdentity(b, "alice"), false}
+		defer ta.Close()
+		defer tb.Close()
+		members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
+		got := make(chan []byte, 4)
+		alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+			ID: "alice", Transport: ta, Membership: static.New(members...), Codec: codec.Bytes(),
+			Authenticate: gossip.MatchIdentity[string],
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alice.Close()
+		bob, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+			ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
+			Authenticate: gossip.MatchIdentity[string],
+			OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bob.Close()
+		if _, err := alice.Broadcast(context.Background(), []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // virtual time: the payload, announcements and graft answers, all by datagram
+		synctest.Wait()
+		select {
+		case v := <-got:
+			t.Errorf("bob delivered %q from a datagram whose identity his transport did not verify", v)
+		default:
+		}
+		st, err := bob.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.DecodeErrors == 0 {
+			t.Errorf("bob counted no refused datagram")
+		}
+	})
+}

@@ -21,7 +21,7 @@ func (p *Plumtree[ID, M]) receive(tm transport.Message) {
 	}
 	if p.o.Authenticate != nil {
 		identity := tm.Identity
-		if !p.authenticated {
+		if !p.authenticated || tm.Path == transport.PathDatagram && !p.dgAuthenticated {
 			identity = "" // nothing verified it
 		}
 		if err := p.o.Authenticate(from, identity); err != nil {
