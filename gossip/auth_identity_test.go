@@ -110,6 +110,32 @@ type verifiesIdentity struct {
 func (v verifiesIdentity) Authenticates() bool          { return true }
 func (v verifiesIdentity) AuthenticatesDatagrams() bool { return v.datagrams }
 
+// authPair starts alice on ta and bob on tb, both checking identities with
+// MatchIdentity; bob's deliveries go to the channel it returns. obs, if
+// not nil, observes alice. The caller closes both.
+func authPair(t *testing.T, ta, tb transport.Transport, obs gossip.Observer) (alice, bob *gossip.Plumtree[string, []byte], got chan []byte) {
+	t.Helper()
+	members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
+	got = make(chan []byte, 4)
+	alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+		ID: "alice", Transport: ta, Membership: static.New(members...), Codec: codec.Bytes(),
+		Authenticate: gossip.MatchIdentity[string], Observer: obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err = gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
+		ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
+		Authenticate: gossip.MatchIdentity[string],
+		OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
+	})
+	if err != nil {
+		alice.Close()
+		t.Fatal(err)
+	}
+	return alice, bob, got
+}
+
 // sentPaths records the paths of the gossip payloads a node sent.
 type sentPaths chan transport.Path
 
@@ -142,25 +168,9 @@ func TestAuthenticateKeepsAuthenticatedDatagrams(t *testing.T) {
 				if got := transport.AuthenticatesDatagrams(ta); got != tc.datagrams {
 					t.Fatalf("AuthenticatesDatagrams = %v, want %v", got, tc.datagrams)
 				}
-				members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
 				paths := make(sentPaths, 16)
-				got := make(chan []byte, 4)
-				alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
-					ID: "alice", Transport: ta, Membership: static.New(members...), Codec: codec.Bytes(),
-					Authenticate: gossip.MatchIdentity[string], Observer: paths,
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				alice, bob, got := authPair(t, ta, tb, paths)
 				defer alice.Close()
-				bob, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
-					ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
-					Authenticate: gossip.MatchIdentity[string],
-					OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
 				defer bob.Close()
 				if _, err := alice.Broadcast(context.Background(), []byte("hello")); err != nil {
 					t.Fatal(err)
@@ -200,24 +210,8 @@ func TestAuthenticateIgnoresIdentityOnUnverifiedDatagrams(t *testing.T) {
 		tb := verifiesIdentity{newClaimsIdentity(b, "alice"), false}
 		defer ta.Close()
 		defer tb.Close()
-		members := []membership.Member[string]{{ID: "alice", Addr: "a"}, {ID: "bob", Addr: "b"}}
-		got := make(chan []byte, 4)
-		alice, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
-			ID: "alice", Transport: ta, Membership: static.New(members...), Codec: codec.Bytes(),
-			Authenticate: gossip.MatchIdentity[string],
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		alice, bob, got := authPair(t, ta, tb, nil)
 		defer alice.Close()
-		bob, err := gossip.New(gossip.LANConfig(), gossip.Options[string, []byte]{
-			ID: "bob", Transport: tb, Membership: static.New(members...), Codec: codec.Bytes(),
-			Authenticate: gossip.MatchIdentity[string],
-			OnDeliver:    func(d gossip.Delivery[string, []byte]) { got <- d.Value },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		defer bob.Close()
 		if _, err := alice.Broadcast(context.Background(), []byte("hello")); err != nil {
 			t.Fatal(err)

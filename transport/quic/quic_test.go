@@ -58,6 +58,24 @@ func listenTLS(t testing.TB, addr string, tlsConf *tls.Config, mod func(*Config)
 	return tr
 }
 
+// listenForeign listens as "mallory", who trusts the peers of trusted but
+// presents a certificate of own, which they do not trust: a peer refuses
+// it once the handshake is done.
+func listenForeign(t testing.TB, trusted, own *devcert.UnsafeCA) *Transport {
+	t.Helper()
+	cert, err := own.Issue("mallory", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return listenTLS(t, "127.0.0.1:0", &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      trusted.Pool(),
+		ClientCAs:    own.Pool(),
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil)
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), watchdog)
 	t.Cleanup(cancel)
@@ -506,17 +524,7 @@ func TestMutualTLSRefusesOtherCA(t *testing.T) {
 
 	// A client that trusts b but presents a certificate of another CA: b
 	// refuses it after the client's side of the handshake is done.
-	cert, err := ca2.Issue("mallory", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := listenTLS(t, "127.0.0.1:0", &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca1.Pool(),
-		ClientCAs:    ca2.Pool(),
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}, nil)
+	m := listenForeign(t, ca1, ca2)
 	gone := detached(m)
 	if err := m.SendFrame(ctx, b.LocalAddr(), []byte("evil")); err == nil {
 		select { // the client's side of the handshake completed; b closes it
@@ -845,17 +853,7 @@ func TestFailedIncomingHandshakeDials(t *testing.T) {
 	dials := dialsOf(b)
 	// m trusts b but presents a certificate b does not: b refuses it
 	// once the handshake is done.
-	cert, err := ca2.Issue("mallory", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := listenTLS(t, "127.0.0.1:0", &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca1.Pool(),
-		ClientCAs:    ca2.Pool(),
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}, nil)
+	m := listenForeign(t, ca1, ca2)
 	mAddr := m.LocalAddr()
 	hook := func(p *peer) {
 		if err := b.SendDatagram(ctx, mAddr, []byte("waits")); err != nil {
