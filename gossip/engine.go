@@ -206,9 +206,6 @@ type refusal[ID comparable] struct {
 	inc  uint64
 }
 
-// incarnationOf is the incarnation part of a message ID.
-func incarnationOf(id MessageID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
-
 // findStamp returns p's stamp in ss.
 func findStamp[ID comparable](ss []stamp[ID], p ID) (time.Time, bool) {
 	for _, s := range ss {
@@ -325,6 +322,7 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		seen:        cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
 		missing:     make(map[MessageID]*missingMsg[ID]),
 		runs:        make(map[uint64]*seenRun),
+		xchgIdx:     make(map[uint64]int),
 		missingBy:   make(map[ID]int),
 		lazyQ:       make(map[ID]*lazyQueue),
 		graftRL:     make(map[ID]*ratelimit.Bucket),
@@ -593,7 +591,7 @@ func (e *Engine[ID]) window(now time.Time) {
 	for _, list := range [2][]ID{e.lazy.list, e.eager.list} {
 		start := len(e.win)
 		for _, p := range list {
-			if e.winAsked == 0 || !slices.Contains(e.win[:e.winAsked], p) {
+			if _, asked := e.asked[p]; !asked { // the asked ones lead (expired ones were deleted above)
 				e.win = append(e.win, p)
 			}
 		}
@@ -935,7 +933,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 	e.remember(now, m.ID, c)
 	t := e.tree(now, m.Origin)
 	e.count(t, from)
-	t.inc = incarnationOf(m.ID)
+	t.inc = m.ID.Incarnation()
 	if miss != nil && miss.grafted && miss.lastGrafted == from && e.members.has(from) {
 		// Most likely the answer to this node's graft (GraftReply is not on
 		// the wire): see refusedBy. Stamps past GraftTimeout mean nothing.
@@ -1143,34 +1141,41 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 	}
 	for _, r := range ranges {
 		inc := binary.BigEndian.Uint64(r.Prefix[:])
-		// The part of the range this node has all seen costs nothing:
-		// only the IDs on either side of it are looked at.
 		lo, hi := r.First, r.First+r.N
 		if hi < lo {
-			hi = math.MaxUint64 // a range past the end of the numbers: the decoder's bounds keep N sane
+			hi = math.MaxUint64 // past the last sequence number: the rate limit ends the walk
 		}
-		skipFrom, skipTo := hi, hi
+		// The part of the range this node has all seen costs nothing:
+		// only the IDs on either side of it are looked at.
+		below, above := hi, hi // [lo, below) and [above, hi)
 		if run := e.runs[inc]; run != nil && run.first < hi && run.next > lo {
-			skipFrom, skipTo = max(lo, run.first), min(hi, run.next)
+			below, above = max(lo, run.first), min(hi, run.next)
 		}
-		for s := lo; s < hi; s++ {
-			if s == skipFrom {
-				s = skipTo - 1
-				continue
-			}
-			if !rl.Allow(now, 1, e.cfg.IHaveRateLimitPerSecond, e.cfg.IHaveRateLimitBurst) {
-				e.emit(Event{Kind: EventIHaveDropped, Count: 1})
-				return
-			}
-			id := makeID(inc, s)
-			if e.seen.Has(id, now) {
-				continue
-			}
-			if !e.missingFrom(now, from, id, 0, true) {
-				return
-			}
+		if !e.exchangeRange(now, from, rl, inc, lo, below) || !e.exchangeRange(now, from, rl, inc, above, hi) {
+			return
 		}
 	}
+}
+
+// exchangeRange takes the IDs of incarnation inc numbered lo up to hi
+// (excluded) that this node has not seen as announced by from, each at
+// the cost of one announcement of from's rate limit rl. It reports false
+// when the rate limit or the missing-message limits end the exchange.
+func (e *Engine[ID]) exchangeRange(now time.Time, from ID, rl *ratelimit.Bucket, inc, lo, hi uint64) bool {
+	for s := lo; s < hi; s++ {
+		if !rl.Allow(now, 1, e.cfg.IHaveRateLimitPerSecond, e.cfg.IHaveRateLimitBurst) {
+			e.emit(Event{Kind: EventIHaveDropped, Count: 1})
+			return false
+		}
+		id := makeID(inc, s)
+		if e.seen.Has(id, now) {
+			continue
+		}
+		if !e.missingFrom(now, from, id, 0, true) {
+			return false
+		}
+	}
+	return true
 }
 
 // xchgRun is the cached sequence numbers of one incarnation (exchangeTo's
@@ -1195,9 +1200,12 @@ type seenRun struct {
 // that have not grown for the seen set's TTL.
 func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 	inc, seq := id.Incarnation(), id.Seq()
+	if seq == math.MaxUint64 {
+		return // a run's end would wrap (no honest origin gets there)
+	}
 	run := e.runs[inc]
 	if run == nil {
-		if len(e.runs) >= 2*e.cfg.MaxOrigins || seq == math.MaxUint64 {
+		if len(e.runs) >= 2*e.cfg.MaxOrigins {
 			return
 		}
 		e.runs[inc] = &seenRun{first: seq, next: seq + 1, at: now}
@@ -1207,7 +1215,7 @@ func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 	case seq == run.next:
 		for run.next++; run.next < math.MaxUint64 && e.seen.Has(makeID(inc, run.next), now); run.next++ {
 		}
-	case seq+1 == run.first:
+	case run.first > 0 && seq == run.first-1:
 		for run.first--; run.first > 0 && e.seen.Has(makeID(inc, run.first-1), now); run.first-- {
 		}
 	default:
@@ -1522,7 +1530,7 @@ func (e *Engine[ID]) onGraftTimer(now time.Time, t graftTimer) {
 		// Not one that refused this origin's tree recently, if another
 		// announced it: it answers, but this node stays without a parent
 		// for the origin, and would graft it for every message.
-		inc := incarnationOf(t.id)
+		inc := t.id.Incarnation()
 		best, bestRefused := -1, false
 		for i, c := range mm.announcers {
 			if c.exchanged {
@@ -1618,9 +1626,6 @@ func (e *Engine[ID]) exchangeTo(now time.Time, to ID) bool {
 	// as integers (the cache gives them newest first, nearly sorted): a
 	// sort of the 16-byte IDs was most of an exchange's cost, once a
 	// second, with a full cache.
-	if e.xchgIdx == nil {
-		e.xchgIdx = make(map[uint64]int)
-	}
 	clear(e.xchgIdx)
 	groups := e.xchg[:0]
 	e.cache.Newest(now, func(k cache.Key, _ time.Time, c *cached[ID]) bool {
@@ -1886,7 +1891,8 @@ func (e *Engine[ID]) PeerUp(now time.Time, id ID) {
 	if id == e.self || !e.members.add(id) {
 		return
 	}
-	if e.takeGreeting(now, id); e.neighbour(id) {
+	e.takeGreeting(now, id)
+	if e.neighbour(id) {
 		e.fill()
 		return
 	}

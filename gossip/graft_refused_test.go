@@ -55,7 +55,7 @@ func TestRefusedGraftGoesElsewhere(t *testing.T) {
 	}
 	// The grafter has had the origin's first two messages from the relay
 	// (its tree for the origin is past young), then lost its parent.
-	for _, id := range []MessageID{makeID(incarnationOf(m2), 1), m2} {
+	for _, id := range []MessageID{makeID(m2.Incarnation(), 1), m2} {
 		g.e.Receive(at, relay, &Msg[int]{Kind: KindGossip, ID: id, Round: 2, Origin: origin, Timestamp: at.UnixNano(), Payload: Payload{Data: []byte("m")}})
 		at = at.Add(10 * time.Millisecond)
 	}

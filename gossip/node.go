@@ -151,6 +151,12 @@ type Plumtree[ID comparable, M any] struct {
 	// datagrams too (transport.DatagramAuthenticator, QUIC's), so that
 	// Authenticate leaves the datagram path open.
 	dgAuthenticated bool
+	// sendDg is the datagram path frames may be sent on: dg, unless
+	// Authenticate is set, the transport does not vouch for its datagrams'
+	// identity and there is a stream path (then nil: every frame goes by
+	// stream). Decided once, so that each frame is sized for the path it
+	// takes.
+	sendDg transport.Datagram
 
 	bcast      chan *broadcastReq
 	queries    chan func()
@@ -245,6 +251,9 @@ func New[ID comparable, M any](cfg Config, o Options[ID, M]) (*Plumtree[ID, M], 
 	p.st, _ = o.Transport.(transport.Stream)
 	p.authenticated = transport.Authenticates(o.Transport)
 	p.dgAuthenticated = transport.AuthenticatesDatagrams(o.Transport)
+	if p.dg != nil && (o.Authenticate == nil || p.st == nil || p.dgAuthenticated) {
+		p.sendDg = p.dg
+	}
 	if p.dg == nil && p.st == nil {
 		return nil, fmt.Errorf("gossip: Options.Transport (%T) implements neither transport.Datagram nor transport.Stream", o.Transport)
 	}

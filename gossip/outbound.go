@@ -56,7 +56,7 @@ func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
 		}
 	}
 	path := transport.PathStream
-	if m.Kind == KindGossip && p.dg != nil && len(fb.b) <= min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize()) {
+	if m.Kind == KindGossip && p.sendDg != nil && len(fb.b) <= min(p.cfg.GossipDatagramMaxSize, p.sendDg.MaxDatagramSize()) {
 		path = transport.PathDatagram
 	}
 	p.transmit(pr, m, path, fb)
@@ -69,11 +69,11 @@ func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
 // each cost a sender goroutine, a TCP segment and its acknowledgement
 // (on 20 nodes, 0.4 packets per broadcast at 100 broadcasts/s).
 func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
-	if m.Kind == KindExchange && p.dg != nil && p.exchangeByDatagram(pr, m) {
+	if m.Kind == KindExchange && p.sendDg != nil && p.exchangeByDatagram(pr, m) {
 		return
 	}
 	path := transport.PathDatagram
-	if m.Kind == KindExchange || p.dg == nil {
+	if m.Kind == KindExchange || p.sendDg == nil {
 		path = transport.PathStream
 	}
 	if p.st == nil {
@@ -81,7 +81,7 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 	}
 	limit := p.cfg.MaxMessageSize
 	if path == transport.PathDatagram {
-		limit = p.dg.MaxDatagramSize()
+		limit = p.sendDg.MaxDatagramSize()
 	} else {
 		limit = min(limit, p.st.MaxFrameSize())
 	}
@@ -120,7 +120,7 @@ func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
 // exchangeByDatagram sends the exchange m to pr in one datagram if it
 // fits in GossipDatagramMaxSize, and reports whether it did.
 func (p *Plumtree[ID, M]) exchangeByDatagram(pr *peer, m *Msg[ID]) bool {
-	limit := min(p.cfg.GossipDatagramMaxSize, p.dg.MaxDatagramSize())
+	limit := min(p.cfg.GossipDatagramMaxSize, p.sendDg.MaxDatagramSize())
 	if wire.AnnouncementsHeaderSize(len(p.selfWire))+len(m.Ranges)*(wire.PrefixSize+2) > limit {
 		return false // not even at the smallest encoding of each range
 	}
@@ -141,14 +141,14 @@ func (p *Plumtree[ID, M]) exchangeByDatagram(pr *peer, m *Msg[ID]) bool {
 // for the stream sender takes one of its own.
 func (p *Plumtree[ID, M]) transmit(pr *peer, m *Msg[ID], path transport.Path, fb *frameBuf) {
 	kind, b := m.Kind, fb.b
-	if path == transport.PathDatagram && (p.dg == nil || p.o.Authenticate != nil && p.st != nil && !p.dgAuthenticated) {
+	if path == transport.PathDatagram && p.sendDg == nil {
 		path = transport.PathStream
 	}
 	if path == transport.PathStream && p.st == nil {
 		path = transport.PathDatagram
 	}
 	if path == transport.PathDatagram {
-		if err := p.dg.SendDatagram(p.ctx, pr.addr, b); err != nil {
+		if err := p.sendDg.SendDatagram(p.ctx, pr.addr, b); err != nil {
 			p.sendError(kind, err)
 			return
 		}

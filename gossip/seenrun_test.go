@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -84,5 +85,20 @@ func TestExchangeAroundTheRun(t *testing.T) {
 		if got := pe.e.missing[makeID(inc, s)] != nil; got != want {
 			t.Errorf("message %d missing: %v, want %v", s, got, want)
 		}
+	}
+}
+
+// Sequence numbers at the ends of the range never wrap a run: the last
+// number next to a run that starts at 0 is no neighbour of it.
+func TestSeenRunDoesNotWrap(t *testing.T) {
+	pe := newPaperEngine(t, testConfig(), 1, 2, 3, 4)
+	const inc = 0x99
+	pe.e.Receive(t0, 1, gossipMsg(makeID(inc, 0), 2))
+	pe.e.Receive(t0, 1, gossipMsg(makeID(inc, math.MaxUint64), 2))
+	if run := pe.e.runs[inc]; run == nil || run.first != 0 || run.next != 1 {
+		t.Fatalf("run %+v, want 0 up to 1", run)
+	}
+	if pe.e.hasSeen(makeID(inc, 5), t0) {
+		t.Fatal("message 5, never seen, taken as seen")
 	}
 }

@@ -171,9 +171,12 @@ func (m *Membership[ID]) announceLeaving(ml *memberlist.Memberlist) error {
 			send = true
 			// A node acknowledges only once its memberlist holds the
 			// leaving metadata (see leavingNotice), which memberlist's
-			// gossip may not have brought it yet: gossip it again, waiting
-			// at most until the next resend.
-			if err := ml.UpdateNode(resendInterval); err != nil {
+			// gossip may not have brought it yet: gossip it again. Queued
+			// only, not waited for (a wait here held off the acknowledgements
+			// and the deadline for most of each round; memberlist's next
+			// gossip, up to 200 ms away, sends it), so the wait's timeout is
+			// the shortest that is not "for ever".
+			if err := ml.UpdateNode(time.Nanosecond); err != nil { // a timeout, mostly
 				m.log.Debug("memberlist: gossip the leaving metadata again", "err", err)
 			}
 		case <-deadline.C:

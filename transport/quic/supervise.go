@@ -121,8 +121,10 @@ func (t *Transport) incomingWait() time.Duration {
 }
 
 // endIncoming ends the dial that the incoming handshake a stood for, if it
-// still stands for it (a may be nil). With err set, what waits for p dials
-// (kickLocked here, connect in the senders that wait).
+// still stands for it (a may be nil). What waits for p is kicked whatever
+// err (kickLocked: a no-op while p has a connection): queued datagrams
+// have no sender waiting, and the connection the handshake attached may
+// already be gone; with err set, senders that wait dial (connect).
 func (t *Transport) endIncoming(p *peer, a *dialAttempt, err error) {
 	if a == nil {
 		return
@@ -135,7 +137,7 @@ func (t *Transport) endIncoming(p *peer, a *dialAttempt, err error) {
 	a.err = err
 	p.dial = nil
 	close(a.done)
-	if err != nil && !t.isClosed.Load() {
+	if !t.isClosed.Load() {
 		t.kickLocked(p)
 	}
 }
