@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -18,36 +17,28 @@ import (
 	"github.com/plumtree-go/plumtree/transport/mem"
 )
 
-// coldRun is what a cluster did from its first broadcast on (coldStart).
+// coldRun is what a cluster did from its first broadcast on (coldStartWith).
 type coldRun struct {
 	mu          sync.Mutex
 	n           int
 	origin      map[MessageID]int // the broadcasting node's index
 	grafts      int               // grafts sent on a graft timer (not the optimization's)
 	graftsBySeq map[uint64]int    // the same, by the origin's message number (1: its first)
-	graftsAt    []coldGraft
-	recovered   int // deliveries that came through a graft
+	recovered   int               // deliveries that came through a graft
 	duplicates  int
 	deliveries  int
 	last        map[MessageID]time.Duration // the latest delivery, from the broadcast
 	reached     map[MessageID]int
 }
 
-type coldGraft struct {
-	node int
-	id   MessageID
-	at   time.Time
-}
-
-func (r *coldRun) observe(node int, ev Event) {
+func (r *coldRun) observe(ev Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch ev.Kind {
 	case EventGraftSent:
 		if ev.Count == 1 { // the first graft of a missing message, on its timer
 			r.grafts++
-			r.graftsBySeq[binary.BigEndian.Uint64(ev.Message[8:])]++
-			r.graftsAt = append(r.graftsAt, coldGraft{node: node, id: ev.Message, at: time.Now()})
+			r.graftsBySeq[ev.Message.Seq()]++
 		}
 	case EventRecovered:
 		r.recovered++
@@ -74,16 +65,6 @@ func (r *coldRun) lastP99() time.Duration {
 	return l[min(len(l)-1, len(l)*99/100)]
 }
 
-// coldStart starts n nodes on one in-memory network (200 µs links with
-// 100 µs of jitter, static membership) and, from the first broadcast on,
-// sends count 1 KiB broadcasts at rate per second: from round-robin origins
-// (broadcast k from node k%n), or from origins drawn at random. Call it
-// inside a synctest bubble.
-func coldStart(t *testing.T, n int, cfg Config, count int, rate float64, random bool, seed uint64) *coldRun {
-	return coldStartWith(t, coldOpts{n: n, cfg: cfg, count: count, rate: rate, random: random, seed: seed,
-		latency: 200 * time.Microsecond, jitter: 100 * time.Microsecond})
-}
-
 type coldOpts struct {
 	n       int
 	cfg     Config
@@ -102,6 +83,11 @@ type coldOpts struct {
 	settle     time.Duration // wait after the start before the first broadcast
 }
 
+// coldStartWith starts o.n nodes on one in-memory network (static
+// membership) and, from the first broadcast on, sends o.count 1 KiB
+// broadcasts at o.rate per second: from round-robin origins (broadcast k
+// from node k%n), or from origins drawn at random. Call it inside a
+// synctest bubble.
 func coldStartWith(t *testing.T, o coldOpts) *coldRun {
 	n, cfg, count, rate, random, seed := o.n, o.cfg, o.count, o.rate, o.random, o.seed
 	r := &coldRun{n: n, origin: map[MessageID]int{}, graftsBySeq: map[uint64]int{},
@@ -128,7 +114,7 @@ func coldStartWith(t *testing.T, o coldOpts) *coldRun {
 		defer ms.Close()
 		nodes[i], err = New(cfg, Options[string, []byte]{ID: members[i].ID, Transport: tr, Membership: ms,
 			Codec: codec.Bytes(), Seed: seed*1000 + uint64(i),
-			Observer: ObserverFunc(func(ev Event) { r.observe(i, ev) }), OnDeliver: func(Delivery[string, []byte]) {}})
+			Observer: ObserverFunc(func(ev Event) { r.observe(ev) }), OnDeliver: func(Delivery[string, []byte]) {}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -424,10 +424,7 @@ func (e *Engine[ID]) count(t *originTree[ID], from ID) {
 }
 
 func (e *Engine[ID]) remember(now time.Time, id MessageID, c cached[ID]) {
-	if n := e.seen.Add(id, now); n > 0 {
-		e.emit(Event{Kind: EventSeenEvicted, Count: n})
-	}
-	e.noteSeen(now, id)
+	e.markSeen(now, id)
 	if n := e.cache.Put(id, c, now); n > 0 {
 		e.emit(Event{Kind: EventCacheEvicted, Count: n})
 	}
@@ -910,8 +907,7 @@ func (e *Engine[ID]) onGossip(now time.Time, from ID, m *Msg[ID]) {
 		Timestamp: ts, Trace: m.Trace, Payload: m.Payload,
 		Recovered: m.Recovered || (miss != nil && miss.grafted)}
 	if !e.deliver(rd) {
-		e.seen.Add(m.ID, now)
-		e.noteSeen(now, m.ID)
+		e.markSeen(now, m.ID)
 		e.forget(m.ID, miss)
 		e.emit(Event{Kind: EventRejected, Message: m.ID})
 		return
@@ -1190,6 +1186,15 @@ type xchgRun struct {
 type seenRun struct {
 	first, next uint64
 	at          time.Time
+}
+
+// markSeen adds id to the seen set (reporting what that evicted) and to
+// its incarnation's run.
+func (e *Engine[ID]) markSeen(now time.Time, id MessageID) {
+	if n := e.seen.Add(id, now); n > 0 {
+		e.emit(Event{Kind: EventSeenEvicted, Count: n})
+	}
+	e.noteSeen(now, id)
 }
 
 // noteSeen grows the run of id's incarnation with id: a run starts at the

@@ -40,7 +40,7 @@ func TestExchangeSkipsTheRunAlreadySeen(t *testing.T) {
 	id0 := makeID(inc, 0)
 	copy(p[:], id0[:8])
 	dropped := 0
-	pe.e.obs = observerFunc(func(ev Event) {
+	pe.e.obs = ObserverFunc(func(ev Event) {
 		if ev.Kind == EventIHaveDropped {
 			dropped += ev.Count
 		}
@@ -62,10 +62,6 @@ func TestExchangeSkipsTheRunAlreadySeen(t *testing.T) {
 		t.Fatal("hasSeen disagrees with the run")
 	}
 }
-
-type observerFunc func(Event)
-
-func (f observerFunc) Observe(e Event) { f(e) }
 
 // A range that straddles the run is looked at on both sides of it, and
 // only there.
