@@ -27,6 +27,9 @@ func Example() {
 	}
 	for _, f := range conformance.CheckTransport(myNetwork) {
 		fmt.Println("broken:", f.Subtest, "-", f.Rule)
+		for _, m := range f.Messages {
+			fmt.Println("   ", m) // what the suite saw
+		}
 	}
 	fmt.Println(len(conformance.TransportSubtests()), "rules checked")
 	// Output: 38 rules checked
