@@ -85,10 +85,10 @@ type Engine[ID comparable] struct {
 
 	cache *cache.Store[cached[ID]]
 	seen  *cache.Seen
-	// runs holds, per origin incarnation, a run of sequence numbers this
+	// runs holds, per origin incarnation, runs of sequence numbers this
 	// node has all seen (see noteSeen): an exchange's ranges are checked
-	// against it rather than ID by ID.
-	runs    map[uint64]*seenRun
+	// against them rather than ID by ID.
+	runs    map[uint64]*seenRuns
 	missing map[MessageID]*missingMsg[ID]
 	// missingBy counts the missing entries each peer created, so that one
 	// peer announcing made-up IDs fills at most its share of MaxMissing.
@@ -321,7 +321,7 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		cache:       cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
 		seen:        cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
 		missing:     make(map[MessageID]*missingMsg[ID]),
-		runs:        make(map[uint64]*seenRun),
+		runs:        make(map[uint64]*seenRuns),
 		xchgIdx:     make(map[uint64]int),
 		missingBy:   make(map[ID]int),
 		lazyQ:       make(map[ID]*lazyQueue),
@@ -1141,13 +1141,27 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 		if hi < lo {
 			hi = math.MaxUint64 // past the last sequence number: the rate limit ends the walk
 		}
-		// The part of the range this node has all seen costs nothing:
-		// only the IDs on either side of it are looked at.
-		below, above := hi, hi // [lo, below) and [above, hi)
-		if run := e.runs[inc]; run != nil && run.first < hi && run.next > lo {
-			below, above = max(lo, run.first), min(hi, run.next)
+		// The parts of the range this node has all seen cost nothing: only
+		// the IDs between its runs are looked at.
+		cur := lo
+		if rs := e.runs[inc]; rs != nil {
+			for _, r := range rs.ivs {
+				if r.next <= cur {
+					continue
+				}
+				if r.first >= hi {
+					break
+				}
+				if !e.exchangeRange(now, from, rl, inc, cur, r.first) {
+					return
+				}
+				cur = r.next
+				if cur >= hi {
+					break
+				}
+			}
 		}
-		if !e.exchangeRange(now, from, rl, inc, lo, below) || !e.exchangeRange(now, from, rl, inc, above, hi) {
+		if !e.exchangeRange(now, from, rl, inc, cur, hi) {
 			return
 		}
 	}
@@ -1182,11 +1196,24 @@ type xchgRun struct {
 }
 
 // seenRun is a run of one incarnation's sequence numbers, first up to
-// next (excluded), that this node has all seen, and when it last grew.
-type seenRun struct {
-	first, next uint64
-	at          time.Time
+// next (excluded), that this node has all seen.
+type seenRun struct{ first, next uint64 }
+
+// seenRuns is an incarnation's runs, disjoint and apart (a run ends
+// before the next one's first - 1), in order, and when one last grew.
+type seenRuns struct {
+	ivs []seenRun
+	at  time.Time
 }
+
+// maxSeenRuns bounds the runs of an incarnation: a message that is never
+// seen (lost for good: every cache forgot it before a cut healed) ends a
+// run, and the IDs after it start another. With a single run, every ID
+// past such a hole was looked at one by one in each exchange, at a token
+// of the sender's IHave rate limit each, so that the IDs really missing,
+// at the far end of a range, were dropped with the rest for as long as
+// the incarnation lived (TestExchangePastAPermanentHole).
+const maxSeenRuns = 8
 
 // markSeen adds id to the seen set (reporting what that evicted) and to
 // its incarnation's run.
@@ -1197,43 +1224,77 @@ func (e *Engine[ID]) markSeen(now time.Time, id MessageID) {
 	e.noteSeen(now, id)
 }
 
-// noteSeen grows the run of id's incarnation with id: a run starts at the
-// first ID of an incarnation seen here and grows at either end, over IDs
-// seen before that were waiting for a hole to fill (each ID is passed
-// over once). IDs on the far side of a hole stay outside until it fills.
-// At most 2 x MaxOrigins incarnations have a run; sweep forgets the ones
-// that have not grown for the seen set's TTL.
+// noteSeen adds id to its incarnation's runs: it grows the run it ends
+// or starts next to, over IDs seen before that were waiting for a hole to
+// fill (each ID is passed over once), merging two runs when the hole
+// between them fills; an ID next to no run starts one, up to maxSeenRuns. At most
+// 2 x MaxOrigins incarnations have runs; sweep forgets the ones that have
+// not grown for the seen set's TTL.
 func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 	inc, seq := id.Incarnation(), id.Seq()
 	if seq == math.MaxUint64 {
 		return // a run's end would wrap (no honest origin gets there)
 	}
-	run := e.runs[inc]
-	if run == nil {
+	rs := e.runs[inc]
+	if rs == nil {
 		if len(e.runs) >= 2*e.cfg.MaxOrigins {
 			return
 		}
-		e.runs[inc] = &seenRun{first: seq, next: seq + 1, at: now}
-		return
+		rs = &seenRuns{}
+		e.runs[inc] = rs
 	}
+	// i: the first run that starts after seq.
+	i, _ := slices.BinarySearchFunc(rs.ivs, seq+1, func(r seenRun, s uint64) int { return cmp.Compare(r.first, s) })
 	switch {
-	case seq == run.next:
-		for run.next++; run.next < math.MaxUint64 && e.seen.Has(makeID(inc, run.next), now); run.next++ {
-		}
-	case run.first > 0 && seq == run.first-1:
-		for run.first--; run.first > 0 && e.seen.Has(makeID(inc, run.first-1), now); run.first-- {
-		}
+	case i > 0 && seq < rs.ivs[i-1].next:
+		return // in a run already
+	case i > 0 && seq == rs.ivs[i-1].next:
+		i-- // grows the run it ends
+		rs.ivs[i].next++
+	case i < len(rs.ivs) && seq+1 == rs.ivs[i].first:
+		rs.ivs[i].first-- // grows the run it starts
 	default:
-		return
+		if len(rs.ivs) >= maxSeenRuns {
+			return
+		}
+		rs.ivs = slices.Insert(rs.ivs, i, seenRun{first: seq, next: seq + 1})
 	}
-	run.at = now
+	r := &rs.ivs[i]
+	// Up, over what was seen before, to the next run (merged when reached).
+	upTo := uint64(math.MaxUint64)
+	if i+1 < len(rs.ivs) {
+		upTo = rs.ivs[i+1].first
+	}
+	for r.next < upTo && e.seen.Has(makeID(inc, r.next), now) {
+		r.next++
+	}
+	if i+1 < len(rs.ivs) && r.next == upTo {
+		r.next = rs.ivs[i+1].next
+		rs.ivs = slices.Delete(rs.ivs, i+1, i+2)
+		r = &rs.ivs[i]
+	}
+	// Down, likewise, short of the run before: its end was never seen (a
+	// run's growth upwards takes in every seen ID up to the next run), or
+	// seq would have grown that run.
+	var downTo uint64
+	if i > 0 {
+		downTo = rs.ivs[i-1].next
+	}
+	for r.first > downTo && e.seen.Has(makeID(inc, r.first-1), now) {
+		r.first--
+	}
+	rs.at = now
 }
 
-// hasSeen reports whether this node has seen id: in its incarnation's
-// run, or in the seen set.
+// hasSeen reports whether this node has seen id: in one of its
+// incarnation's runs, or in the seen set.
 func (e *Engine[ID]) hasSeen(id MessageID, now time.Time) bool {
-	if run := e.runs[id.Incarnation()]; run != nil && id.Seq() >= run.first && id.Seq() < run.next {
-		return true
+	if rs := e.runs[id.Incarnation()]; rs != nil {
+		seq := id.Seq()
+		i, _ := slices.BinarySearchFunc(rs.ivs, seq+1, func(r seenRun, s uint64) int { return cmp.Compare(r.first, s) })
+		if i > 0 && seq < rs.ivs[i-1].next {
+			return true
+		}
 	}
 	return e.seen.Has(id, now)
 }
@@ -1787,8 +1848,8 @@ func (e *Engine[ID]) sweep(now time.Time) {
 			idle++
 		}
 	}
-	for inc, run := range e.runs {
-		if now.Sub(run.at) >= e.cfg.seenTTL() {
+	for inc, rs := range e.runs {
+		if now.Sub(rs.at) >= e.cfg.seenTTL() {
 			delete(e.runs, inc)
 		}
 	}
