@@ -7,6 +7,24 @@ import (
 	"time"
 )
 
+// prefixOf is incarnation inc's prefix, as an exchange's Range names it.
+func prefixOf(inc uint64) (p [8]byte) {
+	id := makeID(inc, 0)
+	copy(p[:], id[:8])
+	return p
+}
+
+// countDropped counts, from now on, the IDs e's IHave rate limit drops.
+func countDropped[ID comparable](e *Engine[ID]) *int {
+	n := new(int)
+	e.obs = ObserverFunc(func(ev Event) {
+		if ev.Kind == EventIHaveDropped {
+			*n += ev.Count
+		}
+	})
+	return n
+}
+
 // runsOf is a copy of e's runs of incarnation inc.
 func runsOf[ID comparable](e *Engine[ID], inc uint64) []seenRun {
 	if rs := e.runs[inc]; rs != nil {
@@ -45,18 +63,11 @@ func TestExchangeSkipsTheRunAlreadySeen(t *testing.T) {
 	pe.out()
 	// A peer's exchange names the 300 and one more: only that one is looked
 	// at, within a burst of 100.
-	var p [8]byte
-	id0 := makeID(inc, 0)
-	copy(p[:], id0[:8])
-	dropped := 0
-	pe.e.obs = ObserverFunc(func(ev Event) {
-		if ev.Kind == EventIHaveDropped {
-			dropped += ev.Count
-		}
-	})
+	p := prefixOf(inc)
+	dropped := countDropped(pe.e)
 	pe.e.Receive(at, 2, &Msg[int]{Kind: KindExchange, Ranges: []Range{{Prefix: p, First: 1, N: n + 1}}})
-	if dropped > 0 {
-		t.Fatalf("%d IDs dropped by the rate limit", dropped)
+	if *dropped > 0 {
+		t.Fatalf("%d IDs dropped by the rate limit", *dropped)
 	}
 	if pe.e.missing[makeID(inc, n+1)] == nil {
 		t.Fatalf("message %d of the exchange not taken as missing", n+1)
@@ -81,9 +92,7 @@ func TestExchangeAroundTheRun(t *testing.T) {
 		pe.e.Receive(t0, 1, gossipMsg(makeID(inc, s), 2))
 	}
 	pe.out()
-	var p [8]byte
-	id0 := makeID(inc, 0)
-	copy(p[:], id0[:8])
+	p := prefixOf(inc)
 	pe.e.Receive(t0, 2, &Msg[int]{Kind: KindExchange, Ranges: []Range{{Prefix: p, First: 1, N: 12}}})
 	for s := uint64(0); s < 15; s++ {
 		want := s >= 1 && s < 13 && (s < 5 || s >= 10)
@@ -127,20 +136,13 @@ func TestExchangePastAPermanentHole(t *testing.T) {
 		}
 	}
 	pe.out()
-	var p [8]byte
-	id0 := makeID(inc, 0)
-	copy(p[:], id0[:8])
-	dropped := 0
-	pe.e.obs = ObserverFunc(func(ev Event) {
-		if ev.Kind == EventIHaveDropped {
-			dropped += ev.Count
-		}
-	})
+	p := prefixOf(inc)
+	dropped := countDropped(pe.e)
 	// The sender caches what came after the hole, and two more.
 	for k, at := range []time.Time{t0.Add(time.Second), t0.Add(2 * time.Second)} {
 		pe.e.Receive(at, 2, &Msg[int]{Kind: KindExchange, Ranges: []Range{{Prefix: p, First: hole + 1, N: n - hole + 2}}})
-		if dropped > 0 {
-			t.Fatalf("exchange %d: %d IDs dropped by the rate limit", k+1, dropped)
+		if *dropped > 0 {
+			t.Fatalf("exchange %d: %d IDs dropped by the rate limit", k+1, *dropped)
 		}
 		for _, s := range []uint64{n + 1, n + 2} {
 			if pe.e.missing[makeID(inc, s)] == nil {
