@@ -1199,8 +1199,9 @@ type xchgRun struct {
 // next (excluded), that this node has all seen.
 type seenRun struct{ first, next uint64 }
 
-// seenRuns is an incarnation's runs, disjoint and apart (a run ends
-// before the next one's first - 1), in order, and when one last grew.
+// seenRuns is an incarnation's runs in order, with a hole between each
+// two (a run's next is below the next run's first), and when one last
+// grew.
 type seenRuns struct {
 	ivs []seenRun
 	at  time.Time
@@ -1227,9 +1228,9 @@ func (e *Engine[ID]) markSeen(now time.Time, id MessageID) {
 // noteSeen adds id to its incarnation's runs: it grows the run it ends
 // or starts next to, over IDs seen before that were waiting for a hole to
 // fill (each ID is passed over once), merging two runs when the hole
-// between them fills; an ID next to no run starts one, up to maxSeenRuns. At most
-// 2 x MaxOrigins incarnations have runs; sweep forgets the ones that have
-// not grown for the seen set's TTL.
+// between them fills; an ID next to no run starts one, up to maxSeenRuns.
+// At most 2 x MaxOrigins incarnations have runs; sweep forgets the ones
+// that have not grown for the seen set's TTL.
 func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 	inc, seq := id.Incarnation(), id.Seq()
 	if seq == math.MaxUint64 {
