@@ -1207,6 +1207,19 @@ type seenRuns struct {
 	at  time.Time
 }
 
+// after is the index of the first run that starts after seq (len(ivs)
+// if none does).
+func (rs *seenRuns) after(seq uint64) int {
+	i, _ := slices.BinarySearchFunc(rs.ivs, seq+1, func(r seenRun, s uint64) int { return cmp.Compare(r.first, s) })
+	return i
+}
+
+// has reports whether seq is in one of the runs.
+func (rs *seenRuns) has(seq uint64) bool {
+	i := rs.after(seq)
+	return i > 0 && seq < rs.ivs[i-1].next
+}
+
 // maxSeenRuns bounds the runs of an incarnation: a message that is never
 // seen (lost for good: every cache forgot it before a cut healed) ends a
 // run, and the IDs after it start another. With a single run, every ID
@@ -1244,8 +1257,7 @@ func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 		rs = &seenRuns{}
 		e.runs[inc] = rs
 	}
-	// i: the first run that starts after seq.
-	i, _ := slices.BinarySearchFunc(rs.ivs, seq+1, func(r seenRun, s uint64) int { return cmp.Compare(r.first, s) })
+	i := rs.after(seq)
 	switch {
 	case i > 0 && seq < rs.ivs[i-1].next:
 		return // in a run already
@@ -1290,12 +1302,8 @@ func (e *Engine[ID]) noteSeen(now time.Time, id MessageID) {
 // hasSeen reports whether this node has seen id: in one of its
 // incarnation's runs, or in the seen set.
 func (e *Engine[ID]) hasSeen(id MessageID, now time.Time) bool {
-	if rs := e.runs[id.Incarnation()]; rs != nil {
-		seq := id.Seq()
-		i, _ := slices.BinarySearchFunc(rs.ivs, seq+1, func(r seenRun, s uint64) int { return cmp.Compare(r.first, s) })
-		if i > 0 && seq < rs.ivs[i-1].next {
-			return true
-		}
+	if rs := e.runs[id.Incarnation()]; rs != nil && rs.has(id.Seq()) {
+		return true
 	}
 	return e.seen.Has(id, now)
 }

@@ -118,6 +118,18 @@ func (c *orderCluster) stop(n *orderNode) {
 	n.mem.Close()
 }
 
+// addrsBut is every member's address but id's: the other side of a cut
+// around id.
+func (c *orderCluster) addrsBut(id string) []string {
+	var addrs []string
+	for _, m := range c.members {
+		if m.ID != id {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	return addrs
+}
+
 func (c *orderCluster) send(from *orderNode, k int) MessageID {
 	c.t.Helper()
 	id, err := from.pt.Broadcast(context.Background(), fmt.Appendf(nil, "message %d from %s", k, from.id))
@@ -404,11 +416,7 @@ func TestOrderUnrecoverableGap(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Second)
-		var rest []string
-		for _, m := range c.members[1:] {
-			rest = append(rest, m.Addr)
-		}
-		c.net.Partition([]string{origin.id}, rest)
+		c.net.Partition([]string{origin.id}, c.addrsBut(origin.id))
 		lost := c.send(origin, 5)
 		time.Sleep(cfg.MessageCacheTTL + time.Second) // the origin's cache forgets it
 		c.net.Heal()

@@ -29,15 +29,6 @@ func TestExchangeRecoversPastPermanentHoles(t *testing.T) {
 		cfg.ExchangeInterval = 200 * time.Millisecond
 		c := newOrderCluster(t, n, cfg, mem.Config{Latency: time.Millisecond}, 21)
 		origin, late := c.nodes[0], c.nodes[n-1]
-		var others, rest []string
-		for _, m := range c.members {
-			if m.ID != origin.id {
-				others = append(others, m.Addr)
-			}
-			if m.ID != late.id {
-				rest = append(rest, m.Addr)
-			}
-		}
 		k := 0
 		send := func(count int) MessageID {
 			var id MessageID
@@ -50,14 +41,14 @@ func TestExchangeRecoversPastPermanentHoles(t *testing.T) {
 		}
 		send(5)
 		time.Sleep(time.Second)
-		c.net.Partition([]string{origin.id}, others)
+		c.net.Partition([]string{origin.id}, c.addrsBut(origin.id))
 		send(40) // the first 10 are lost for good: the origin's cache keeps 60
 		send(30)
 		c.net.Heal()
 		time.Sleep(graftHorizon(cfg)) // the other 30 of the cut are recovered
 		send(40)
 		time.Sleep(time.Second)
-		c.net.Partition([]string{late.id}, rest)
+		c.net.Partition([]string{late.id}, c.addrsBut(late.id))
 		missed := send(1)
 		time.Sleep(time.Second) // its announcements went out, and were lost
 		c.net.Heal()
