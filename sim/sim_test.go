@@ -291,3 +291,32 @@ func TestLarge10k(t *testing.T) {
 		}
 	}
 }
+
+// LargeClusterConfig's stable tree on 1,000 nodes with full membership is
+// within a few hops of flooding's depth, over several seeds.
+//
+// Every node picks EagerFanout eager neighbours and takes those that pick
+// it while its eager set has room, so a node's eager degree comes to about
+// 2 x EagerFanout, less what MaxEagerPeers refuses. With the cap at 5
+// against a fanout of 4, a node had room for one greeting: most were
+// refused, half the nodes kept a single eager neighbour, and the first
+// broadcasts pruned that sparse graph into a spanning tree 23 to 45 hops
+// deep, by the seed (flooding: 6), the last delivery 228 to 447 ms after
+// the broadcast on 10 ms links. With the cap at 8 it is 10 hops and
+// 99 ms on each seed.
+func TestLargePresetTreeIsShallow(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		rep, err := compare(t, Config{Nodes: 1000, Overlay: OverlayFull, Warmup: 10, Broadcasts: 20, Seed: seed}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, f := rep.Results[0].Summary, rep.Results[1].Summary
+		t.Logf("seed %d: plumtree LDH mean %.2f max %d, last delivery %.1f ms; flood LDH mean %.2f", seed, p.LDHMean, p.LDHMax, p.LastDeliveryMeanMS, f.LDHMean)
+		if p.ReliabilityMin != 1 || p.RMRMax != 0 {
+			t.Errorf("seed %d: reliability min %.4f, RMR max %.4f after the warm-up; want 1 and 0", seed, p.ReliabilityMin, p.RMRMax)
+		}
+		if p.LDHMean > 2*f.LDHMean {
+			t.Errorf("seed %d: mean last-delivery hop %.2f, more than twice flooding's %.2f: the eager graph the tree was pruned from is too sparse (MaxEagerPeers against EagerFanout)", seed, p.LDHMean, f.LDHMean)
+		}
+	}
+}
