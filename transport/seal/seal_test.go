@@ -773,9 +773,17 @@ func TestWrapProvesTCPHellos(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("no frame")
 			}
-			for i := 0; i < 100 && b.(seal.Transport).Stats().ConnectionsRefused < 2; i++ {
+			// b refuses the two on its own goroutines, after their dials
+			// returned: round trips from a let them run, for as long as a
+			// loaded machine needs (a count of round trips was not enough
+			// under -race on two busy cores), up to the hang guard.
+			for b.(seal.Transport).Stats().ConnectionsRefused < 2 {
 				must(t, a.SendFrame(ctx, b.LocalAddr(), []byte("again")))
-				<-b.Frames()
+				select {
+				case <-b.Frames():
+				case <-ctx.Done():
+					t.Fatalf("watchdog: b refused %d connections in a minute; want the outsider's and the plain one's", b.(seal.Transport).Stats().ConnectionsRefused)
+				}
 			}
 			st := b.(seal.Transport).SealStats()
 			if st.Inner.ConnectionsRefused < 2 || st.Refused.Total() != 0 {
