@@ -339,3 +339,78 @@ func TestGreetingBeforeMembershipHeld(t *testing.T) {
 		t.Errorf("%d greetings held after %d from made-up senders, want MaxPeers (%d)", n, 5*cfg.MaxPeers, cfg.MaxPeers)
 	}
 }
+
+// A greeting (a graft with no message) from a lazy neighbour makes it
+// eager while the eager set has room, and is refused (a shared Prune) when
+// it has none; the refused greeter replaces the pick by a member that is
+// not its neighbour, and greets that one. Catches: a lazy neighbour's
+// greeting ignored (the greeter pushed to a node that never pushed back),
+// and a refused pick not replaced (nodes whose picks were full kept fewer
+// eager links than EagerFanout: sim TestTightEagerCapTreeIsShallow).
+func TestGreetingFromLazyNeighbourAndRefusedPick(t *testing.T) {
+	cfg := testConfig() // EagerFanout 2, MaxEagerPeers 4
+	cfg.ShuffleInterval = 0
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+	pe.out()
+	lazy := pe.e.LazyPeers()
+	if len(lazy) == 0 {
+		t.Fatal("no lazy neighbour picked")
+	}
+	p := lazy[0]
+	pe.e.Receive(t0, p, &Msg[int]{Kind: KindGraft})
+	if !slices.Contains(pe.e.EagerPeers(), p) {
+		t.Errorf("lazy neighbour %d greeted with room in the eager set (eager %v): still not eager", p, pe.e.EagerPeers())
+	}
+	if out := only(pe.out(), KindPrune); len(out) != 0 {
+		t.Errorf("greeting with room refused: %+v", out)
+	}
+
+	// Fill the eager set with greeters, then a lazy neighbour's greeting
+	// is refused.
+	for _, g := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9} {
+		if len(pe.e.EagerPeers()) == cfg.MaxEagerPeers {
+			break
+		}
+		pe.e.Receive(t0, g, &Msg[int]{Kind: KindGraft})
+	}
+	pe.out()
+	lazy = pe.e.LazyPeers()
+	if len(pe.e.EagerPeers()) != cfg.MaxEagerPeers || len(lazy) == 0 {
+		t.Fatalf("eager %v, lazy %v: want a full eager set and a lazy neighbour", pe.e.EagerPeers(), lazy)
+	}
+	q := lazy[0]
+	pe.e.Receive(t0, q, &Msg[int]{Kind: KindGraft})
+	if slices.Contains(pe.e.EagerPeers(), q) {
+		t.Errorf("lazy neighbour %d greeted with the eager set full: made eager past MaxEagerPeers", q)
+	}
+	if out := only(pe.out(), KindPrune); len(out) != 1 || out[0].To != q || !out[0].Msg.Shared {
+		t.Errorf("greeting with the eager set full: sent %+v, want one shared Prune to %d", out, q)
+	}
+
+	// The refused side: a node whose eager pick answers with a shared
+	// Prune picks another member and greets it.
+	pf := newPaperEngine(t, cfg, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+	pf.out()
+	eager := pf.e.EagerPeers()
+	neighbours := append(slices.Clone(eager), pf.e.LazyPeers()...)
+	refuser := eager[0]
+	pf.e.Receive(t0, refuser, &Msg[int]{Kind: KindPrune, Shared: true})
+	if slices.Contains(pf.e.EagerPeers(), refuser) {
+		t.Fatalf("%d refused the greeting and is still eager", refuser)
+	}
+	if n := len(pf.e.EagerPeers()); n != cfg.EagerFanout {
+		t.Errorf("%d eager neighbours after a refusal, want the refused pick replaced (%d)", n, cfg.EagerFanout)
+	}
+	var greeted []int
+	for _, s := range only(pf.out(), KindGraft) {
+		if s.Msg.ID == (MessageID{}) {
+			greeted = append(greeted, s.To)
+		}
+	}
+	if len(greeted) != 1 || slices.Contains(neighbours, greeted[0]) || !slices.Contains(pf.e.EagerPeers(), greeted[0]) {
+		t.Errorf("after a refusal greeted %v (neighbours before %v, eager now %v), want one new member greeted as the new eager pick", greeted, neighbours, pf.e.EagerPeers())
+	}
+	if err := pf.e.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}
