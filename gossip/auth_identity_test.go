@@ -183,12 +183,15 @@ func TestAuthenticateKeepsAuthenticatedDatagrams(t *testing.T) {
 				case <-time.After(10 * time.Second): // virtual time
 					t.Fatal("bob never delivered alice's broadcast")
 				}
+				// Alice's loop reports the send after it queued the frame
+				// for her stream sender, which may have carried it to bob
+				// first: wait for the report (virtual time bounds it).
 				select {
 				case p := <-paths:
 					if p != tc.want {
 						t.Errorf("alice sent her payload by %v, want %v (datagrams authenticated: %v)", p, tc.want, tc.datagrams)
 					}
-				default:
+				case <-time.After(10 * time.Second): // virtual time
 					t.Fatal("alice reported no payload sent")
 				}
 			})
