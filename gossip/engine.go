@@ -2118,7 +2118,7 @@ func (e *Engine[ID]) fill() {
 // and had room for one of the nodes that picked it, so most picks were
 // refused, half of 1,000 simulated nodes kept a single eager neighbour,
 // and the trees pruned from that sparse graph were 23 to 47 hops deep
-// (12 with repick; sim TestLargePresetTreeIsShallow). At most 2 x
+// (12 with repick; sim TestTightEagerCapTreeIsShallow). At most 2 x
 // EagerFanout at once and one a second after, so that nodes whose sets
 // are all full of their own picks (MaxEagerPeers equal to EagerFanout)
 // do not trade picks without end. Only a refusal calls it: a node whose

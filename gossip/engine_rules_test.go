@@ -346,7 +346,7 @@ func TestGreetingBeforeMembershipHeld(t *testing.T) {
 // not its neighbour, and greets that one. Catches: a lazy neighbour's
 // greeting ignored (the greeter pushed to a node that never pushed back),
 // and a refused pick not replaced (nodes whose picks were full kept fewer
-// eager links than EagerFanout: sim TestLargePresetTreeIsShallow).
+// eager links than EagerFanout: sim TestTightEagerCapTreeIsShallow).
 func TestGreetingFromLazyNeighbourAndRefusedPick(t *testing.T) {
 	cfg := testConfig() // EagerFanout 2, MaxEagerPeers 4
 	cfg.ShuffleInterval = 0
