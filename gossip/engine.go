@@ -102,7 +102,6 @@ type Engine[ID comparable] struct {
 	nackRL   map[ID]*ratelimit.Bucket // "not now" answers a peer may get
 	ihaveRL  map[ID]*ratelimit.Bucket
 	quiet    map[ID]int       // neighbours picked by fill that have sent nothing since: greetings left
-	repickRL ratelimit.Bucket // replacements for eager picks that refused this node (see repick)
 	asked    map[ID]time.Time // peers that grafted this node, and until when they hear of every message (see announceTargets)
 	// early holds the greetings of senders that were not members yet (see
 	// holdGreeting).
@@ -865,7 +864,6 @@ func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 		if m.Shared {
 			if e.eager.has(from) {
 				e.makeLazy(from)
-				e.repick(now)
 			}
 			return
 		}
@@ -1421,18 +1419,12 @@ func (e *Engine[ID]) expireRefusals(now time.Time) {
 // node as an eager neighbour. Links go both ways: it joins the shared
 // tree, and so every origin's tree, as a leaf (a leaf makes no cycle; if
 // it greeted several nodes, its duplicates prune the extra edges per
-// origin). A lazy neighbour that greets is taken as eager too: the
-// greeter now pushes to this node and counts on it pushing back. With no
-// room in the eager set the greeting is refused, lazy neighbour or not,
-// and the greeter picks another member (see repick). Ignored, as it was,
-// a lazy neighbour's greeting left the greeter with an eager link that
-// never pushed to it: a node whose picks all had it as lazy (or were
-// full) was pushed to by no one and grafted every origin's first message.
+// origin). A neighbour this node already has keeps its place.
 func (e *Engine[ID]) onGreeting(now time.Time, from ID) {
-	if e.eager.has(from) {
+	if e.neighbour(from) {
 		return
 	}
-	if !e.lazy.has(from) && e.neighbours() >= e.softCap() {
+	if e.neighbours() >= e.softCap() {
 		e.dropSpare()
 	}
 	if !e.makeEager(from) {
@@ -2108,32 +2100,6 @@ func (e *Engine[ID]) fill() {
 			e.send(id, Msg[ID]{Kind: KindIHave})
 		}
 	}
-}
-
-// repick replaces an eager pick that refused this node (its greeting came
-// back with no room, see onGreeting) by a member that is not a neighbour,
-// while the eager set is below EagerFanout, and greets it. Without it, a
-// refused pick was dropped for good: with MaxEagerPeers 5 against an
-// EagerFanout of 4, every node filled its eager set with its own picks
-// and had room for one of the nodes that picked it, so most picks were
-// refused, half of 1,000 simulated nodes kept a single eager neighbour,
-// and the trees pruned from that sparse graph were 23 to 47 hops deep
-// (12 with repick; sim TestTightEagerCapTreeIsShallow). At most 2 x
-// EagerFanout at once and one a second after, so that nodes whose sets
-// are all full of their own picks (MaxEagerPeers equal to EagerFanout)
-// do not trade picks without end. Only a refusal calls it: a node whose
-// eager set the first broadcasts pruned below EagerFanout keeps its tree.
-func (e *Engine[ID]) repick(now time.Time) {
-	if e.eager.len() >= e.cfg.EagerFanout {
-		return
-	}
-	p, ok := e.randomOutsider()
-	if !ok || !e.repickRL.Allow(now, 1, 1, 2*e.cfg.EagerFanout) || !e.makeEager(p) {
-		return
-	}
-	e.addToTrees(p)
-	e.quiet[p] = greetings
-	e.send(p, Msg[ID]{Kind: KindGraft}) // no message: "push to me"
 }
 
 // greetings is how many times a node greets a neighbour it picked before
