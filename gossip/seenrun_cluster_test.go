@@ -10,7 +10,7 @@ import (
 )
 
 // A cut that outlasts the caches leaves holes no node can fill: here the
-// origin, cut off, sends 40 messages and its cache (60 messages) forgets
+// origin, cut off, sends 70 messages and its cache (60 messages) forgets
 // the first 10 of them before the cut heals. Later a receiver misses one
 // message altogether (it is cut off alone while the message goes round,
 // so its announcements are lost too): only an exchange can bring it, and
