@@ -1145,12 +1145,11 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 // plus GraftTimeout ago (so not one still on its way there, nor one its
 // announcements are still recovering) and within ExchangeWindow (less its
 // far end, which the peer's clock may put outside), the node sends the
-// peer its own summary, which the peer grafts from. Without it, a node
-// that missed a message's push and every announcement of it (lost
-// datagrams) depended on a neighbour that has it choosing it for an
+// peer its own summary, which the peer grafts from. Without
+// it, a node that missed a message's push and every announcement of it
+// (lost datagrams) depended on a neighbour that has it choosing it for an
 // exchange: in a cut of 5 nodes on a lossy network, none did for 16
-// seconds (TestExchangeIsAnswered; transport/chaos
-// TestDeafNodeRecoversByItsOwnExchange). A peer is answered at most once an
+// seconds (TestExchangeIsAnswered). A peer is answered at most once an
 // ExchangeInterval, so that answers do not ping-pong: A's summary, B's
 // answer, at most A's answer to that, and no more. Answers over all peers
 // have a budget of 4 an ExchangeInterval (burst 8), which bounds the cache
