@@ -1143,9 +1143,8 @@ func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 // answerExchange makes the exchange push-pull: when the summary from a
 // peer lacks a message this node caches, received at least IHaveInterval
 // plus GraftTimeout ago (so not one still on its way there, nor one its
-// announcements are still recovering) and within ExchangeWindow (less its
-// far end, which the peer's clock may put outside), the node sends the
-// peer its own summary, which the peer grafts from. Without
+// announcements are still recovering) and within ExchangeWindow, the node
+// sends the peer its own summary, which the peer grafts from. Without
 // it, a node that missed a message's push and every announcement of it
 // (lost datagrams) depended on a neighbour that has it choosing it for an
 // exchange: in a cut of 5 nodes on a lossy network, none did for 16
@@ -1173,10 +1172,7 @@ func (e *Engine[ID]) answerExchange(now time.Time, from ID, ranges []Range) {
 		return cmp.Compare(a.First, b.First)
 	})
 	e.xchgSorted = sorted
-	// Not the messages at the window's far end either: the peer's clock
-	// may put them just outside it.
-	w := e.cfg.exchangeWindow()
-	oldest := now.Add(-w + min(e.cfg.ExchangeInterval, w/4)).UnixNano()
+	oldest := now.Add(-e.cfg.exchangeWindow()).UnixNano()
 	settled := now.Add(-e.cfg.IHaveInterval - e.cfg.GraftTimeout)
 	lacks := false
 	e.cache.Newest(now, func(k cache.Key, at time.Time, c *cached[ID]) bool {
