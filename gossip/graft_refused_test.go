@@ -14,9 +14,23 @@ import (
 // would get every message of that origin by a graft, a GraftTimeout late
 // (seen in package topic's TestIsolation, 10 nodes: an origin's tree full
 // of the nodes that grafted its first message, one node orphaned by the
-// first messages' prunes on the shared tree). Catches: the refusal not
-// remembered (refusedBy a no-op) or not used by the first graft's choice.
+// first messages' prunes on the shared tree). The answer goes by datagram
+// and the Prune by stream, so the Prune may come first: both orders.
+// Catches: the refusal not remembered (refusedBy a no-op), not used by
+// the first graft's choice, or noticed only after the answer (on 50 nodes
+// with datagram jitter, a node grafted every message of an origin from
+// the origin, which refused each time).
 func TestRefusedGraftGoesElsewhere(t *testing.T) {
+	for _, pruneFirst := range []bool{false, true} {
+		name := "answer then Prune"
+		if pruneFirst {
+			name = "Prune then answer"
+		}
+		t.Run(name, func(t *testing.T) { refusedGraftGoesElsewhere(t, pruneFirst) })
+	}
+}
+
+func refusedGraftGoesElsewhere(t *testing.T, pruneFirst bool) {
 	cfg := testConfig() // MaxEagerPeers 4
 	const origin, grafter, relay = 1, 0, 2
 	o := newPaperEngineAs(t, origin, cfg, 0, 2, 3, 4, 5)
@@ -73,6 +87,9 @@ func TestRefusedGraftGoesElsewhere(t *testing.T) {
 		t.Fatalf("origin with a full tree answered the graft with %+v, want the payload and a Prune", ans)
 	}
 	at = at.Add(10 * time.Millisecond)
+	if pruneFirst {
+		slices.Reverse(ans)
+	}
 	for _, s := range ans {
 		m := s.Msg
 		m.GraftReply = false // not on the wire
