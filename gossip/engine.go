@@ -136,8 +136,15 @@ type Engine[ID comparable] struct {
 	shufAt   time.Time
 	xchg     []xchgRun      // scratch for exchangeTo: the cached sequence numbers of each incarnation
 	xchgIdx  map[uint64]int // scratch for exchangeTo: an incarnation's index in xchg
-	stats    counters
-	order    *orderBuf[ID] // Config.Ordered; nil without
+	// xchgAnswered is when this node last answered each peer's summary
+	// with its own, for the peers it answered within the last
+	// ExchangeInterval (see answerExchange). Entries are dropped at each
+	// exchange tick.
+	xchgAnswered map[ID]time.Time
+	xchgReplyRL  ratelimit.Bucket // bounds the summaries sent as answers, over all peers
+	xchgSorted   []Range          // scratch for answerExchange
+	stats        counters
+	order        *orderBuf[ID] // Config.Ordered; nil without
 }
 
 // counters are the engine's running totals (see EngineStats).
@@ -312,33 +319,34 @@ func newEngine[ID comparable](o EngineOptions[ID]) (*Engine[ID], error) {
 		inc = binary.BigEndian.Uint64(b[:])
 	}
 	e := &Engine[ID]{
-		self:        o.Self,
-		cfg:         cfg,
-		rng:         rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
-		deliver:     o.Deliver,
-		retrace:     o.Retrace,
-		obs:         o.Observer,
-		members:     newPeerSet[ID](),
-		eager:       newPeerSet[ID](),
-		lazy:        newPeerSet[ID](),
-		trees:       make(map[ID]*originTree[ID]),
-		incarnation: inc,
-		cache:       cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
-		seen:        cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
-		missing:     make(map[MessageID]*missingMsg[ID]),
-		runs:        make(map[uint64]*seenRuns),
-		xchgIdx:     make(map[uint64]int),
-		missingBy:   make(map[ID]int),
-		lazyQ:       make(map[ID]*lazyQueue),
-		graftRL:     make(map[ID]*ratelimit.Bucket),
-		graftOut:    make(map[ID]*ratelimit.Bucket),
-		nackRL:      make(map[ID]*ratelimit.Bucket),
-		ihaveRL:     make(map[ID]*ratelimit.Bucket),
-		quiet:       make(map[ID]int),
-		asked:       make(map[ID]time.Time),
-		early:       make(map[ID]earlyGreeting),
-		refused:     make(map[refusal[ID]]time.Time),
-		grafting:    make(map[refusal[ID]]time.Time),
+		self:         o.Self,
+		cfg:          cfg,
+		rng:          rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
+		deliver:      o.Deliver,
+		retrace:      o.Retrace,
+		obs:          o.Observer,
+		members:      newPeerSet[ID](),
+		eager:        newPeerSet[ID](),
+		lazy:         newPeerSet[ID](),
+		trees:        make(map[ID]*originTree[ID]),
+		incarnation:  inc,
+		cache:        cache.New[cached[ID]](cfg.MessageCacheTTL, cfg.MessageCacheMaxSize),
+		seen:         cache.NewSeen(cfg.seenTTL(), cfg.seenMaxSize()),
+		missing:      make(map[MessageID]*missingMsg[ID]),
+		runs:         make(map[uint64]*seenRuns),
+		xchgIdx:      make(map[uint64]int),
+		xchgAnswered: make(map[ID]time.Time),
+		missingBy:    make(map[ID]int),
+		lazyQ:        make(map[ID]*lazyQueue),
+		graftRL:      make(map[ID]*ratelimit.Bucket),
+		graftOut:     make(map[ID]*ratelimit.Bucket),
+		nackRL:       make(map[ID]*ratelimit.Bucket),
+		ihaveRL:      make(map[ID]*ratelimit.Bucket),
+		quiet:        make(map[ID]int),
+		asked:        make(map[ID]time.Time),
+		early:        make(map[ID]earlyGreeting),
+		refused:      make(map[refusal[ID]]time.Time),
+		grafting:     make(map[refusal[ID]]time.Time),
 	}
 	if e.deliver == nil {
 		e.deliver = func(RawDelivery[ID]) bool { return true }
@@ -1126,13 +1134,96 @@ func (e *Engine[ID]) missingFrom(now time.Time, from ID, id MessageID, round uin
 
 // onExchange grafts, in time, every message in the ranges that this node
 // has not seen. The missing-message limits bound how many are taken in
-// at once; the next exchange brings the rest.
+// at once; the next exchange brings the rest. Then it answers with its own
+// summary if the peer's lacks a message this node caches (answerExchange).
 func (e *Engine[ID]) onExchange(now time.Time, from ID, ranges []Range) {
 	if !e.members.has(from) {
 		e.emit(Event{Kind: EventIHaveDropped, Count: len(ranges)})
 		return
 	}
 	e.admit(now, from)
+	e.pullExchange(now, from, ranges)
+	e.answerExchange(now, from, ranges)
+}
+
+// answerExchange makes the exchange push-pull: when the summary from a
+// peer lacks a message this node caches, received at least IHaveInterval
+// plus GraftTimeout ago (so not one still on its way there, nor one its
+// announcements are still recovering) and within ExchangeWindow (less its
+// far end, which the peer's clock may put outside), the node sends the
+// peer its own summary, which the peer grafts from. Without it, a node
+// that missed a message's push and every announcement of it (lost
+// datagrams) depended on a neighbour that has it choosing it for an
+// exchange: in a cut of 5 nodes on a lossy network, none did for 16
+// seconds (TestExchangeIsAnswered; transport/chaos
+// TestDeafNodeRecoversByItsOwnExchange). A peer is answered at most once an
+// ExchangeInterval, so that answers do not ping-pong: A's summary, B's
+// answer, at most A's answer to that, and no more. Answers over all peers
+// have a budget of 4 an ExchangeInterval (burst 8), which bounds the cache
+// walks that a flood of exchanges can cost.
+func (e *Engine[ID]) answerExchange(now time.Time, from ID, ranges []Range) {
+	if e.cfg.ExchangeInterval <= 0 || len(ranges) >= e.cfg.ExchangeMaxIDs {
+		return // a summary cut at ExchangeMaxIDs names only part of what the peer holds
+	}
+	if at, ok := e.xchgAnswered[from]; ok && now.Sub(at) < e.cfg.ExchangeInterval {
+		return
+	}
+	rate := 4 / e.cfg.ExchangeInterval.Seconds()
+	if e.xchgReplyRL.Wait(now, 1, rate) > 0 {
+		return
+	}
+	sorted := append(e.xchgSorted[:0], ranges...)
+	slices.SortFunc(sorted, func(a, b Range) int {
+		if c := bytes.Compare(a.Prefix[:], b.Prefix[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.First, b.First)
+	})
+	e.xchgSorted = sorted
+	// Not the messages at the window's far end either: the peer's clock
+	// may put them just outside it.
+	w := e.cfg.exchangeWindow()
+	oldest := now.Add(-w + min(e.cfg.ExchangeInterval, w/4)).UnixNano()
+	settled := now.Add(-e.cfg.IHaveInterval - e.cfg.GraftTimeout)
+	lacks := false
+	e.cache.Newest(now, func(k cache.Key, at time.Time, c *cached[ID]) bool {
+		if at.After(settled) || c.ts < oldest {
+			return true
+		}
+		lacks = !covers(sorted, MessageID(k))
+		return !lacks
+	})
+	if lacks && e.xchgReplyRL.Allow(now, 1, rate, 8) {
+		e.exchangeTo(now, from)
+		e.xchgAnswered[from] = now
+	}
+}
+
+// covers reports whether one of the ranges, sorted by prefix then first
+// sequence number, names id.
+func covers(sorted []Range, id MessageID) bool {
+	var prefix [8]byte
+	copy(prefix[:], id[:8])
+	seq := id.Seq()
+	// The last range of id's prefix that starts at or before seq.
+	i, _ := slices.BinarySearchFunc(sorted, seq, func(r Range, s uint64) int {
+		if c := bytes.Compare(r.Prefix[:], prefix[:]); c != 0 {
+			return c
+		}
+		if r.First <= s {
+			return -1
+		}
+		return 1
+	})
+	if i == 0 {
+		return false
+	}
+	r := sorted[i-1]
+	return r.Prefix == prefix && seq-r.First < r.N
+}
+
+// pullExchange is onExchange's grafting part.
+func (e *Engine[ID]) pullExchange(now time.Time, from ID, ranges []Range) {
 	// Each ID looked at costs one announcement of the peer's IHave rate
 	// limit: a tiny frame claiming a huge range costs the receiver no more
 	// than announcements would. The next exchange brings the rest.
@@ -1599,6 +1690,11 @@ func (e *Engine[ID]) Tick(now time.Time) {
 		e.onGraftTimer(now, t)
 	}
 	if !e.xchgAt.IsZero() && !now.Before(e.xchgAt) {
+		for p, at := range e.xchgAnswered {
+			if now.Sub(at) >= e.cfg.ExchangeInterval {
+				delete(e.xchgAnswered, p)
+			}
+		}
 		e.exchange(now)
 		e.greet()
 		e.xchgAt = now.Add(e.jitter(e.cfg.ExchangeInterval))

@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -36,84 +37,118 @@ func TestClusterUnderChaos(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) { clusterUnderChaos(t, 2026) })
 }
 
-// clusterUnderChaos runs the scenario of TestClusterUnderChaos with the
-// chaos seed given. Call it inside a synctest bubble.
-func clusterUnderChaos(t *testing.T, seed uint64) {
-	const n = 10
-	cfg := gossip.DefaultConfig()
-	mn := mem.NewNetwork(mem.Config{Latency: time.Millisecond, Seed: 1})
-	cn, err := chaos.New(chaos.Config{Seed: seed, Rules: []chaos.Rule{{Path: transport.PathDatagram, Drop: 0.10}}})
-	if err != nil {
+// chaosCluster is n nodes of the engine on transport/mem, each wrapped by
+// one chaos.Network, with static membership: members[i] is nodes[i].
+type chaosCluster struct {
+	t       *testing.T
+	cfg     gossip.Config
+	mn      *mem.Network
+	cn      *chaos.Network
+	members []membership.Member[string]
+	nodes   []*gossip.Plumtree[string, []byte]
+	origin  map[gossip.MessageID]int
+
+	mu        sync.Mutex
+	delivered map[string]map[gossip.MessageID]int // node → message → times
+}
+
+// newChaosCluster starts n nodes named n00, n01, … with cfg on 1 ms links
+// and the chaos rules given; obs, if not nil, gives node i's Observer.
+// Call it inside a synctest bubble.
+func newChaosCluster(t *testing.T, n int, cfg gossip.Config, chaosCfg chaos.Config, obs func(i int) gossip.Observer) *chaosCluster {
+	t.Helper()
+	c := &chaosCluster{
+		t: t, cfg: cfg,
+		mn:        mem.NewNetwork(mem.Config{Latency: time.Millisecond, Seed: 1}),
+		origin:    make(map[gossip.MessageID]int),
+		delivered: make(map[string]map[gossip.MessageID]int),
+		nodes:     make([]*gossip.Plumtree[string, []byte], n),
+	}
+	var err error
+	if c.cn, err = chaos.New(chaosCfg); err != nil {
 		t.Fatal(err)
 	}
-
-	var members []membership.Member[string]
 	for i := range n {
 		id := fmt.Sprintf("n%02d", i)
-		members = append(members, membership.Member[string]{ID: id, Addr: id})
+		c.members = append(c.members, membership.Member[string]{ID: id, Addr: id})
 	}
-	var mu sync.Mutex
-	delivered := make(map[string]map[gossip.MessageID]int) // node → message → times
-	nodes := make([]*gossip.Plumtree[string, []byte], n)
-	for i, m := range members {
-		inner, err := mn.Listen(m.Addr)
+	for i, m := range c.members {
+		inner, err := c.mn.Listen(m.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := cn.Wrap(inner)
+		tr, err := c.cn.Wrap(inner)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms := static.New(members...)
-		delivered[m.ID] = make(map[gossip.MessageID]int)
+		ms := static.New(c.members...)
+		c.delivered[m.ID] = make(map[gossip.MessageID]int)
+		var o gossip.Observer
+		if obs != nil {
+			o = obs(i)
+		}
 		pt, err := gossip.New(cfg, gossip.Options[string, []byte]{
-			ID: m.ID, Transport: tr, Membership: ms, Codec: codec.Bytes(), Seed: uint64(i) + 1,
+			ID: m.ID, Transport: tr, Membership: ms, Codec: codec.Bytes(), Seed: uint64(i) + 1, Observer: o,
 			OnDeliver: func(d gossip.Delivery[string, []byte]) {
-				mu.Lock()
-				delivered[m.ID][d.ID]++
-				mu.Unlock()
+				c.mu.Lock()
+				c.delivered[m.ID][d.ID]++
+				c.mu.Unlock()
 			},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes[i] = pt
+		c.nodes[i] = pt
 		t.Cleanup(func() {
 			pt.Close()
 			tr.Close()
 			ms.Close()
 		})
 	}
+	return c
+}
 
-	origin := make(map[gossip.MessageID]int)
-	broadcast := func(i, k int) gossip.MessageID {
-		id, err := nodes[i].Broadcast(context.Background(), []byte(fmt.Sprintf("message %d from %s", k, members[i].ID)))
-		if err != nil {
-			t.Fatalf("broadcast from %s: %v", members[i].ID, err)
-		}
-		origin[id] = i
-		return id
+// broadcast sends message k from node i.
+func (c *chaosCluster) broadcast(i, k int) gossip.MessageID {
+	c.t.Helper()
+	id, err := c.nodes[i].Broadcast(context.Background(), []byte(fmt.Sprintf("message %d from %s", k, c.members[i].ID)))
+	if err != nil {
+		c.t.Fatalf("broadcast from %s: %v", c.members[i].ID, err)
 	}
-	// missing lists the nodes other than the origin that have not
-	// delivered id; a node that delivered it twice fails the test.
-	missing := func(id gossip.MessageID) []int {
-		mu.Lock()
-		defer mu.Unlock()
-		var miss []int
-		for i, m := range members {
-			k := delivered[m.ID][id]
-			switch {
-			case i == origin[id] && k != 0:
-				t.Fatalf("origin %s delivered its own message %d times", m.ID, k)
-			case i == origin[id]:
-			case k == 0:
-				miss = append(miss, i)
-			case k > 1:
-				t.Fatalf("%s delivered message %s %d times", m.ID, id, k)
-			}
+	c.origin[id] = i
+	return id
+}
+
+// missing lists the nodes other than the origin that have not delivered
+// id; a node that delivered it twice fails the test.
+func (c *chaosCluster) missing(id gossip.MessageID) []int {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var miss []int
+	for i, m := range c.members {
+		k := c.delivered[m.ID][id]
+		switch {
+		case i == c.origin[id] && k != 0:
+			c.t.Fatalf("origin %s delivered its own message %d times", m.ID, k)
+		case i == c.origin[id]:
+		case k == 0:
+			miss = append(miss, i)
+		case k > 1:
+			c.t.Fatalf("%s delivered message %s %d times", m.ID, id, k)
 		}
-		return miss
 	}
+	return miss
+}
+
+// clusterUnderChaos runs the scenario of TestClusterUnderChaos with the
+// chaos seed given. Call it inside a synctest bubble.
+func clusterUnderChaos(t *testing.T, seed uint64) {
+	const n = 10
+	cfg := gossip.DefaultConfig()
+	c := newChaosCluster(t, n, cfg, chaos.Config{Seed: seed, Rules: []chaos.Rule{{Path: transport.PathDatagram, Drop: 0.10}}}, nil)
+	cn, members, origin := c.cn, c.members, c.origin
+	broadcast, missing := c.broadcast, c.missing
 
 	var all []gossip.MessageID
 	for k := range 30 {
@@ -164,8 +199,99 @@ func clusterUnderChaos(t *testing.T, seed uint64) {
 		}
 	}
 	s := cn.Stats()
-	t.Logf("%d broadcasts delivered everywhere, checked %v after the heal; faults %+v; network %+v", len(all), time.Since(healedAt), s, mn.Stats())
+	t.Logf("%d broadcasts delivered everywhere, checked %v after the heal; faults %+v; network %+v", len(all), time.Since(healedAt), s, c.mn.Stats())
 	if s.Dropped == 0 || s.Partitioned == 0 {
 		t.Fatalf("no datagram dropped or no frame partitioned (%+v): the test proves nothing", s)
 	}
+}
+
+// A node that lost every datagram for a while (the pushes of small
+// messages and every announcement of them) recovers what it missed by its
+// own next exchange: the neighbour it sends its summary to answers with
+// its own, which names the messages (gossip's exchange is push-pull).
+// Pulled only, the node waited for a neighbour that has them to choose it;
+// over ten episodes, one per node, some episode did not recover in time.
+// The cluster is quiet after each episode, so nothing but the exchange
+// can bring the messages.
+func TestDeafNodeRecoversByItsOwnExchange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 10
+		cfg := gossip.DefaultConfig()
+		var exchanged [n]chan struct{}
+		for i := range exchanged {
+			exchanged[i] = make(chan struct{}, 1)
+		}
+		c := newChaosCluster(t, n, cfg, chaos.Config{Seed: 1}, func(i int) gossip.Observer {
+			return gossip.ObserverFunc(func(e gossip.Event) {
+				if e.Kind == gossip.EventExchangeSent {
+					select {
+					case exchanged[i] <- struct{}{}:
+					default:
+					}
+				}
+			})
+		})
+		// The deaf node's next exchange comes at most 5/4 ExchangeInterval
+		// after its last (the timer's jitter), 600 ms of which pass before
+		// the heal; then a graft, GraftTimeout after the answer, and the
+		// 100 ms before the rules change are the slack for round trips.
+		const deafFor = 500 * time.Millisecond
+		bound := cfg.ExchangeInterval*5/4 - deafFor + cfg.GraftTimeout
+
+		var warm []gossip.MessageID
+		for k := range 30 {
+			warm = append(warm, c.broadcast(k%n, k))
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		for _, id := range warm {
+			if miss := c.missing(id); len(miss) > 0 {
+				t.Fatalf("before any fault, message %s not delivered by %v", id, miss)
+			}
+		}
+
+		for deaf := range n {
+			addr := c.members[deaf].Addr
+			// Start right after the deaf node's exchange, so that its next
+			// one comes after the heal.
+			select {
+			case <-exchanged[deaf]:
+			default:
+			}
+			select {
+			case <-exchanged[deaf]:
+			case <-time.After(2 * cfg.ExchangeInterval):
+				t.Fatalf("%s sent no exchange in %v", addr, 2*cfg.ExchangeInterval)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := c.cn.SetRules(chaos.Rule{To: addr, Path: transport.PathDatagram, Drop: 1}); err != nil {
+				t.Fatal(err)
+			}
+			var lost []gossip.MessageID
+			for k := range 5 {
+				lost = append(lost, c.broadcast((deaf+1+k)%n, 1000*(deaf+1)+k))
+				time.Sleep(deafFor / 5)
+			}
+			if err := c.cn.SetRules(); err != nil {
+				t.Fatal(err)
+			}
+			healedAt := time.Now()
+			deafMissed := 0
+			for _, id := range lost {
+				if slices.Contains(c.missing(id), deaf) {
+					deafMissed++
+				}
+			}
+			if deafMissed == 0 {
+				t.Fatalf("episode %d: %s, deaf to datagrams, missed none of the 5 messages: the test proves nothing", deaf, addr)
+			}
+			time.Sleep(bound)
+			for _, id := range lost {
+				if miss := c.missing(id); len(miss) > 0 {
+					t.Fatalf("episode %d: message %s from %s not delivered by %v, %v after %s could hear again (it had missed %d of 5)",
+						deaf, id, c.members[c.origin[id]].ID, miss, time.Since(healedAt), addr, deafMissed)
+				}
+			}
+		}
+	})
 }
