@@ -21,12 +21,13 @@ type tally struct {
 	mu        sync.Mutex
 	payloads  map[MessageID]int // payload frames received (first copies and duplicates)
 	eagerSent map[MessageID]int // payloads pushed along the tree (graft replies excluded)
+	grafts    map[MessageID]int // grafts sent for each message (every attempt)
 	events    map[EventKind]int
 	stuck     []string // EventStuckDeadline errors: an engine the runner had to stop ticking at once
 }
 
 func newTally() *tally {
-	return &tally{payloads: map[MessageID]int{}, eagerSent: map[MessageID]int{}, events: map[EventKind]int{}}
+	return &tally{payloads: map[MessageID]int{}, eagerSent: map[MessageID]int{}, grafts: map[MessageID]int{}, events: map[EventKind]int{}}
 }
 
 func (t *tally) Observe(e Event) {
@@ -41,6 +42,8 @@ func (t *tally) Observe(e Event) {
 		t.payloads[e.Message]++
 	case e.Kind == EventSent && e.Type == KindGossip && !e.GraftReply:
 		t.eagerSent[e.Message]++
+	case e.Kind == EventGraftSent:
+		t.grafts[e.Message]++
 	}
 }
 
