@@ -58,6 +58,9 @@ func TestExchangeIsAnswered(t *testing.T) {
 	if !covers(out[0].Msg.Ranges, makeID(inc, 2)) || !covers(out[0].Msg.Ranges, makeID(inc, 1)) {
 		t.Fatalf("the answer %v does not name messages 1 and 2", out[0].Msg.Ranges)
 	}
+	if !out[0].Msg.ExchangeReply {
+		t.Fatalf("the answer is not marked ExchangeReply: it would go by datagram (TestExchangeAnswerGoesByStream)")
+	}
 
 	// A peer answered within ExchangeInterval is not answered again, so
 	// that answers end there.
@@ -73,7 +76,9 @@ func TestExchangeIsAnswered(t *testing.T) {
 	// A periodic summary sent to a peer does not stop its answer: the
 	// peer's summary that crosses it may lack what it named.
 	pe.e.exchangeTo(at, 3)
-	pe.out()
+	if periodic := only(pe.out(), KindExchange); len(periodic) != 1 || periodic[0].Msg.ExchangeReply {
+		t.Fatalf("periodic summary %+v: want one, not marked ExchangeReply", periodic)
+	}
 	pe.e.Receive(at, 3, lacks2)
 	if got := exchangesTo(pe.out()); len(got) != 1 || got[0] != 3 {
 		t.Fatalf("peer 3, sent a summary just before, not answered: %v", got)

@@ -67,9 +67,11 @@ func (p *Plumtree[ID, M]) sendOne(pr *peer, m *Msg[ID]) {
 // that fits in one datagram of GossipDatagramMaxSize goes as one: it is
 // periodic, so a lost one costs no more than a late one, and by stream
 // each cost a sender goroutine, a TCP segment and its acknowledgement
-// (on 20 nodes, 0.4 packets per broadcast at 100 broadcasts/s).
+// (on 20 nodes, 0.4 packets per broadcast at 100 broadcasts/s). An
+// exchange that answers one (Msg.ExchangeReply) goes by stream: it names a
+// gap that its peer is known to have.
 func (p *Plumtree[ID, M]) sendAnnouncements(pr *peer, m *Msg[ID]) {
-	if m.Kind == KindExchange && p.sendDg != nil && p.exchangeByDatagram(pr, m) {
+	if m.Kind == KindExchange && !m.ExchangeReply && p.sendDg != nil && p.exchangeByDatagram(pr, m) {
 		return
 	}
 	path := transport.PathDatagram

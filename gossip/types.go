@@ -92,6 +92,11 @@ type Msg[ID comparable] struct {
 	Announcements []Announcement // IHave
 	Ranges        []Range        // Exchange
 
+	// ExchangeReply marks an Exchange that answers a summary that lacked
+	// messages this node has: it goes by stream,
+	// where the periodic one goes by datagram. It is not on the wire.
+	ExchangeReply bool
+
 	WantPayload bool // Graft
 
 	// Retry is how long a grafting node should wait before it asks this
