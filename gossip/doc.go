@@ -154,10 +154,11 @@
 // exchange is push-pull: a summary that lacks a message the receiver has
 // cached for longer than IHaveInterval plus GraftTimeout (so its
 // announcements had their chance) is answered with the receiver's own
-// summary, at most once an ExchangeInterval per peer and four times over
-// all peers, so a node that lost every announcement of a message recovers
-// it by its own next exchange rather than waiting for a neighbour to pick
-// it. This recovers every kind of loss (announcement, eager push, graft) with one
+// summary, by stream (the periodic one goes by datagram when it fits in
+// GossipDatagramMaxSize), at most once an ExchangeInterval per peer and
+// four times over all peers, so a node that lost every announcement of a
+// message recovers it by its own next exchange rather than waiting for a
+// neighbour to pick it. This recovers every kind of loss (announcement, eager push, graft) with one
 // mechanism, at one frame per node per interval; a summary of recent IDs
 // only (the newest ExchangeMaxIDs) lost 71 to 320 of a 10 s cut's 1,000
 // messages for good. Grafts are paced: a node grafts each peer at most at
