@@ -93,8 +93,8 @@ type Msg[ID comparable] struct {
 	Ranges        []Range        // Exchange
 
 	// ExchangeReply marks an Exchange that answers a summary that lacked
-	// messages this node has: it goes by stream,
-	// where the periodic one goes by datagram. It is not on the wire.
+	// messages this node has: it goes by stream, where the periodic one
+	// goes by datagram. It is not on the wire.
 	ExchangeReply bool
 
 	WantPayload bool // Graft
