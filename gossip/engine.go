@@ -142,7 +142,7 @@ type Engine[ID comparable] struct {
 	// exchange tick.
 	xchgAnswered map[ID]time.Time
 	xchgReplyRL  ratelimit.Bucket // bounds the summaries sent as answers, over all peers
-	xchgSorted   []Range          // scratch for answerExchange
+	xchgSorted   []seqRange       // scratch for answerExchange
 	stats        counters
 	order        *orderBuf[ID] // Config.Ordered; nil without
 }
@@ -1177,13 +1177,7 @@ func (e *Engine[ID]) answerExchange(now time.Time, from ID, ranges []Range) {
 	if e.xchgReplyRL.Wait(now, 1, rate) > 0 {
 		return
 	}
-	sorted := append(e.xchgSorted[:0], ranges...)
-	slices.SortFunc(sorted, func(a, b Range) int {
-		if c := bytes.Compare(a.Prefix[:], b.Prefix[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.First, b.First)
-	})
+	sorted := sortRanges(e.xchgSorted[:0], ranges)
 	e.xchgSorted = sorted
 	// Not the messages at the window's far end either: the peer's clock
 	// may put them just outside it.
@@ -1204,18 +1198,36 @@ func (e *Engine[ID]) answerExchange(now time.Time, from ID, ranges []Range) {
 	}
 }
 
-// covers reports whether one of the ranges, sorted by prefix then first
-// sequence number, names id.
-func covers(sorted []Range, id MessageID) bool {
-	var prefix [8]byte
-	copy(prefix[:], id[:8])
-	seq := id.Seq()
-	// The last range of id's prefix that starts at or before seq.
-	i, _ := slices.BinarySearchFunc(sorted, seq, func(r Range, s uint64) int {
-		if c := bytes.Compare(r.Prefix[:], prefix[:]); c != 0 {
+// seqRange is a Range with its prefix read as the incarnation: compared
+// as an integer, a summary's ranges are sorted and searched without
+// comparing byte arrays (answerExchange looks up every message of its
+// window in them, each summary it receives).
+type seqRange struct{ inc, first, n uint64 }
+
+// sortRanges appends ranges to dst as seqRanges, sorted by incarnation
+// then first sequence number, for covers.
+func sortRanges(dst []seqRange, ranges []Range) []seqRange {
+	for _, r := range ranges {
+		dst = append(dst, seqRange{binary.BigEndian.Uint64(r.Prefix[:]), r.First, r.N})
+	}
+	slices.SortFunc(dst, func(a, b seqRange) int {
+		if c := cmp.Compare(a.inc, b.inc); c != 0 {
 			return c
 		}
-		if r.First <= s {
+		return cmp.Compare(a.first, b.first)
+	})
+	return dst
+}
+
+// covers reports whether one of the ranges, sorted by sortRanges, names id.
+func covers(sorted []seqRange, id MessageID) bool {
+	inc, seq := id.Incarnation(), id.Seq()
+	// The last range of id's incarnation that starts at or before seq.
+	i, _ := slices.BinarySearchFunc(sorted, seq, func(r seqRange, s uint64) int {
+		if r.inc != inc {
+			return cmp.Compare(r.inc, inc)
+		}
+		if r.first <= s {
 			return -1
 		}
 		return 1
@@ -1224,7 +1236,7 @@ func covers(sorted []Range, id MessageID) bool {
 		return false
 	}
 	r := sorted[i-1]
-	return r.Prefix == prefix && seq-r.First < r.N
+	return r.inc == inc && seq-r.first < r.n
 }
 
 // pullExchange is onExchange's grafting part.

@@ -55,7 +55,7 @@ func TestExchangeIsAnswered(t *testing.T) {
 	if len(out) != 1 || out[0].To != 2 {
 		t.Fatalf("summary lacking message 2: exchanges %v, want one to 2", targets(out))
 	}
-	if !covers(out[0].Msg.Ranges, makeID(inc, 2)) || !covers(out[0].Msg.Ranges, makeID(inc, 1)) {
+	if got := sortRanges(nil, out[0].Msg.Ranges); !covers(got, makeID(inc, 2)) || !covers(got, makeID(inc, 1)) {
 		t.Fatalf("the answer %v does not name messages 1 and 2", out[0].Msg.Ranges)
 	}
 	if !out[0].Msg.ExchangeReply {
@@ -140,5 +140,36 @@ func TestExchangeAnswersAreBounded(t *testing.T) {
 	}
 	if n := answered(at.Add(cfg.ExchangeInterval)); n != 4 {
 		t.Fatalf("an ExchangeInterval later: %d answered, want 4", n)
+	}
+}
+
+// TestCoversRanges checks the lookup answerExchange makes for each message
+// it caches: in a summary's ranges, unsorted as they may come, across
+// incarnations whose prefixes sort differently as bytes and as integers
+// would not (they must not), at each range's ends and just outside.
+func TestCoversRanges(t *testing.T) {
+	prefix := prefixOf
+	ranges := []Range{
+		{Prefix: prefix(1 << 63), First: 10, N: 5}, // 10..14
+		{Prefix: prefix(7), First: 100, N: 1},      // 100
+		{Prefix: prefix(7), First: 1, N: 3},        // 1..3
+		{Prefix: prefix(0xff), First: 0, N: 2},     // 0..1
+	}
+	sorted := sortRanges(nil, ranges)
+	for _, c := range []struct {
+		inc, seq uint64
+		want     bool
+	}{
+		{1 << 63, 9, false}, {1 << 63, 10, true}, {1 << 63, 14, true}, {1 << 63, 15, false},
+		{7, 0, false}, {7, 1, true}, {7, 3, true}, {7, 4, false}, {7, 99, false}, {7, 100, true}, {7, 101, false},
+		{0xff, 0, true}, {0xff, 1, true}, {0xff, 2, false},
+		{8, 1, false}, {0, 0, false}, {1<<63 + 1, 10, false},
+	} {
+		if got := covers(sorted, makeID(c.inc, c.seq)); got != c.want {
+			t.Errorf("covers(incarnation %#x, seq %d) = %v, want %v (ranges %v)", c.inc, c.seq, got, c.want, sorted)
+		}
+	}
+	if covers(nil, makeID(7, 1)) {
+		t.Errorf("no ranges cover a message")
 	}
 }
