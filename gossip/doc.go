@@ -143,8 +143,11 @@
 //
 // # Recovery
 //
-// Every ExchangeInterval a node sends one random neighbour (every fourth
-// time, a random member that is not a neighbour) a summary of every message
+// Every ExchangeInterval a node sends a neighbour (every fourth time, a
+// random member that is not a neighbour; of the others, every other one
+// goes to one of the EagerFanout neighbours it heard from last, the rest
+// to any neighbour, so that a partition the membership does not notice
+// leaves each node exchanging with its own side) a summary of every message
 // it caches whose origin timestamp is within ExchangeWindow: runs of
 // sequence numbers per origin incarnation (message IDs are an incarnation
 // and a counter), so one range covers any backlog of one origin and the
