@@ -158,8 +158,9 @@
 // cached for longer than IHaveInterval plus GraftTimeout (so its
 // announcements had their chance) is answered with the receiver's own
 // summary, by stream (the periodic one goes by datagram when it fits in
-// GossipDatagramMaxSize), at most once an ExchangeInterval per peer and
-// four times over all peers, so a node that lost every announcement of a
+// GossipDatagramMaxSize), four times an ExchangeInterval over all peers
+// at most, and within an interval of an answer to a peer only for a
+// message cached since that answer, so a node that lost every announcement of a
 // message recovers it by its own next exchange rather than waiting for a
 // neighbour to pick it. This recovers every kind of loss (announcement, eager push, graft) with one
 // mechanism, at one frame per node per interval; a summary of recent IDs
