@@ -1922,6 +1922,10 @@ func (e *Engine[ID]) heardNeighbour() (ID, bool) {
 	return top[e.rng.IntN(len(top))].peer, true
 }
 
+// exchangeTo sends to a summary of every message cached here and
+// broadcast within ExchangeWindow: runs of sequence numbers per origin
+// incarnation, so one entry covers any backlog of one origin. It reports
+// whether there was anything to send.
 func (e *Engine[ID]) exchangeTo(now time.Time, to ID) bool {
 	return e.sendExchange(now, to, false)
 }
