@@ -870,8 +870,8 @@ func (e *Engine[ID]) prune(now time.Time, t *originTree[ID], origin, p ID) {
 func (e *Engine[ID]) Receive(now time.Time, from ID, m *Msg[ID]) {
 	e.start(now)
 	delete(e.quiet, from) // it knows this node: no need to greet it again
-	if e.neighbour(from) {
-		e.heard[from] = now
+	if e.cfg.ExchangeInterval > 0 && e.neighbour(from) {
+		e.heard[from] = now // for exchange, which also forgets old neighbours'
 	}
 	switch m.Kind {
 	case KindGossip:

@@ -82,3 +82,17 @@ func TestExchangePrefersHeardNeighbours(t *testing.T) {
 		}
 	}
 }
+
+// With the exchange off nothing would ever forget the neighbours heard
+// from (exchange does), so nothing is noted: a node that runs for days,
+// its neighbours changing with every shuffle, would keep them all.
+func TestHeardNotKeptWithoutExchange(t *testing.T) {
+	cfg := testConfig() // ExchangeInterval 0
+	pe := newPaperEngine(t, cfg, 1, 2, 3, 4)
+	for _, n := range append(pe.e.EagerPeers(), pe.e.LazyPeers()...) {
+		pe.e.Receive(t0, n, &Msg[int]{Kind: KindIHave, Announcements: []Announcement{{ID: makeID(0x56, 1), Round: 1}}})
+	}
+	if n := len(pe.e.heard); n != 0 {
+		t.Fatalf("with the exchange off the engine noted %d neighbours heard from, want none", n)
+	}
+}
