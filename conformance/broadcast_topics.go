@@ -52,18 +52,11 @@ func (b *benv) startTopics() *topicCluster {
 	if listen == nil {
 		c.t.Fatalf("MakeNetwork returned a nil ListenFunc")
 	}
+	e := &tenv{caseEnv: c, listen: listen}
 	tc := &topicCluster{c: c, got: map[string]map[string]int{}, sent: map[string]string{}, change: make(chan struct{})}
 	var members []membership.Member[string]
 	for i := range topicNodes {
-		tr, err := listen("")
-		if err != nil {
-			c.t.Fatalf("listen: %v", err)
-		}
-		if tr == nil {
-			c.t.Fatalf("listen returned a nil transport")
-		}
-		c.atFire(func() { tr.Close() })
-		c.defer_(func() { tr.Close() })
+		tr := e.open("")
 		id := fmt.Sprintf("node-%d", i)
 		tc.nodes = append(tc.nodes, &topicNode{id: id, tr: tr})
 		members = append(members, membership.Member[string]{ID: id, Addr: tr.LocalAddr()})
