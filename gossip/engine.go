@@ -1891,30 +1891,18 @@ func (e *Engine[ID]) heardNeighbour() (ID, bool) {
 			delete(e.heard, p)
 		}
 	}
-	k := max(1, e.cfg.EagerFanout)
 	top := e.heardTop[:0]
 	for _, list := range [2][]ID{e.eager.list, e.lazy.list} {
 		for _, p := range list {
-			at, ok := e.heard[p]
-			if !ok {
-				continue
+			if at, ok := e.heard[p]; ok {
+				top = append(top, stamp[ID]{peer: p, at: at})
 			}
-			// Insert in order of recency, newest first, keeping k.
-			i := len(top)
-			for i > 0 && at.After(top[i-1].at) {
-				i--
-			}
-			if i >= k {
-				continue
-			}
-			if len(top) < k {
-				top = append(top, stamp[ID]{})
-			}
-			copy(top[i+1:], top[i:len(top)-1])
-			top[i] = stamp[ID]{peer: p, at: at}
 		}
 	}
+	// Newest first; stable, so that ties keep the lists' order.
+	slices.SortStableFunc(top, func(a, b stamp[ID]) int { return b.at.Compare(a.at) })
 	e.heardTop = top
+	top = top[:min(len(top), max(1, e.cfg.EagerFanout))]
 	if len(top) == 0 {
 		var zero ID
 		return zero, false
