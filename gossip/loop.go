@@ -30,42 +30,35 @@ func (p *Plumtree[ID, M]) loop() {
 	timer := p.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	armed := true
-	var armedFor time.Time  // the deadline the armed timer is set for
 	var holdUntil time.Time // after a stuck deadline: no tick before this
 	reconcile := p.clock.NewTimer(p.cfg.ReconcileInterval)
 	defer reconcile.Stop()
 
 	for {
 		p.flushOutbox()
-		// Re-arm the single engine timer for the next deadline, unless it
-		// is armed for that deadline already: most frames leave the
-		// deadline as it was, and a stop and a reset per frame cost the
-		// runtime's timer heap twice each time.
-		tick := timer.C()
-		d := p.eng.NextDeadline()
-		if !d.IsZero() && d.Before(holdUntil) {
-			d = holdUntil
-		}
-		if !armed || d.IsZero() || !d.Equal(armedFor) {
-			if armed && !timer.Stop() {
-				select {
-				case <-timer.C():
-				default:
-				}
+		// Re-arm the single engine timer for the next deadline.
+		if armed && !timer.Stop() {
+			select {
+			case <-timer.C():
+			default:
 			}
-			armed = false
-			if !d.IsZero() {
-				if wait := d.Sub(p.clock.Now()); wait > 0 {
-					timer.Reset(wait)
-					armed, armedFor = true, d
-				} else {
-					// Already due: never Reset a timer to zero or less. Inside a
-					// synctest bubble the runtime then fires the timer inline on
-					// this goroutine's thread, sharing the bubble's single race
-					// context with other threads, which corrupts ThreadSanitizer
-					// under -race (golang/go#78156).
-					tick = dueNow
-				}
+		}
+		armed = false
+		tick := timer.C()
+		if d := p.eng.NextDeadline(); !d.IsZero() {
+			if d.Before(holdUntil) {
+				d = holdUntil
+			}
+			if wait := d.Sub(p.clock.Now()); wait > 0 {
+				timer.Reset(wait)
+				armed = true
+			} else {
+				// Already due: never Reset a timer to zero or less. Inside a
+				// synctest bubble the runtime then fires the timer inline on
+				// this goroutine's thread, sharing the bubble's single race
+				// context with other threads, which corrupts ThreadSanitizer
+				// under -race (golang/go#78156).
+				tick = dueNow
 			}
 		}
 		select {
